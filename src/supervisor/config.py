@@ -1,0 +1,206 @@
+"""The frozen ``Config`` of one invocation, from the command line and ``[tool.mtest]``.
+
+Command-line flags win over ``[tool.mtest]`` in the rootdir's ``pyproject.toml``.
+Every validation error names the value, where it came from and the fix, and
+carries exit code 4 (usage error).
+"""
+
+from __future__ import annotations
+
+import configparser
+import enum
+import os
+import re
+import sys
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from supervisor import select
+from supervisor.errors import MtestError
+
+DEFAULT_KILL_GRACE_S = 5.0
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
+
+
+class Mode(enum.Enum):
+    RUN = "run"
+    RESUME = "resume"
+    REPORT = "report"
+    QUARANTINE = "quarantine"
+    SELF_CHECK = "self-check"
+    MERGE = "merge"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    mode: Mode
+    paths: tuple[str, ...]
+    pytest_args: tuple[str, ...]
+    cwd: Path
+    rootdir: Path
+    gates_dir: Path
+    python: str
+    jobs: int
+    timeout_s: float | None
+    """``None``: pytest's ``timeout`` ini if the project sets one, else 60 s."""
+    kill_grace_s: float
+    retries: int
+    tiers: frozenset[int]
+    tier_map: Mapping[str, int]
+    budget_s: float | None
+    shard: tuple[int, int] | None
+    fail_fast: bool
+    skip_quarantined: bool
+    junit_xml: Path | None
+    merge_dirs: tuple[Path, ...]
+    verbosity: int
+    argv: tuple[str, ...]
+
+    @property
+    def child_args(self) -> tuple[str, ...]:
+        """What every pytest child gets after mtest's own options."""
+        return (*self.pytest_args, *self.paths)
+
+
+def parse_duration(text: str, origin: str) -> float:
+    """``90s``, ``5m``, ``1h30m`` or plain seconds → seconds."""
+    value = text.strip().lower()
+    seconds: float | None = None
+    try:
+        seconds = float(value)
+    except ValueError:
+        match = _DURATION.match(value)
+        if match and any(match.groups()):
+            hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
+            seconds = hours * 3600 + minutes * 60 + secs
+    if seconds is None or seconds <= 0 or seconds != seconds:
+        raise MtestError(
+            f"invalid {origin} `{text}`", hint="expected a positive duration like 90s, 5m or 1h30m"
+        )
+    return seconds
+
+
+def parse_positive(text: object, origin: str, *, integer: bool, allow_zero: bool = False) -> float:
+    try:
+        if isinstance(text, bool):
+            raise ValueError
+        value = int(str(text)) if integer else float(str(text))
+    except ValueError:
+        value = -1
+    if value < 0 or (value == 0 and not allow_zero) or value != value:
+        kind = "whole number" if integer else "number of seconds"
+        floor = "0 or more" if allow_zero else "greater than 0"
+        raise MtestError(f"invalid {origin} `{text}`", hint=f"expected a {kind}, {floor}")
+    return value
+
+
+def usable_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def parse_jobs(text: object, origin: str) -> int:
+    if str(text).strip().lower() == "auto":
+        return usable_cpus()
+    return int(parse_positive(text, origin, integer=True))
+
+
+# -- rootdir, as pytest finds it ------------------------------------------------
+
+
+def _has_pytest_config(path: Path) -> bool:
+    name = path.name
+    try:
+        if name in ("pytest.ini", ".pytest.ini"):
+            return True
+        if name == "pyproject.toml":
+            tool = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {})
+            return "pytest" in tool and ("ini_options" in tool["pytest"] or bool(tool["pytest"]))
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.read(path, encoding="utf-8")
+        section = "pytest" if name == "tox.ini" else "tool:pytest"
+        return parser.has_section(section)
+    except (OSError, ValueError, configparser.Error, tomllib.TOMLDecodeError):
+        return False
+
+
+def find_rootdir(args: tuple[str, ...], cwd: Path) -> Path:
+    """pytest's rootdir rules: ``--rootdir``, else the first ancestor of the
+    arguments holding a pytest config file, else one holding ``setup.py`` or
+    ``pyproject.toml``, else the arguments' common ancestor."""
+    for index, arg in enumerate(args):
+        if arg.startswith("--rootdir="):
+            return (cwd / arg.split("=", 1)[1]).resolve()
+        if arg == "--rootdir" and index + 1 < len(args):
+            return (cwd / args[index + 1]).resolve()
+    paths = [
+        (cwd / a.split("::", 1)[0]).resolve()
+        for a in args
+        if not a.startswith("-") and (cwd / a.split("::", 1)[0]).exists()
+    ]
+    ancestor = Path(os.path.commonpath(paths)) if paths else cwd.resolve()
+    if ancestor.is_file():
+        ancestor = ancestor.parent
+    chain = [ancestor, *ancestor.parents]
+    names = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
+    for directory in chain:
+        if any(_has_pytest_config(directory / n) for n in names if (directory / n).is_file()):
+            return directory
+    for marker in ("setup.py", "pyproject.toml"):
+        for directory in chain:
+            if (directory / marker).is_file():
+                return directory
+    return ancestor
+
+
+def load_tool_config(rootdir: Path) -> tuple[dict[str, Any], str]:
+    """``[tool.mtest]`` of the rootdir's ``pyproject.toml`` and a name for messages."""
+    path = rootdir / "pyproject.toml"
+    origin = f"{path} [tool.mtest]"
+    if not path.is_file():
+        return {}, origin
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise MtestError(f"cannot read `{path}`: {exc}", hint="fix the TOML syntax") from exc
+    table = data.get("tool", {}).get("mtest", {})
+    if not isinstance(table, dict):
+        raise MtestError(f"`{origin}` is not a table", hint="write it as [tool.mtest]")
+    return table, origin
+
+
+_KNOWN_KEYS = frozenset(
+    {"jobs", "timeout", "kill_grace", "retries", "tiers", "gates_dir", "python",
+     "budget", "skip_quarantined", "fail_fast", "pytest_args"}
+)  # fmt: skip
+
+
+def tier_map_from(table: Mapping[str, Any], origin: str) -> Mapping[str, int]:
+    merged = dict(select.DEFAULT_TIERS)
+    raw = table.get("tiers", {})
+    if not isinstance(raw, dict):
+        raise MtestError(f"invalid `tiers` in {origin}", hint="write [tool.mtest.tiers] smoke = 0")
+    for marker, tier in raw.items():
+        if isinstance(tier, bool) or not isinstance(tier, int) or not 0 <= tier <= 3:
+            raise MtestError(
+                f"invalid tier {tier!r} for marker `{marker}` in {origin}.tiers",
+                hint="tiers are whole numbers 0 to 3",
+            )
+        merged[str(marker)] = tier
+    return MappingProxyType(merged)
+
+
+def check_keys(table: Mapping[str, Any], origin: str) -> None:
+    for key in table:
+        if key not in _KNOWN_KEYS:
+            known = ", ".join(sorted(_KNOWN_KEYS))
+            raise MtestError(f"unknown key `{key}` in {origin}", hint=f"known keys: {known}")
+
+
+def default_python() -> str:
+    return sys.executable or "python3"

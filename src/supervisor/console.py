@@ -1,0 +1,90 @@
+"""Terminal output: problems as they happen, one live status line, warnings and errors.
+
+On a terminal the status line updates in place (``\\r``); elsewhere (CI logs)
+a plain progress line is printed every ``PLAIN_EVERY_S`` seconds. ``NO_COLOR``
+is respected. Nothing here decides anything: it prints what it is given.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from typing import TextIO
+
+from supervisor.model import Outcome
+
+PLAIN_EVERY_S = 15.0
+TTY_EVERY_S = 0.2
+
+_COLORS = {
+    Outcome.PASSED: "32", Outcome.FLAKY: "33", Outcome.SKIPPED: "33", Outcome.XFAILED: "33",
+    Outcome.XPASSED: "33", Outcome.FAILED: "31", Outcome.ERROR: "31", Outcome.HUNG: "35",
+    Outcome.CRASHED: "35",
+}  # fmt: skip
+
+
+class Console:
+    def __init__(self, stream: TextIO, *, verbosity: int, tty: bool, color: bool) -> None:
+        self.stream = stream
+        self.verbosity = verbosity
+        self.tty = tty
+        self.color = color
+        self._status_shown = False
+        self._last_status = time.monotonic() - (TTY_EVERY_S if tty else 0.0)
+
+    @classmethod
+    def for_stream(cls, stream: TextIO, *, verbosity: int = 0) -> Console:
+        tty = stream.isatty() and os.environ.get("TERM") != "dumb"
+        color = tty and "NO_COLOR" not in os.environ
+        return cls(stream, verbosity=verbosity, tty=tty, color=color)
+
+    def paint(self, text: str, outcome: Outcome) -> str:
+        return f"\033[{_COLORS[outcome]}m{text}\033[0m" if self.color else text
+
+    def _clear_status(self) -> None:
+        if self._status_shown:
+            self.stream.write("\r\033[K")
+            self._status_shown = False
+
+    def line(self, text: str, *, level: int = 0) -> None:
+        """Print ``text`` if verbosity >= ``level`` (``-q`` is -1, ``-v`` is 1)."""
+        if self.verbosity < level:
+            return
+        self._clear_status()
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def warn(self, text: str) -> None:
+        self._clear_status()
+        sys.stderr.write(f"mtest: warning: {text}\n")
+        sys.stderr.flush()
+
+    def error(self, message: str, hint: str) -> None:
+        self._clear_status()
+        self.stream.flush()
+        tail = f" (hint: {hint})" if hint else ""
+        sys.stderr.write(f"mtest: error: {message}{tail}\n")
+        sys.stderr.flush()
+
+    def status(self, text: str, *, force: bool = False) -> None:
+        """The live progress line: in place on a terminal, every few seconds elsewhere."""
+        if self.verbosity < 0:
+            return
+        now = time.monotonic()
+        every = TTY_EVERY_S if self.tty else PLAIN_EVERY_S
+        if not force and now - self._last_status < every:
+            return
+        self._last_status = now
+        if self.tty:
+            width = max(20, shutil.get_terminal_size().columns - 1)
+            self.stream.write("\r\033[K" + text[:width])
+            self._status_shown = True
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def end_status(self) -> None:
+        self._clear_status()
+        self.stream.flush()

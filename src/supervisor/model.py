@@ -1,0 +1,211 @@
+"""Values that flow between the stages: tests, chunks, outcomes and records.
+
+Everything here is a frozen value with a ``to_json``/``from_json`` round trip
+where it is stored. No stage mutates what another stage handed it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+FORMAT_VERSION = 1
+
+
+class Outcome(enum.StrEnum):
+    """The one outcome a test attempt ends with (see SPEC, "Outcomes")."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    ERROR = "error"
+    SKIPPED = "skipped"
+    XFAILED = "xfailed"
+    XPASSED = "xpassed"
+    HUNG = "hung"
+    CRASHED = "crashed"
+    FLAKY = "flaky"
+
+    @property
+    def gating(self) -> bool:
+        """Whether this outcome fails the run (unless the test is quarantined)."""
+        return self in _GATING
+
+    @property
+    def retryable(self) -> bool:
+        """Whether ``--retries`` re-runs a test that ended like this."""
+        return self in _RETRYABLE
+
+
+_GATING = frozenset({Outcome.FAILED, Outcome.ERROR, Outcome.HUNG, Outcome.CRASHED})
+_RETRYABLE = frozenset({Outcome.FAILED, Outcome.ERROR, Outcome.HUNG, Outcome.CRASHED})
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TestItem:
+    """One collected test, as the probe listed it."""
+
+    __test__ = False  # not a pytest test class
+
+    test_id: str
+    """pytest's node id, exactly as pytest prints it."""
+    file: str
+    """The path part of the node id (before the first ``::``): tests of one
+    file share module fixtures, so the planner keeps them together."""
+    line: int | None = None
+    """1-based line of the test function, when pytest knows it."""
+    markers: tuple[str, ...] = ()
+    timeout: float | None = None
+    """A per-test limit from ``@pytest.mark.timeout(N)``, if any."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "test_id": self.test_id,
+            "file": self.file,
+            "line": self.line,
+            "markers": list(self.markers),
+            "timeout": self.timeout,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TestItem:
+        return cls(
+            test_id=str(data["test_id"]),
+            file=str(data["file"]),
+            line=None if data.get("line") is None else int(data["line"]),
+            markers=tuple(str(m) for m in data.get("markers", ())),
+            timeout=None if data.get("timeout") is None else float(data["timeout"]),
+        )
+
+
+def file_of(test_id: str) -> str:
+    """The path part of a node id: split at the first ``::`` only (never on brackets)."""
+    return test_id.split("::", 1)[0]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Chunk:
+    """Tests that one child runs in one go, in this order."""
+
+    index: int
+    tests: tuple[TestItem, ...]
+    estimate_s: float = 0.0
+    """Expected wall time of the tests alone (no start-up or collection)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TestRecord:
+    """One attempt of one test: a line of ``run.jsonl``."""
+
+    __test__ = False
+
+    run_id: str
+    test_id: str
+    outcome: Outcome
+    duration_s: float
+    tier: int
+    markers: tuple[str, ...] = ()
+    attempt: int = 1
+    chunk: int = 0
+    quarantined: bool = False
+    message: str = ""
+    bundle: str | None = None
+    ts: str = ""
+    version: int = field(default=FORMAT_VERSION)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "run_id": self.run_id,
+            "test_id": self.test_id,
+            "outcome": self.outcome.value,
+            "duration_s": round(self.duration_s, 6),
+            "tier": self.tier,
+            "markers": list(self.markers),
+            "attempt": self.attempt,
+            "chunk": self.chunk,
+            "quarantined": self.quarantined,
+            "message": self.message,
+            "bundle": self.bundle,
+            "ts": self.ts,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TestRecord:
+        """Build a record from one parsed line; raises ``KeyError``/``ValueError``
+        (never anything else) when the line is not a record."""
+        try:
+            return cls(
+                version=int(data.get("version", FORMAT_VERSION)),
+                run_id=str(data["run_id"]),
+                test_id=str(data["test_id"]),
+                outcome=Outcome(data["outcome"]),
+                duration_s=float(data.get("duration_s", 0.0)),
+                tier=int(data.get("tier", 1)),
+                markers=tuple(str(m) for m in data.get("markers", ())),
+                attempt=int(data.get("attempt", 1)),
+                chunk=int(data.get("chunk", 0)),
+                quarantined=bool(data.get("quarantined", False)),
+                message=str(data.get("message", "")),
+                bundle=None if data.get("bundle") is None else str(data["bundle"]),
+                ts=str(data.get("ts", "")),
+            )
+        except (TypeError, AttributeError) as exc:
+            raise ValueError(f"not a test record: {exc}") from exc
+
+
+def final_records(records: list[TestRecord]) -> dict[str, TestRecord]:
+    """Each test's result: its last record in the run (SPEC, TestRecord)."""
+    last: dict[str, TestRecord] = {}
+    for record in records:
+        last[record.test_id] = record
+    return last
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TestResult:
+    """What the driver learned about one attempt, before it becomes a record.
+
+    Carries the diagnosis (traceback, captured output, stacks, the child's own
+    output) that goes into a failure bundle but not into ``run.jsonl``.
+    """
+
+    __test__ = False
+
+    test_id: str
+    outcome: Outcome
+    duration_s: float
+    message: str = ""
+    when: str | None = None
+    longrepr: str = ""
+    sections: tuple[tuple[str, str], ...] = ()
+    stacks: str = ""
+    child_output: str = ""
+    chunk: int = 0
+    worker: int = 0
+    child: int = 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Fingerprint:
+    """The environment the tests ran in, as the first child reported it."""
+
+    python: str = ""
+    executable: str = ""
+    pytest: str = ""
+    plugins: tuple[str, ...] = ()
+    rootdir: str = ""
+    platform: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Collection:
+    """The suite as one child collected it."""
+
+    items: tuple[TestItem, ...]
+    problems: tuple[TestResult, ...]
+    """Files that failed to import (``error``) or skipped at import (``skipped``)."""
+    ini_timeout_s: float | None
+    fingerprint: Fingerprint
+    startup_s: float
+    collect_s: float

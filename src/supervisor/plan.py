@@ -1,0 +1,134 @@
+"""Planning: the chosen tests, cut into chunks that persistent workers pull.
+
+Pure: estimates in, :class:`~supervisor.model.Chunk` values out. The rules:
+
+* Tests of one file stay together and in collection order, because they
+  share module fixtures; a file is only cut into consecutive slices when it
+  alone is bigger than the target chunk size.
+* The target size aims at ``CHUNKS_PER_JOB`` chunks per worker — enough to
+  even out estimate error by dynamic dispatch, few enough that per-chunk
+  overhead stays small — and never below ``MIN_CHUNK_S``. With one worker the
+  chunks still matter: ``--fail-fast`` and the budget act between chunks.
+* Chunks come back longest-first: pulled in that order by idle workers, this
+  is the LPT rule, which keeps the slowest worker close to the average.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping, Sequence
+
+from supervisor.model import Chunk, TestItem
+from supervisor.select import estimate_of, unique
+
+MIN_CHUNK_S = 0.25
+"""Smallest target chunk. Workers are persistent (a chunk costs one round trip
+and a fixture teardown, not a pytest start-up), so chunks can be small; below
+this the round trips would start to show on suites of sub-millisecond tests."""
+
+CHUNKS_PER_JOB = 4
+"""How many chunks each worker should get, so late stragglers even out."""
+
+
+def _seconds(tests: Sequence[TestItem], estimates: Mapping[str, float]) -> float:
+    return sum(estimate_of(item.test_id, estimates) for item in tests)
+
+
+def _by_file(tests: Sequence[TestItem]) -> list[tuple[TestItem, ...]]:
+    """Tests grouped by file, files in order of first appearance, tests in input order."""
+    groups: dict[str, list[TestItem]] = {}
+    for item in tests:
+        groups.setdefault(item.file, []).append(item)
+    return [tuple(group) for group in groups.values()]
+
+
+def _split_file(
+    tests: tuple[TestItem, ...], target: float, estimates: Mapping[str, float]
+) -> list[tuple[TestItem, ...]]:
+    """Cut one file into consecutive slices of about ``target`` seconds each.
+
+    The file gets ``round(total / target)`` equal shares; each test goes to the
+    share its midpoint falls in, so slices stay contiguous and in order. A file
+    under 1.5 targets stays whole: cutting it would not balance better but
+    would set up its module fixtures twice.
+    """
+    total = _seconds(tests, estimates)
+    pieces = min(len(tests), int(total / target + 0.5))
+    if pieces <= 1:
+        return [tests]
+    share = total / pieces
+    slices: list[list[TestItem]] = [[] for _ in range(pieces)]
+    before = 0.0
+    for item in tests:
+        estimate = estimate_of(item.test_id, estimates)
+        slot = min(pieces - 1, int((before + estimate / 2) / share))
+        slices[slot].append(item)
+        before += estimate
+    return [tuple(piece) for piece in slices if piece]
+
+
+def _pack(
+    files: list[tuple[TestItem, ...]], target: float, estimates: Mapping[str, float]
+) -> list[tuple[TestItem, ...]]:
+    """Small files packed in order until the next would pass ``target``; big files split."""
+    groups: list[tuple[TestItem, ...]] = []
+    current: list[TestItem] = []
+    current_s = 0.0
+    for tests in files:
+        file_s = _seconds(tests, estimates)
+        if file_s > target:
+            groups.extend(_split_file(tests, target, estimates))
+            continue
+        if current and current_s + file_s > target:
+            groups.append(tuple(current))
+            current, current_s = [], 0.0
+        current.extend(tests)
+        current_s += file_s
+    if current:
+        groups.append(tuple(current))
+    return groups
+
+
+def make_chunks(
+    items: Sequence[TestItem],
+    *,
+    jobs: int,
+    estimates: Mapping[str, float],
+    start_index: int = 0,
+) -> tuple[Chunk, ...]:
+    """Chunks for ``jobs`` workers, longest first, numbered from ``start_index``.
+
+    Every distinct test is in exactly one chunk; no chunk is empty. Equal
+    estimates keep their planning order (the sort is stable), so the plan is
+    deterministic.
+    """
+    if jobs < 1:
+        raise ValueError(f"invalid jobs {jobs}: expected 1 or more")
+    tests = unique(items)
+    total = _seconds(tests, estimates)
+    target = max(MIN_CHUNK_S, total / (jobs * CHUNKS_PER_JOB))
+    groups = _pack(_by_file(tests), target, estimates)
+    sized = [(group, _seconds(group, estimates)) for group in groups]
+    sized.sort(key=lambda pair: -pair[1])
+    return tuple(
+        Chunk(index=start_index + position, tests=group, estimate_s=seconds)
+        for position, (group, seconds) in enumerate(sized)
+    )
+
+
+def balance(chunks: Sequence[Chunk], jobs: int) -> list[list[Chunk]]:
+    """Simulate dynamic dispatch: each chunk, in order, goes to the worker free first.
+
+    Returns the chunks each worker runs (ties go to the lower worker index).
+    It models the driver's pull queue so that plans can be checked for balance
+    without running anything.
+    """
+    if jobs < 1:
+        raise ValueError(f"invalid jobs {jobs}: expected 1 or more")
+    assigned: list[list[Chunk]] = [[] for _ in range(jobs)]
+    free_at = [(0.0, worker) for worker in range(jobs)]
+    for chunk in chunks:
+        load, worker = heapq.heappop(free_at)
+        assigned[worker].append(chunk)
+        heapq.heappush(free_at, (load + chunk.estimate_s, worker))
+    return assigned

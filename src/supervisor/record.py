@@ -1,0 +1,129 @@
+"""Results → records: append to ``run.jsonl``, write bundles, print problems as they happen."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from supervisor import bundle, junit, report
+from supervisor.console import Console
+from supervisor.model import Collection, Fingerprint, Outcome, TestItem, TestRecord, TestResult
+from supervisor.select import tier_of
+from supervisor.store import Store
+
+
+def utc_now() -> str:
+    """An ISO-8601 UTC timestamp with milliseconds, like the spec's ``ts``."""
+    now = dt.datetime.now(dt.UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+@dataclass(kw_only=True)
+class Context:
+    """What every record of this run shares."""
+
+    run_id: str
+    tiers: Mapping[str, int]
+    items: Mapping[str, TestItem]
+    quarantined: frozenset[str]
+    fingerprint: Fingerprint
+    python: str
+    pytest_args: tuple[str, ...]
+    cwd: str
+
+
+@dataclass(kw_only=True)
+class Recorder:
+    """Turns each result into a record the moment it arrives; nothing is batched."""
+
+    store: Store
+    console: Console
+    context: Context
+    attempts: dict[str, int] = field(default_factory=dict)
+    finals: dict[str, TestRecord] = field(default_factory=dict)
+    session: list[TestRecord] = field(default_factory=list)
+    """Records written by this invocation (a resumed run learns only from these)."""
+    by_chunk: dict[int, list[TestRecord]] = field(default_factory=dict)
+
+    previous: list[TestRecord] = field(default_factory=list)
+
+    def learn_items(self, collection: Collection, tier_map: Mapping[str, int]) -> None:
+        """What the collection says about each test, for the records to carry."""
+        self.context.fingerprint = collection.fingerprint
+        self.context.items = {t.test_id: t for t in collection.items}
+        self.context.tiers = {t.test_id: tier_of(t.markers, tier_map) for t in collection.items}
+
+    def all_records(self) -> list[TestRecord]:
+        """Every attempt of the run, including those of earlier (resumed) sessions."""
+        return [*self.previous, *self.session]
+
+    def seed(self, previous: list[TestRecord]) -> None:
+        """A resumed run continues the attempt numbers and results already recorded."""
+        self.previous = list(previous)
+        for record in previous:
+            self.attempts[record.test_id] = max(
+                self.attempts.get(record.test_id, 0), record.attempt
+            )
+            self.finals[record.test_id] = record
+
+    def __call__(self, result: TestResult) -> None:
+        ctx = self.context
+        item = ctx.items.get(result.test_id)
+        attempt = self.attempts.get(result.test_id, 0) + 1
+        self.attempts[result.test_id] = attempt
+        outcome = result.outcome
+        previous = self.finals.get(result.test_id)
+        if attempt > 1 and outcome is Outcome.PASSED and previous and previous.outcome.retryable:
+            outcome = Outcome.FLAKY
+        record = TestRecord(
+            run_id=ctx.run_id,
+            test_id=result.test_id,
+            outcome=outcome,
+            duration_s=result.duration_s,
+            tier=ctx.tiers.get(result.test_id, 1),
+            markers=item.markers if item else (),
+            attempt=attempt,
+            chunk=result.chunk,
+            quarantined=result.test_id in ctx.quarantined,
+            message=result.message,
+            bundle=None,
+            ts=utc_now(),
+        )
+        if outcome not in (Outcome.PASSED, Outcome.SKIPPED, Outcome.XFAILED, Outcome.XPASSED):
+            name = bundle.bundle_name(result.test_id, attempt)
+            record = _with_bundle(record, f"failures/{name}")
+            text = bundle.bundle_text(
+                result, record, repro=self._repro(result.test_id), fingerprint=ctx.fingerprint
+            )
+            self.store.write_bundle(name, text)
+        self.store.append(record)
+        self.session.append(record)
+        self.by_chunk.setdefault(record.chunk, []).append(record)
+        self.finals[result.test_id] = record
+        if report.is_problem(record) or outcome is Outcome.ERROR:
+            self.console.line(self.console.paint(report.problem_line(record), outcome))
+        else:
+            self.console.line(f"{outcome.value.upper()} {record.test_id}", level=1)
+
+    def flush_chunks(self) -> None:
+        """Write ``last-run/junit-NNNN.xml``: each chunk's records as JUnit XML."""
+        for index, records in sorted(self.by_chunk.items()):
+            self.store.write_chunk_junit(index, junit.junit_xml(records, self.context.items))
+        self.by_chunk.clear()
+
+    def _repro(self, test_id: str) -> str:
+        ctx = self.context
+        return bundle.repro_command(test_id, ctx.python, ctx.pytest_args, ctx.cwd)
+
+
+def _with_bundle(record: TestRecord, name: str) -> TestRecord:
+    data = record.to_json()
+    data["bundle"] = name
+    return TestRecord.from_json(data)
+
+
+def holder_line(argv: tuple[str, ...], pid: int) -> str:
+    """What ``.gates/lock`` says about its holder."""
+    return f"mtest pid {pid} (started {utc_now()}, `{shlex.join(['mtest', *argv])}`)"

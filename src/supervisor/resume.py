@@ -1,0 +1,130 @@
+"""``state.json``: the resume checkpoint, and reconciling it with ``run.jsonl``.
+
+``run.jsonl`` is the source of truth: a test that has a record of this run is
+done, whatever ``state.json`` says (after a crash the state may lag behind).
+``state.json`` contributes what the records cannot: the run id, the original
+command line (so a resumed run keeps its selection and options) and the ids
+that were selected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from supervisor.config import Config, Mode
+from supervisor.errors import MtestError
+from supervisor.model import FORMAT_VERSION, TestRecord
+from supervisor.store import Store
+
+STATE = "state.json"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SavedState:
+    run_id: str
+    argv: tuple[str, ...]
+    cwd: str
+    selected: tuple[str, ...]
+    outstanding: tuple[str, ...]
+    complete: bool
+    exit_code: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": FORMAT_VERSION,
+            "run_id": self.run_id,
+            "argv": list(self.argv),
+            "cwd": self.cwd,
+            "selected": list(self.selected),
+            "outstanding": list(self.outstanding),
+            "complete": self.complete,
+            "exit_code": self.exit_code,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SavedState:
+        def strings(key: str) -> tuple[str, ...]:
+            value = data[key]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"`{key}` is not a list of strings")
+            return tuple(value)
+
+        code = data.get("exit_code")
+        if code is not None and not isinstance(code, int):
+            raise ValueError("`exit_code` is not an integer")
+        return cls(
+            run_id=str(data["run_id"]),
+            argv=strings("argv"),
+            cwd=str(data["cwd"]),
+            selected=strings("selected"),
+            outstanding=strings("outstanding"),
+            complete=bool(data["complete"]),
+            exit_code=code,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResumePoint:
+    run_id: str
+    config: Config
+    selected: tuple[str, ...]
+    outstanding: tuple[str, ...]
+    records: list[TestRecord]
+
+
+def reconcile(selected: Sequence[str], records: Sequence[TestRecord], run_id: str) -> list[str]:
+    """The selected tests of ``run_id`` that have no record yet, in selection order."""
+    done = {r.test_id for r in records if r.run_id == run_id}
+    return [test_id for test_id in selected if test_id not in done]
+
+
+def save_state(
+    store: Store, config: Config, run_id: str, selected: Sequence[str], *,
+    done: Mapping[str, TestRecord], complete: bool, exit_code: int | None = None,
+) -> None:  # fmt: skip
+    """Checkpoint the run: its command line, what it selected and what is still to run."""
+    ids = tuple(selected)
+    state = SavedState(
+        run_id=run_id,
+        argv=config.argv,
+        cwd=str(config.cwd),
+        selected=ids,
+        outstanding=tuple(t for t in ids if t not in done),
+        complete=complete,
+        exit_code=exit_code,
+    )
+    store.write_json(STATE, state.to_json())
+
+
+def load_state(store: Store) -> SavedState | None:
+    state: SavedState | None = store.load(STATE, SavedState.from_json)
+    return state
+
+
+def load_resume_point(store: Store, config: Config) -> ResumePoint:
+    """The interrupted run to continue, or exit 4 when there is none."""
+    from supervisor.cli import make_config
+
+    state = load_state(store)
+    if state is None or state.complete:
+        why = "no run was interrupted" if state is not None else "there is no readable state.json"
+        raise MtestError(
+            f"nothing to resume in `{store.paths.root}`: {why}",
+            hint="start a new run with `mtest`",
+        )
+    records = [r for r in store.read_records() if r.run_id == state.run_id]
+    original = make_config(list(state.argv), Path(state.cwd))
+    resumed = dataclasses.replace(
+        original, mode=Mode.RUN, verbosity=config.verbosity, gates_dir=config.gates_dir
+    )
+    return ResumePoint(
+        run_id=state.run_id,
+        config=resumed,
+        selected=state.selected,
+        outstanding=tuple(reconcile(state.selected, records, state.run_id)),
+        records=records,
+    )

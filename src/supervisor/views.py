@@ -1,0 +1,109 @@
+"""Commands that read ``.gates/`` instead of running tests.
+
+``--report``, ``--quarantine`` and ``--merge``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from supervisor import learn, report
+from supervisor.config import Config
+from supervisor.console import Console
+from supervisor.errors import MtestError
+from supervisor.junit import write_junit
+from supervisor.model import TestRecord, final_records
+from supervisor.record import holder_line
+from supervisor.resume import load_state
+from supervisor.store import Store
+
+QUARANTINE = "quarantine.json"
+DURATIONS = "durations.json"
+
+
+def report_view(config: Config, console: Console) -> int:
+    """Print the last run's ``summary.md``; exit with that run's code."""
+    store = Store(config.gates_dir, console.warn)
+    text = store.read_summary()
+    if text is None:
+        raise MtestError(
+            f"no run to report in `{config.gates_dir}`", hint="run `mtest` first", code=4
+        )
+    console.line(text.rstrip("\n"), level=-10)
+    state = load_state(store)
+    if state is not None and state.exit_code is not None:
+        return state.exit_code
+    finals = final_records(store.read_records())
+    return report.exit_code(finals, interrupted=False, selected=len(finals))
+
+
+def quarantine_view(config: Config, console: Console) -> int:
+    """List quarantined and watched tests with their recent outcomes."""
+    store = Store(config.gates_dir, console.warn)
+    quarantine = store.load(QUARANTINE, learn.Quarantine.from_json) or learn.Quarantine()
+    if not quarantine.entries:
+        console.line("no quarantined or watched tests", level=-10)
+        return 0
+    for state in (learn.State.QUARANTINED, learn.State.WATCHED):
+        entries = sorted(
+            (e for e in quarantine.entries.values() if e.state is state), key=lambda e: e.test_id
+        )
+        if not entries:
+            continue
+        console.line(f"{state.value} ({len(entries)}):", level=-10)
+        for entry in entries:
+            recent = " ".join(entry.recent)
+            console.line(f"  {entry.test_id}", level=-10)
+            console.line(
+                f"    since {entry.since}; recent runs: {recent}; "
+                f"last failure: {entry.last_failure or '(no message)'}",
+                level=-10,
+            )
+    return 0
+
+
+def merge_view(config: Config, console: Console) -> int:
+    """Join shards' gates directories into ``config.gates_dir``: records, summary, durations.
+
+    Each shard's ``last-run/run.jsonl`` is read (damaged lines skipped with a
+    warning); the merged run keeps every record, so a test's result is still
+    its last record. Durations are joined test by test so that the next split
+    is balanced on everything every shard learned; bundles are copied along.
+    """
+    store = Store(config.gates_dir, console.warn)
+    with store.locked(holder_line(config.argv, os.getpid())):
+        records: list[TestRecord] = []
+        durations = learn.Durations()
+        shards = [Store(directory, console.warn) for directory in config.merge_dirs]
+        for shard in shards:
+            if not shard.paths.run_log.is_file():
+                raise MtestError(
+                    f"no run to merge in `{shard.paths.root}`: it has no last-run/run.jsonl",
+                    hint="pass the gates directory of each shard's finished run",
+                )
+            records += shard.read_records()
+            found = shard.load(DURATIONS, learn.Durations.from_json)
+            if found is not None:
+                durations = learn.merge_durations(durations, found)
+        store.begin_run(fresh=True)
+        for shard in shards:
+            for bundle in sorted(shard.paths.failures.glob("*.txt")):
+                shutil.copyfile(bundle, store.paths.failures / bundle.name)
+        for record in records:
+            store.append(record)
+        store.close_log()
+        finals = final_records(records)
+        code = report.exit_code(finals, interrupted=False, selected=len(finals))
+        run_ids = sorted({r.run_id for r in records})
+        facts = report.RunFacts(run_id=" + ".join(run_ids) or "(empty)", elapsed_s=0.0)
+        store.write_summary(report.summary_markdown(finals, facts, code, records))
+        store.write_json(DURATIONS, durations.to_json())
+        if config.junit_xml is not None:
+            write_junit(config.junit_xml, records, {})
+        console.line(
+            f"mtest: merged {len(shards)} run(s): {report.summary_line(finals, facts)} "
+            f"(exit {code})",
+            level=-1,
+        )
+        return code

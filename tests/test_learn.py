@@ -1,0 +1,445 @@
+"""Tests for supervisor.learn: durations, estimates, recency and the quarantine machine."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from supervisor.learn import (
+    DEFAULT_COLLECT_S,
+    DEFAULT_STARTUP_S,
+    DEFAULT_UNKNOWN_S,
+    FAIL,
+    HISTORY_LEN,
+    PASS,
+    WINDOW,
+    Durations,
+    Quarantine,
+    Sample,
+    State,
+    estimates,
+    failure_recency,
+    fixed_costs,
+    update_durations,
+    update_quarantine,
+)
+from supervisor.model import Outcome, TestItem, TestRecord, file_of
+
+T = "tests/test_a.py::test_one"
+
+
+def rec(
+    outcome: Outcome,
+    duration_s: float = 0.1,
+    *,
+    test_id: str = T,
+    run_id: str = "r1",
+    ts: str = "2026-01-01T00:00:00Z",
+    attempt: int = 1,
+    message: str = "",
+) -> TestRecord:
+    return TestRecord(
+        run_id=run_id,
+        test_id=test_id,
+        outcome=outcome,
+        duration_s=duration_s,
+        tier=1,
+        attempt=attempt,
+        message=message,
+        ts=ts,
+    )
+
+
+def sample(outcome: Outcome, duration_s: float, run_id: str = "r") -> Sample:
+    return Sample(ts="t", run_id=run_id, outcome=outcome.value, duration_s=duration_s)
+
+
+def item(test_id: str) -> TestItem:
+    return TestItem(test_id=test_id, file=file_of(test_id))
+
+
+def via_json(data: dict[str, Any]) -> Any:
+    return json.loads(json.dumps(data))
+
+
+def learn_runs(outcomes: list[Outcome], test_id: str = T) -> Durations:
+    durations = Durations()
+    for i, outcome in enumerate(outcomes):
+        run = f"r{i}"
+        records = [rec(outcome, 0.1, test_id=test_id, run_id=run, ts=f"ts{i}")]
+        durations = update_durations(durations, records, startup_s=None, collect_s=None)
+    return durations
+
+
+# --- durations -------------------------------------------------------------------
+
+
+def test_update_takes_the_last_record_of_each_test() -> None:
+    records = [
+        rec(Outcome.FAILED, 2.0, attempt=1, ts="a"),
+        rec(Outcome.PASSED, 0.5, attempt=2, ts="b", run_id="r7"),
+    ]
+    new = update_durations(Durations(), records, startup_s=None, collect_s=None)
+    assert new.tests == {T: (Sample(ts="b", run_id="r7", outcome="passed", duration_s=0.5),)}
+
+
+def test_skipped_adds_nothing_but_hung_and_crashed_do() -> None:
+    records = [
+        rec(Outcome.SKIPPED, test_id="t.py::s"),
+        rec(Outcome.HUNG, 60.0, test_id="t.py::h"),
+        rec(Outcome.CRASHED, 0.3, test_id="t.py::c"),
+    ]
+    new = update_durations(Durations(), records, startup_s=None, collect_s=None)
+    assert set(new.tests) == {"t.py::h", "t.py::c"}
+    assert new.tests["t.py::h"][0].outcome == "hung"
+    assert new.tests["t.py::h"][0].duration_s == 60.0
+
+
+def test_history_keeps_the_last_ten_oldest_first() -> None:
+    durations = learn_runs([Outcome.PASSED] * (HISTORY_LEN + 3))
+    run_ids = [s.run_id for s in durations.tests[T]]
+    assert run_ids == [f"r{i}" for i in range(3, HISTORY_LEN + 3)]
+
+
+def test_update_does_not_touch_the_old_value() -> None:
+    old = learn_runs([Outcome.PASSED])
+    before = old.to_json()
+    update_durations(old, [rec(Outcome.FAILED, run_id="r9")], startup_s=1.0, collect_s=1.0)
+    assert old.to_json() == before
+
+
+def test_fixed_costs_are_smoothed() -> None:
+    d = Durations()
+    assert fixed_costs(d) == (DEFAULT_STARTUP_S, DEFAULT_COLLECT_S)
+    d = update_durations(d, [], startup_s=2.0, collect_s=None)
+    assert fixed_costs(d) == (2.0, DEFAULT_COLLECT_S)
+    d = update_durations(d, [], startup_s=1.0, collect_s=4.0)
+    assert (d.startup_s, d.collect_s) == (1.5, 4.0)
+    d = update_durations(d, [], startup_s=None, collect_s=2.0)
+    assert fixed_costs(d) == (1.5, 3.0)
+
+
+def test_estimate_is_robust_to_one_slow_outlier() -> None:
+    samples = (*(sample(Outcome.PASSED, 0.1) for _ in range(4)), sample(Outcome.PASSED, 30.0))
+    d = Durations(tests={T: samples})
+    assert estimates(d, [item(T)]) == {T: 0.1}
+
+
+def test_estimate_prefers_passing_runs_and_falls_back_to_failures() -> None:
+    mixed = (sample(Outcome.HUNG, 60.0), sample(Outcome.PASSED, 0.25), sample(Outcome.FLAKY, 0.75))
+    only_bad = (sample(Outcome.HUNG, 60.0), sample(Outcome.FAILED, 1.0), sample(Outcome.ERROR, 2.0))
+    d = Durations(tests={"a.py::m": mixed, "a.py::b": only_bad})
+    assert estimates(d, [item("a.py::m"), item("a.py::b")]) == {"a.py::m": 0.5, "a.py::b": 2.0}
+
+
+def test_unknown_tests_are_estimated_from_what_is_known() -> None:
+    d = Durations(
+        tests={
+            "a.py::x": (sample(Outcome.PASSED, 1.0),),
+            "a.py::y": (sample(Outcome.PASSED, 3.0),),
+            "b.py::z": (sample(Outcome.PASSED, 10.0),),
+        }
+    )
+    got = estimates(d, [item("a.py::new"), item("c.py::new"), item("b.py::z")])
+    assert got == {"a.py::new": 2.0, "c.py::new": 3.0, "b.py::z": 10.0}
+    assert estimates(Durations(), [item("a.py::new")]) == {"a.py::new": DEFAULT_UNKNOWN_S}
+
+
+def test_failure_recency_weighs_recent_failures_most() -> None:
+    d = Durations(
+        tests={
+            "a.py::newest": (sample(Outcome.PASSED, 0.1), sample(Outcome.FAILED, 0.1)),
+            "a.py::older": (sample(Outcome.HUNG, 0.1), sample(Outcome.PASSED, 0.1)),
+            "a.py::both": (
+                sample(Outcome.CRASHED, 0.1),
+                sample(Outcome.PASSED, 0.1),
+                sample(Outcome.FLAKY, 0.1),
+            ),
+            "a.py::error": (sample(Outcome.ERROR, 0.1),),
+            "a.py::fine": (sample(Outcome.PASSED, 0.1), sample(Outcome.XFAILED, 0.1)),
+        }
+    )
+    assert failure_recency(d) == {
+        "a.py::newest": 1.0,
+        "a.py::older": 0.5,
+        "a.py::both": 1.25,
+        "a.py::error": 1.0,
+    }
+
+
+def test_durations_round_trip_through_json() -> None:
+    d = update_durations(
+        learn_runs([Outcome.PASSED, Outcome.HUNG]), [], startup_s=0.7, collect_s=None
+    )
+    data = via_json(d.to_json())
+    assert data["version"] == 1
+    assert Durations.from_json(data) == d
+
+
+def _durations_json(**overrides: Any) -> dict[str, Any]:
+    good = {"ts": "t", "run_id": "r", "outcome": "passed", "duration_s": 0.1}
+    data: dict[str, Any] = {"version": 1, "startup_s": None, "collect_s": 0.2}
+    data["tests"] = {T: [{**good, **overrides.pop("sample", {})}]}
+    data.update(overrides)
+    return data
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        None,
+        [],
+        "{}",
+        {},
+        _durations_json(version=2),
+        _durations_json(version="1"),
+        _durations_json(version=True),
+        _durations_json(tests=[]),
+        _durations_json(tests={T: {}}),
+        _durations_json(tests={T: ["x"]}),
+        _durations_json(startup_s="fast"),
+        _durations_json(collect_s=-1.0),
+        _durations_json(sample={"duration_s": "1"}),
+        _durations_json(sample={"duration_s": True}),
+        _durations_json(sample={"duration_s": float("nan")}),
+        _durations_json(sample={"outcome": "exploded"}),
+        _durations_json(sample={"ts": 5}),
+        _durations_json(sample={"run_id": None}),
+    ],
+)
+def test_malformed_durations_raise_value_error(data: Any) -> None:
+    with pytest.raises(ValueError):
+        Durations.from_json(data)
+
+
+samples_st = st.builds(
+    Sample,
+    ts=st.text(max_size=8),
+    run_id=st.text(max_size=8),
+    outcome=st.sampled_from([o.value for o in Outcome if o is not Outcome.SKIPPED]),
+    duration_s=st.floats(min_value=0, max_value=1e6),
+)
+seconds_st = st.none() | st.floats(min_value=0, max_value=1e3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    tests=st.dictionaries(
+        st.text(min_size=1, max_size=12),
+        st.lists(samples_st, min_size=1, max_size=HISTORY_LEN).map(tuple),
+        max_size=4,
+    ),
+    startup_s=seconds_st,
+    collect_s=seconds_st,
+)
+def test_durations_round_trip_property(
+    tests: dict[str, tuple[Sample, ...]], startup_s: float | None, collect_s: float | None
+) -> None:
+    d = Durations(tests=tests, startup_s=startup_s, collect_s=collect_s)
+    assert Durations.from_json(via_json(d.to_json())) == d
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(list(Outcome)), max_size=15))
+def test_estimates_stay_within_the_samples(outcomes: list[Outcome]) -> None:
+    d = learn_runs(outcomes)
+    got = estimates(d, [item(T)])[T]
+    samples = d.tests.get(T, ())
+    assert len(samples) == min(HISTORY_LEN, sum(o is not Outcome.SKIPPED for o in outcomes))
+    if samples:
+        durations = [s.duration_s for s in samples]
+        assert min(durations) <= got <= max(durations)
+    else:
+        assert got == DEFAULT_UNKNOWN_S
+
+
+# --- quarantine --------------------------------------------------------------------
+
+
+def run_quarantine(outcomes: list[Outcome], *, message: str = "boom") -> list[Quarantine]:
+    """The quarantine after each run of one test ending with these outcomes."""
+    q, history = Quarantine(), []
+    for i, outcome in enumerate(outcomes, start=1):
+        finals = {T: rec(outcome, run_id=f"r{i}", message=f"{message} {i}")}
+        q = update_quarantine(q, finals, now=f"ts{i}", run_id=f"r{i}")
+        history.append(q)
+    return history
+
+
+def state_of(q: Quarantine) -> State | None:
+    entry = q.entries.get(T)
+    return None if entry is None else entry.state
+
+
+def test_acceptance_fail_4_pass_3_fail_1() -> None:
+    F, P = Outcome.FAILED, Outcome.PASSED
+    q, exit_codes, states = Quarantine(), [], []
+    for i, outcome in enumerate([F, F, F, F, P, P, P, F], start=1):
+        gating_off = q.quarantined_ids()  # read BEFORE the run
+        finals = {T: rec(outcome, run_id=f"r{i}", message=f"AssertionError: run {i}")}
+        failing = any(r.outcome.gating and t not in gating_off for t, r in finals.items())
+        exit_codes.append(1 if failing else 0)
+        q = update_quarantine(q, finals, now=f"ts{i}", run_id=f"r{i}")
+        states.append(state_of(q))
+        if i in (3, 4):
+            assert q.quarantined_ids() == {T}
+    assert exit_codes == [1, 1, 1, 0, 0, 0, 0, 1]
+    W, Q = State.WATCHED, State.QUARANTINED
+    assert states == [W, W, Q, Q, Q, Q, None, W]
+    assert q.entries[T].recent == (FAIL,)  # released: history forgotten
+
+
+def test_entry_says_when_and_why() -> None:
+    after = run_quarantine([Outcome.FAILED, Outcome.ERROR, Outcome.HUNG, Outcome.CRASHED])
+    entry = after[-1].entries[T]
+    assert entry.state is State.QUARANTINED
+    assert entry.since == "ts3"
+    assert entry.last_failure == "boom 4"
+    assert entry.failure_runs == ("r1", "r2", "r3", "r4")
+    assert after[0].entries[T].since == "ts1"
+
+
+def test_scattered_fails_stay_watched_until_three_fall_in_the_window() -> None:
+    F, P = Outcome.FAILED, Outcome.PASSED
+    spread = run_quarantine([F, P, P, F, P, P, F])
+    assert [state_of(q) for q in spread] == [State.WATCHED] * 7
+    assert spread[-1].entries[T].recent == (PASS, FAIL, PASS, PASS, FAIL)
+    dense = run_quarantine([F, P, F, P, F])
+    assert [state_of(q) for q in dense] == [State.WATCHED] * 4 + [State.QUARANTINED]
+    assert dense[-1].entries[T].recent == (FAIL, PASS, FAIL, PASS, FAIL)
+
+
+def test_watched_test_is_removed_once_its_window_holds_no_fail() -> None:
+    after = run_quarantine([Outcome.FAILED] + [Outcome.PASSED] * WINDOW)
+    assert [state_of(q) for q in after] == [State.WATCHED] * WINDOW + [None]
+
+
+def test_passing_test_gets_no_entry_and_xfail_xpass_count_as_passes() -> None:
+    after = run_quarantine([Outcome.PASSED, Outcome.XFAILED, Outcome.XPASSED])
+    assert all(q.entries == {} for q in after)
+    released = run_quarantine(
+        [Outcome.FAILED] * 3 + [Outcome.XFAILED, Outcome.XPASSED, Outcome.PASSED]
+    )
+    assert [state_of(q) for q in released][-2:] == [State.QUARANTINED, None]
+
+
+def test_flaky_counts_as_a_fail() -> None:
+    after = run_quarantine([Outcome.FLAKY] * 3)
+    assert after[-1].quarantined_ids() == {T}
+    assert after[-1].watched_ids() == frozenset()
+
+
+def test_skipped_and_absent_tests_keep_their_entry() -> None:
+    q = run_quarantine([Outcome.FAILED] * 2)[-1]
+    skipped = {T: rec(Outcome.SKIPPED, run_id="r9")}
+    assert update_quarantine(q, skipped, now="ts9", run_id="r9") == q
+    other = {"b.py::t": rec(Outcome.PASSED, test_id="b.py::t")}
+    assert update_quarantine(q, other, now="ts9", run_id="r9") == q
+    assert q.watched_ids() == {T}
+
+
+def test_quarantine_round_trips_through_json() -> None:
+    q = run_quarantine([Outcome.FAILED, Outcome.PASSED, Outcome.HUNG, Outcome.CRASHED])[-1]
+    data = via_json(q.to_json())
+    assert data["version"] == 1
+    assert Quarantine.from_json(data) == q
+
+
+def _entry_json(**overrides: Any) -> dict[str, Any]:
+    entry = {
+        "test_id": T,
+        "state": "watched",
+        "recent": ["fail"],
+        "consecutive_passes": 0,
+        "since": "ts",
+        "last_failure": "boom",
+        "failure_runs": ["r1"],
+    }
+    return {"version": 1, "entries": [{**entry, **overrides}]}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        None,
+        {"version": 1},
+        {"version": 1, "entries": {}},
+        {"entries": []},
+        {"version": 0, "entries": []},
+        {"version": 1, "entries": [None]},
+        {"version": 1, "entries": _entry_json()["entries"] * 2},
+        _entry_json(state="banned"),
+        _entry_json(recent=["fail"] * (WINDOW + 1)),
+        _entry_json(recent=["maybe"]),
+        _entry_json(recent="fail"),
+        _entry_json(consecutive_passes=-1),
+        _entry_json(consecutive_passes=1.5),
+        _entry_json(since=None),
+        _entry_json(failure_runs=[1]),
+        _entry_json(test_id=7),
+    ],
+)
+def test_malformed_quarantine_raises_value_error(data: Any) -> None:
+    with pytest.raises(ValueError):
+        Quarantine.from_json(data)
+
+
+def reference(verdicts: list[str]) -> tuple[bool, bool]:
+    """(quarantined, tracked) straight from the contract's wording."""
+    quarantined, since_release = False, []
+    for verdict in verdicts:
+        since_release.append(verdict)
+        if quarantined and since_release[-3:] == [PASS] * 3:
+            quarantined, since_release = False, []
+        elif not quarantined and since_release[-WINDOW:].count(FAIL) >= 3:
+            quarantined = True
+    return quarantined, quarantined or FAIL in since_release[-WINDOW:]
+
+
+VERDICT = {
+    Outcome.SKIPPED: None,
+    Outcome.PASSED: PASS,
+    Outcome.XFAILED: PASS,
+    Outcome.XPASSED: PASS,
+}  # every other outcome is a FAIL
+
+
+def trailing_passes(recent: tuple[str, ...]) -> int:
+    count = 0
+    for verdict in reversed(recent):
+        if verdict != PASS:
+            break
+        count += 1
+    return count
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(list(Outcome)), max_size=30))
+def test_quarantine_invariants(outcomes: list[Outcome]) -> None:
+    q, verdicts = Quarantine(), []
+    for i, outcome in enumerate(outcomes):
+        before = q
+        q = update_quarantine(q, {T: rec(outcome)}, now=f"ts{i}", run_id=f"r{i}")
+        verdict = VERDICT.get(outcome, FAIL)
+        if verdict is None:
+            assert q == before
+            continue
+        verdicts.append(verdict)
+        quarantined, tracked = reference(verdicts)
+        assert (T in q.quarantined_ids()) == quarantined
+        assert (T in q.entries) == tracked
+        if tracked:
+            entry = q.entries[T]
+            assert len(entry.recent) <= WINDOW
+            assert entry.recent[-1] == verdict
+            assert FAIL in entry.recent
+            assert entry.consecutive_passes == trailing_passes(entry.recent)
+            if entry.state is State.QUARANTINED:
+                assert entry.consecutive_passes < 3
+            else:
+                assert 1 <= entry.recent.count(FAIL) <= 2
+        assert Quarantine.from_json(via_json(q.to_json())) == q

@@ -1,0 +1,193 @@
+"""Unit and property tests for ``supervisor.plan``: plain values, no mocks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from supervisor.model import Chunk, TestItem
+from supervisor.plan import balance, make_chunks
+from supervisor.select import DEFAULT_ESTIMATE_S
+
+
+def item(test_id: str) -> TestItem:
+    return TestItem(test_id=test_id, file=test_id.split("::", 1)[0])
+
+
+def suite(files: Mapping[str, int]) -> list[TestItem]:
+    """``files`` maps a file name to how many tests it has."""
+    return [item(f"{name}::test_{i:03d}") for name, count in files.items() for i in range(count)]
+
+
+def ids(chunk: Chunk) -> list[str]:
+    return [t.test_id for t in chunk.tests]
+
+
+def files_of(chunk: Chunk) -> list[str]:
+    return list(dict.fromkeys(t.file for t in chunk.tests))
+
+
+def makespan(assignment: Sequence[Sequence[Chunk]]) -> float:
+    return max(sum(c.estimate_s for c in worker) for worker in assignment)
+
+
+def test_no_tests_no_chunks() -> None:
+    assert make_chunks([], jobs=4, estimates={}) == ()
+
+
+def test_a_small_suite_is_one_chunk() -> None:
+    tests = suite({"a.py": 3, "b.py": 2})
+    estimates = {t.test_id: 0.01 for t in tests}
+    (chunk,) = make_chunks(tests, jobs=4, estimates=estimates, start_index=7)
+    assert chunk.index == 7
+    assert chunk.tests == tuple(tests)
+    assert chunk.estimate_s == pytest.approx(0.05)
+
+
+def test_unknown_tests_count_the_default_estimate() -> None:
+    chunks = make_chunks(suite({"a.py": 2}), jobs=1, estimates={})
+    assert sum(c.estimate_s for c in chunks) == 2 * DEFAULT_ESTIMATE_S
+
+
+def test_small_files_are_packed_in_order_up_to_the_target() -> None:
+    # total 8 s, 1 job → target max(0.25, 8/4) = 2 s; each file is 0.8 s, so two per chunk.
+    tests = suite({f"f{i}.py": 4 for i in range(10)})
+    estimates = {t.test_id: 0.2 for t in tests}
+    chunks = make_chunks(tests, jobs=1, estimates=estimates)
+    assert [files_of(c) for c in chunks] == [[f"f{i}.py", f"f{i + 1}.py"] for i in range(0, 10, 2)]
+    assert all(ids(c) == sorted(ids(c)) for c in chunks)
+
+
+def test_a_big_file_is_split_into_consecutive_slices() -> None:
+    # one file of 40 s on 2 jobs → target 5 s → 8 slices of 5 tests each.
+    tests = suite({"big.py": 40})
+    estimates = {t.test_id: 1.0 for t in tests}
+    chunks = make_chunks(tests, jobs=2, estimates=estimates)
+    assert len(chunks) == 8
+    assert all(c.estimate_s == 5.0 for c in chunks)
+    assert [t for c in chunks for t in c.tests] == tests  # equal sizes: order kept
+    assert [c.index for c in chunks] == list(range(8))
+
+
+def test_a_file_just_over_the_target_stays_whole() -> None:
+    # target = 10 s / (1 * 4) = 2.5 s; small.py (3 s) is under 1.5 targets.
+    tests = suite({"small.py": 3, "rest.py": 7})
+    estimates = {t.test_id: 1.0 for t in tests}
+    chunks = make_chunks(tests, jobs=1, estimates=estimates)
+    assert [ids(c) for c in chunks if files_of(c) == ["small.py"]] == [
+        [f"small.py::test_{i:03d}" for i in range(3)]
+    ]
+
+
+def test_chunks_come_longest_first_numbered_from_start_index() -> None:
+    tests = suite({"a.py": 1, "b.py": 1, "c.py": 1})
+    estimates = {"a.py::test_000": 3.0, "b.py::test_000": 9.0, "c.py::test_000": 5.0}
+    chunks = make_chunks(tests, jobs=1, estimates=estimates, start_index=10)
+    assert [files_of(c) for c in chunks] == [["b.py"], ["c.py"], ["a.py"]]
+    assert [c.index for c in chunks] == [10, 11, 12]
+    assert [c.estimate_s for c in chunks] == [9.0, 5.0, 3.0]
+
+
+def test_interleaved_input_keeps_each_file_together() -> None:
+    a0, a1, b0 = item("a.py::x"), item("a.py::y"), item("b.py::z")
+    estimates = {"a.py::x": 0.01, "a.py::y": 0.01, "b.py::z": 0.01}
+    (chunk,) = make_chunks([a0, b0, a1], jobs=1, estimates=estimates)
+    assert chunk.tests == (a0, a1, b0)
+
+
+def test_a_test_given_twice_is_planned_once() -> None:
+    tests = suite({"a.py": 3})
+    # 3 s at the default estimate against a 2 s target: split, each test once.
+    chunks = make_chunks(tests + tests[:2], jobs=2, estimates={})
+    assert sorted(t.test_id for c in chunks for t in c.tests) == [t.test_id for t in tests]
+
+
+def test_zero_jobs_is_rejected() -> None:
+    with pytest.raises(ValueError, match="invalid jobs 0"):
+        make_chunks(suite({"a.py": 1}), jobs=0, estimates={})
+    with pytest.raises(ValueError, match="invalid jobs 0"):
+        balance([], 0)
+
+
+def test_balance_hands_each_chunk_to_the_worker_free_first() -> None:
+    chunks = [Chunk(index=i, tests=(), estimate_s=s) for i, s in enumerate([5.0, 4.0, 3.0, 3.0])]
+    assignment = balance(chunks, 2)
+    assert [[c.index for c in worker] for worker in assignment] == [[0, 3], [1, 2]]
+    assert makespan(assignment) == 8.0
+
+
+def test_balance_with_more_workers_than_chunks() -> None:
+    chunks = [Chunk(index=0, tests=(), estimate_s=1.0)]
+    assert balance(chunks, 3) == [[chunks[0]], [], []]
+
+
+def test_a_realistic_suite_balances_within_4_3_of_the_lower_bound() -> None:
+    sizes = {f"tests/test_{i:02d}.py": 3 + (i * 7) % 11 for i in range(30)}
+    tests = suite(sizes)
+    estimates = {t.test_id: 0.1 + (n * 13 % 17) / 10 for n, t in enumerate(tests)}
+    for jobs in (1, 2, 4, 8):
+        chunks = make_chunks(tests, jobs=jobs, estimates=estimates)
+        total = sum(c.estimate_s for c in chunks)
+        bound = max(total / jobs, max(c.estimate_s for c in chunks))
+        assert makespan(balance(chunks, jobs)) <= 4 / 3 * bound
+
+
+FILES = st.sampled_from([f"f{i}.py" for i in range(6)])
+
+
+@st.composite
+def planned(draw: st.DrawFn) -> tuple[list[TestItem], dict[str, float], int]:
+    names = draw(st.lists(st.tuples(FILES, st.integers(0, 40)), max_size=60))
+    tests = [item(f"{file}::t{n}") for file, n in names]
+    durations = draw(
+        st.lists(
+            st.one_of(st.none(), st.floats(0.0, 30.0)), min_size=len(tests), max_size=len(tests)
+        )
+    )
+    estimates = {t.test_id: d for t, d in zip(tests, durations, strict=True) if d is not None}
+    return tests, estimates, draw(st.integers(1, 8))
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=planned(), start=st.integers(0, 5))
+def test_every_test_is_in_exactly_one_chunk(
+    case: tuple[list[TestItem], dict[str, float], int], start: int
+) -> None:
+    tests, estimates, jobs = case
+    chunks = make_chunks(tests, jobs=jobs, estimates=estimates, start_index=start)
+    unique_tests = list(dict.fromkeys(tests))
+    planned_tests = [t for c in chunks for t in c.tests]
+    assert sorted(planned_tests, key=lambda t: t.test_id) == sorted(
+        unique_tests, key=lambda t: t.test_id
+    )
+    assert all(c.tests for c in chunks)
+    assert [c.index for c in chunks] == list(range(start, start + len(chunks)))
+    sizes = [c.estimate_s for c in chunks]
+    assert sizes == sorted(sizes, reverse=True)
+    position = {t.test_id: i for i, t in enumerate(unique_tests)}
+    for chunk in chunks:
+        # A file's tests within a chunk are contiguous and in collection order.
+        files = [t.file for t in chunk.tests]
+        assert files == sorted(files, key=files.index)
+        order = [position[t.test_id] for t in chunk.tests]
+        for file in set(files):
+            mine = [p for p, f in zip(order, files, strict=True) if f == file]
+            assert mine == sorted(mine)
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=planned())
+def test_dispatch_is_within_the_list_scheduling_bound(
+    case: tuple[list[TestItem], dict[str, float], int],
+) -> None:
+    tests, estimates, jobs = case
+    chunks = make_chunks(tests, jobs=jobs, estimates=estimates)
+    assignment = balance(chunks, jobs)
+    assert sorted(c.index for worker in assignment for c in worker) == [c.index for c in chunks]
+    if chunks:
+        total = sum(c.estimate_s for c in chunks)
+        largest = max(c.estimate_s for c in chunks)
+        assert makespan(assignment) <= total / jobs + largest + 1e-9
