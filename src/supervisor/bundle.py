@@ -31,14 +31,24 @@ def bundle_name(test_id: str, attempt: int = 1) -> str:
     return f"{readable or 'test'}_{digest}{suffix}.txt"
 
 
+_CUT = re.compile(r"\n\[\.\.\. mtest cut (\d+) characters \.\.\.\]\n")
+
+
 def cap(text: str, limit: int = STREAM_CAP) -> str:
-    """Head and tail of ``text``, saying how much was cut."""
+    """Head and tail of ``text``, saying how much was cut in all.
+
+    Text the probe already capped carries its own marker; when that marker
+    falls in the part cut here, its count is added, so the one marker left
+    says how much of the original output is missing.
+    """
     if len(text) <= limit:
         return text
     half = limit // 2
-    return (
-        f"{text[:half]}\n[... {len(text) - 2 * half} characters cut by mtest ...]\n{text[-half:]}"
-    )
+    removed = text[half:-half]
+    earlier = sum(int(n) for n in _CUT.findall(removed))
+    markers = sum(len(m.group(0)) for m in _CUT.finditer(removed))
+    cut = len(removed) - markers + earlier
+    return f"{text[:half]}\n[... mtest cut {cut} characters ...]\n{text[-half:]}"
 
 
 def repro_command(test_id: str, python: str, pytest_args: tuple[str, ...], cwd: str) -> str:

@@ -17,10 +17,12 @@ from supervisor.config import (
     check_keys,
     default_python,
     find_rootdir,
+    flag_of,
     load_tool_config,
     parse_duration,
     parse_jobs,
     parse_positive,
+    text_of,
     tier_map_from,
 )
 from supervisor.console import Console
@@ -95,10 +97,10 @@ def make_config(argv: Sequence[str], cwd: Path) -> Config:
     if not isinstance(extra, list) or not all(isinstance(a, str) for a in extra):
         raise MtestError(f"invalid `pytest_args` in {origin}", hint="expected a list of strings")
     try:
-        tiers = select.parse_tiers(ns.tier) if ns.tier else frozenset({0, 1, 2, 3})
-        shard = select.parse_shard(ns.shard) if ns.shard else None
+        tiers = frozenset({0, 1, 2, 3}) if ns.tier is None else select.parse_tiers(ns.tier)
+        shard = None if ns.shard is None else select.parse_shard(ns.shard)
     except ValueError as exc:
-        flag = "--tier" if ns.tier and "tier" in str(exc) else "--shard"
+        flag = "--tier" if ns.tier is not None and "tier" in str(exc) else "--shard"
         raise MtestError(str(exc), hint=f"see `mtest --help` for {flag}") from None
     mode = Mode.RUN
     for flag, value in (
@@ -113,8 +115,8 @@ def make_config(argv: Sequence[str], cwd: Path) -> Config:
         pytest_args=(*extra, *pytest_args),
         cwd=cwd,
         rootdir=rootdir,
-        gates_dir=(rootdir / ".gates") if gates is None else (cwd / str(gates[0])).resolve(),
-        python=default_python() if python is None else str(python[0]),
+        gates_dir=(rootdir / ".gates") if gates is None else (cwd / text_of(*gates)).resolve(),
+        python=default_python() if python is None else text_of(*python),
         jobs=1 if jobs is None else parse_jobs(*jobs),
         timeout_s=None if timeout is None else parse_positive(*timeout, integer=False),
         kill_grace_s=DEFAULT_KILL_GRACE_S
@@ -127,8 +129,8 @@ def make_config(argv: Sequence[str], cwd: Path) -> Config:
         tier_map=tier_map_from(table, origin),
         budget_s=None if budget is None else parse_duration(str(budget[0]), budget[1]),
         shard=shard,
-        fail_fast=ns.fail_fast or bool(table.get("fail_fast", False)),
-        skip_quarantined=ns.skip_quarantined or bool(table.get("skip_quarantined", False)),
+        fail_fast=ns.fail_fast or flag_of(table, "fail_fast", origin),
+        skip_quarantined=ns.skip_quarantined or flag_of(table, "skip_quarantined", origin),
         junit_xml=None if ns.junit_xml is None else (cwd / ns.junit_xml).resolve(),
         merge_dirs=tuple((cwd / d).resolve() for d in ns.merge or ()),
         verbosity=ns.verbose - ns.quiet,

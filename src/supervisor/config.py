@@ -98,6 +98,23 @@ def parse_positive(text: object, origin: str, *, integer: bool, allow_zero: bool
     return value
 
 
+def flag_of(table: Mapping[str, Any], key: str, origin: str) -> bool:
+    """A yes/no key of ``[tool.mtest]``: TOML ``true``/``false`` only."""
+    value = table.get(key, False)
+    if not isinstance(value, bool):
+        raise MtestError(
+            f"invalid `{key}` {value!r} in {origin}", hint=f"write {key} = true or {key} = false"
+        )
+    return value
+
+
+def text_of(value: object, origin: str) -> str:
+    """A path-like setting: a non-empty string."""
+    if not isinstance(value, str) or not value.strip():
+        raise MtestError(f"invalid {origin} {value!r}", hint="expected a non-empty path string")
+    return value
+
+
 def usable_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))

@@ -60,9 +60,14 @@ OUTPUT_FILE_CAP = 8 * 1024 * 1024
 """A child's own output goes to a file opened O_APPEND; past this size the pool
 keeps its head and truncates it, so a flood never fills the disk."""
 DEFAULT_TIMEOUT_S = 60.0
+BUDGET_KILL_GRACE_S = 0.3
+"""At the budget's end the run must stop now: SIGKILL follows SIGTERM this soon."""
 
-# The bootstrap loads the probe from its file (the project's interpreter may not
-# have mtest installed) and says clearly when pytest itself is missing.
+# The bootstrap makes the probe importable by name from its file (the project's
+# interpreter may not have mtest installed) without importing it: pytest imports
+# it for `-p`, as any plugin — importing it first would draw pytest's "already
+# imported, cannot be rewritten" warning, an error under `filterwarnings = error`.
+# It also says clearly when pytest itself is missing.
 BOOTSTRAP = f"""\
 import importlib.util, sys
 try:
@@ -70,10 +75,13 @@ try:
 except ImportError as exc:
     sys.stderr.write(f"mtest: cannot import pytest: {{exc}}\\n")
     raise SystemExit({NO_PYTEST_EXIT})
-spec = importlib.util.spec_from_file_location({PROBE_MODULE!r}, sys.argv[1])
-module = importlib.util.module_from_spec(spec)
-sys.modules[{PROBE_MODULE!r}] = module
-spec.loader.exec_module(module)
+class ProbeFinder:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name == {PROBE_MODULE!r}:
+            return importlib.util.spec_from_file_location(name, sys.argv[1])
+        return None
+sys.meta_path.append(ProbeFinder)
 raise SystemExit(pytest.main(sys.argv[2:]))
 """
 
@@ -116,6 +124,16 @@ class StopControl:
     """A ``time.monotonic()`` at which to halt (the budget)."""
     interrupted: bool = False
     """SIGINT/SIGTERM arrived: the run exits 2 and ``--resume`` continues it."""
+
+    def grace(self, kill_grace_s: float) -> float:
+        """The SIGTERM→SIGKILL grace for a halt: short when the budget's end forces it."""
+        if self.deadline is not None and not self.interrupted:
+            return min(kill_grace_s, BUDGET_KILL_GRACE_S)
+        return kill_grace_s
+
+    def fits(self, chunk: Chunk, now: float) -> bool:
+        """Whether ``chunk`` is expected to finish before the deadline (always, without one)."""
+        return self.deadline is None or now + chunk.estimate_s <= self.deadline
 
     def current(self, now: float) -> Stop | None:
         if self.deadline is not None and now >= self.deadline:
@@ -294,9 +312,10 @@ class Pool:
                 self._halt(stop)
                 break
             if mode is None:
-                self._dispatch()
+                self._dispatch(stop)
             busy = [w for w in self._live() if w.chunk is not None]
-            if not busy and (not self.queue or mode is Stop.DRAIN):
+            launchable = mode is None and any(stop.fits(c, now) for c in self.queue)
+            if not busy and not launchable:
                 break
             self._turn(stop)
         outstanding = [t.test_id for chunk in self.queue for t in chunk.tests]
@@ -322,7 +341,7 @@ class Pool:
                     worker.kill_reason = "exit"
                 if worker.kill_reason is not None:
                     worker.step_kill(now, self.options.kill_grace_s, hurry=False)
-            self._turn(StopControl(), dispatching=False)
+            self._turn(StopControl())
         reaper.kill_descendants(self.options.run_id)
         if self.watchdog is not None:
             self.watchdog.close()
@@ -405,17 +424,25 @@ class Pool:
         self.workers[slot] = worker
         return worker
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, stop: StopControl) -> None:
+        """Give idle workers the next chunk that fits; start workers where slots are empty."""
         for slot, worker in enumerate(self.workers):
-            if not self.queue:
+            now = time.monotonic()
+            fitting = [i for i, chunk in enumerate(self.queue) if stop.fits(chunk, now)]
+            if not fitting:
                 break
             if worker is None or worker.state is State.DEAD:
-                self._spawn(slot, self.queue.popleft() if self.dedicated else None)
+                self._spawn(slot, self._take(fitting[0]) if self.dedicated else None)
             elif worker.state is State.READY and not self.dedicated:
-                self._assign(worker, self.queue.popleft())
+                self._assign(worker, self._take(fitting[0]))
         for worker in self._live():
             if worker.state is State.READY and (self.dedicated or not self.queue):
                 self._send_exit(worker)
+
+    def _take(self, index: int) -> Chunk:
+        chunk = self.queue[index]
+        del self.queue[index]
+        return chunk
 
     def _assign(self, worker: Worker, chunk: Chunk) -> None:
         ids_path = self.options.work_dir / f"{worker.seq:04d}-chunk{chunk.index:04d}.ids"
@@ -443,15 +470,16 @@ class Pool:
                 self.queue.appendleft(_rest_of(worker.chunk, worker.todo, worker.in_flight))
                 worker.chunk = None
                 worker.in_flight = None
+        grace = stop.grace(self.options.kill_grace_s)
         while self._live():
             now = time.monotonic()
             for worker in self._live():
-                worker.step_kill(now, self.options.kill_grace_s, hurry=stop.hurry)
-            self._turn(stop, dispatching=False)
+                worker.step_kill(now, grace, hurry=stop.hurry)
+            self._turn(stop)
 
     # -- one turn of the loop ------------------------------------------------
 
-    def _turn(self, stop: StopControl, *, dispatching: bool = True) -> None:
+    def _turn(self, stop: StopControl) -> None:
         for key, _ in self.selector.select(POLL_S):
             worker = key.data
             assert isinstance(worker, Worker)

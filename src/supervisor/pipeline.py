@@ -27,6 +27,8 @@ from supervisor.record import Context, Recorder, holder_line, utc_now
 from supervisor.resume import ResumePoint, load_resume_point, save_state
 from supervisor.store import Store
 
+FINISH_RESERVE_S = 0.7
+"""Of a --budget, what is kept for stopping children, learning and reporting."""
 DURATIONS = "durations.json"
 QUARANTINE = "quarantine.json"
 
@@ -58,7 +60,8 @@ def _run_locked(store: Store, config: Config, console: Console, point: ResumePoi
     knowledge = load_knowledge(store)
     run_id = point.run_id if point else new_run_id()
     store.begin_run(fresh=point is None)
-    stop = StopControl(deadline=None if config.budget_s is None else started + config.budget_s)
+    budget_end = None if config.budget_s is None else started + config.budget_s - FINISH_RESERVE_S
+    stop = StopControl(deadline=budget_end)
     recorder = Recorder(store=store, console=console, context=_context(config, run_id, knowledge))
     if point:
         recorder.seed(point.records)
@@ -74,7 +77,7 @@ def _run_locked(store: Store, config: Config, console: Console, point: ResumePoi
         progress = _Progress(console, chosen, estimates, config.jobs, started)
         outstanding = pool.run(chunks, progress.wrap(recorder, stop, config.fail_fast), stop)
         if config.retries and stop.mode is None:
-            _retry(pool, config, recorder, stop)
+            _retry(pool, config, recorder, stop, first_chunk=len(chunks))
         progress.finish()
         pool.release()  # the children finish their sessions while we learn and report
         learn_from(store, knowledge, recorder, collection)
@@ -165,7 +168,9 @@ def _select(
     return selection.chosen, selection.left_out
 
 
-def _retry(pool: Pool, config: Config, recorder: Recorder, stop: StopControl) -> None:
+def _retry(
+    pool: Pool, config: Config, recorder: Recorder, stop: StopControl, *, first_chunk: int
+) -> None:
     """Re-run each failed, hung or crashed test alone in a fresh child, up to ``retries`` times."""
     for _ in range(config.retries):
         again = [
@@ -176,7 +181,8 @@ def _retry(pool: Pool, config: Config, recorder: Recorder, stop: StopControl) ->
         ]  # fmt: skip
         if not again or stop.current(time.monotonic()) is not None:
             return
-        chunks = [Chunk(index=10_000 + i, tests=(t,)) for i, t in enumerate(again)]
+        chunks = [Chunk(index=first_chunk + i, tests=(t,)) for i, t in enumerate(again)]
+        first_chunk += len(chunks)
         pool.run(chunks, recorder, stop, dedicated=True)
 
 

@@ -1,0 +1,179 @@
+"""The command line as a user meets it: exit codes, usage errors, entry points, self-check."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import venv
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+from conftest import error_lines, finals, mtest_env, run_mtest, write_suite
+
+pytestmark = pytest.mark.integration
+
+PASSING = {
+    "test_ok.py": "def test_one():\n    pass\n\n\ndef test_two():\n    assert 1 + 1 == 2\n",
+}
+
+
+def assert_one_error_line(stderr: str, *needles: str) -> str:
+    """Exactly one line on stderr, ``mtest: error: …``, naming every needle; no traceback."""
+    assert "Traceback" not in stderr
+    lines = error_lines(stderr)
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("mtest: error:"), lines[0]
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def names_value(line: str, value: str) -> bool:
+    return any(f"{q}{value}{q}" in line for q in ("`", "'", '"'))
+
+
+# -- exit codes ------------------------------------------------------------------
+
+
+def test_all_passing_suite_exits_0(tmp_path: Path) -> None:
+    project = write_suite(tmp_path / "p", PASSING)
+    result = run_mtest([], project)
+    assert result.returncode == 0, result.stderr
+    assert {r["outcome"] for r in finals(project / ".gates").values()} == {"passed"}
+
+
+def test_no_smoke_tests_at_tier_0_exits_5(tmp_path: Path) -> None:
+    project = write_suite(tmp_path / "p", PASSING)
+    result = run_mtest(["--tier", "0"], project)
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_empty_directory_exits_5(tmp_path: Path) -> None:
+    project = write_suite(tmp_path / "p", {})
+    result = run_mtest([], project)
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "value"),
+    [
+        (["--budget", "abc"], "abc"),
+        (["--jobs", "0"], "0"),
+        (["--timeout", "-1"], "-1"),
+        (["--tier", "9"], "9"),
+        (["--shard", "3/2"], "3/2"),
+        (["--kill-grace", "soon"], "soon"),
+        (["--retries", "x"], "x"),
+    ],
+)
+def test_bad_flag_value_exits_4_naming_it(tmp_path: Path, args: list[str], value: str) -> None:
+    project = write_suite(tmp_path / "p", PASSING)
+    result = run_mtest(args, project)
+    assert result.returncode == 4
+    line = assert_one_error_line(result.stderr, args[0])
+    assert names_value(line, value), line
+    assert not (project / ".gates" / "last-run").exists(), "a usage error must not run tests"
+
+
+def test_unknown_flag_exits_4(tmp_path: Path) -> None:
+    project = write_suite(tmp_path / "p", PASSING)
+    result = run_mtest(["--frobnicate"], project)
+    assert result.returncode == 4
+    assert_one_error_line(result.stderr, "--frobnicate")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'jobs = "many"',
+        "jobs = true",
+        "timeout = -5",
+        'kill_grace = "x"',
+        'budget = "soon"',
+        "retries = 1.5",
+        'pytest_args = "-x"',
+        "frobnicate = 1",
+        'fail_fast = "no"',
+        'skip_quarantined = "no"',
+        "python = 3",
+        "gates_dir = 5",
+    ],
+)
+def test_bad_pyproject_value_exits_4_naming_key_and_file(tmp_path: Path, line: str) -> None:
+    project = write_suite(tmp_path / "p", PASSING)
+    (project / "pytest.ini").unlink()
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(f"[tool.mtest]\n{line}\n")
+    result = run_mtest([], project)
+    assert result.returncode == 4, result.stdout + result.stderr
+    key = line.partition(" =")[0]
+    assert_one_error_line(result.stderr, f"`{key}`", str(pyproject))
+
+
+def test_empty_tier_spec_is_a_usage_error(tmp_path: Path) -> None:
+    project = write_suite(tmp_path / "p", PASSING)
+    result = run_mtest(["--tier", ""], project)
+    assert result.returncode == 4
+    assert_one_error_line(result.stderr, "--tier")
+
+
+# -- an interpreter without pytest ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A virtualenv with no pip and no pytest."""
+    root = tmp_path_factory.mktemp("bare") / "venv"
+    venv.create(root, with_pip=False, system_site_packages=False)
+    python = root / "bin" / "python"
+    check = subprocess.run([python, "-c", "import pytest"], capture_output=True, check=False)
+    assert check.returncode != 0, "the bare venv can import pytest"
+    return python
+
+
+@pytest.mark.parametrize("mode", [[], ["--self-check"]], ids=["run", "self-check"])
+def test_python_without_pytest_exits_4(tmp_path: Path, bare_python: Path, mode: list[str]) -> None:
+    project = write_suite(tmp_path / "p", PASSING)
+    result = run_mtest([*mode, "--python", str(bare_python)], project)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert_one_error_line(result.stderr, "pytest")
+
+
+# -- self-check and entry points -------------------------------------------------
+
+
+@pytest.mark.timeout(90)
+def test_self_check_passes_quickly(tmp_path: Path) -> None:
+    result = run_mtest(["--self-check"], tmp_path, timeout=80)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^PASS\b", result.stdout, re.MULTILINE), result.stdout
+    assert result.elapsed < 60
+    assert list(tmp_path.iterdir()) == [], "the self-check must not write into the cwd"
+
+
+def test_every_entry_point_prints_the_same_version(tmp_path: Path) -> None:
+    bindir = Path(sys.executable).parent
+    commands = [
+        [str(bindir / "mtest")],
+        [str(bindir / "test-supervisor")],
+        [sys.executable, "-m", "supervisor"],
+    ]
+    outputs = set()
+    for command in commands:
+        done = subprocess.run(
+            [*command, "--version"],
+            cwd=tmp_path,
+            env=mtest_env(),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert done.returncode == 0, (command, done.stderr)
+        outputs.add(done.stdout.strip())
+    assert len(outputs) == 1, outputs
+    assert version("mtest") in outputs.pop()

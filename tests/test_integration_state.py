@@ -1,0 +1,175 @@
+"""``.gates/`` across runs: the lock, damaged state files, ``--report`` and verbosity."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from conftest import (
+    error_lines,
+    finals,
+    finish,
+    records,
+    run_mtest,
+    start_mtest,
+    wait_for_file,
+    write_suite,
+)
+
+pytestmark = pytest.mark.integration
+
+PASSING = {"test_ok.py": "def test_one():\n    pass\n\n\ndef test_two():\n    pass\n"}
+FAILING = {
+    **PASSING,
+    "test_bad.py": "def test_broken():\n    assert 1 == 2, 'deliberate'\n",
+}
+SLEEPER = {
+    "test_sleep.py": (
+        "import os, time\n"
+        "from pathlib import Path\n\n\n"
+        "def test_sleeps():\n"
+        "    Path(os.environ['STARTED']).write_text(str(os.getpid()))\n"
+        "    time.sleep(5)\n"
+    )
+}
+STATE_FILES = ("durations.json", "quarantine.json", "state.json")
+DAMAGE = {
+    "garbage": "this is {not json\n",
+    "empty": "",
+    "truncated": '{"version": 1, "tests": {"test_ok.py::test_one": [{"dur',
+    "wrong-version": '{"version": 99, "tests": {}}\n',
+    "not-an-object": "[1, 2, 3]\n",
+}
+
+
+def test_second_mtest_on_a_locked_gates_dir_exits_4_naming_the_holder(tmp_path: Path) -> None:
+    project = write_suite(tmp_path / "p", SLEEPER)
+    started = tmp_path / "started"
+    t0 = time.monotonic()
+    first = start_mtest([], project, env={"STARTED": str(started)})
+    try:
+        wait_for_file(started, first)
+        second = run_mtest([], project)
+    finally:
+        done = finish(first, t0, timeout=60)
+    assert second.returncode == 4
+    lines = error_lines(second.stderr)
+    assert len(lines) == 1 and lines[0].startswith("mtest: error:"), second.stderr
+    assert f"pid {first.pid}" in lines[0], lines[0]
+    assert done.returncode == 0, done.stderr
+    assert finals(project / ".gates")["test_sleep.py::test_sleeps"]["outcome"] == "passed"
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_damaged_state_files_warn_once_each_and_the_run_goes_on(
+    tmp_path: Path, damage: str
+) -> None:
+    project = write_suite(tmp_path / "p", PASSING)
+    gates = project / ".gates"
+    gates.mkdir()
+    for name in STATE_FILES:
+        (gates / name).write_text(DAMAGE[damage])
+    result = run_mtest([], project)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = error_lines(result.stderr)
+    assert all(line.startswith("mtest: warning:") for line in lines), result.stderr
+    for name in ("durations.json", "quarantine.json"):
+        assert sum(name in line for line in lines) == 1, (name, result.stderr)
+    # A fresh run does not need state.json, so it may stay silent about it.
+    assert sum("state.json" in line for line in lines) <= 1
+    for name in STATE_FILES:
+        assert json.loads((gates / name).read_text())["version"] == 1, name
+
+
+@pytest.mark.parametrize("damage", ["garbage", "empty", "truncated", "wrong-version"])
+def test_damaged_state_json_means_nothing_to_resume(tmp_path: Path, damage: str) -> None:
+    project = write_suite(tmp_path / "p", PASSING)
+    gates = project / ".gates"
+    gates.mkdir()
+    (gates / "state.json").write_text(DAMAGE[damage])
+    result = run_mtest(["--resume"], project)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = error_lines(result.stderr)
+    warnings = [line for line in lines if line.startswith("mtest: warning:")]
+    assert len(warnings) == 1 and "state.json" in warnings[0], result.stderr
+    assert next(line for line in lines if line not in warnings).startswith("mtest: error:")
+
+
+@pytest.fixture
+def failed_run(tmp_path: Path) -> Path:
+    project = write_suite(tmp_path / "p", FAILING)
+    result = run_mtest([], project)
+    assert result.returncode == 1, result.stderr
+    return project
+
+
+def test_report_prints_the_summary_and_the_runs_exit_code(failed_run: Path) -> None:
+    summary = (failed_run / ".gates" / "last-run" / "summary.md").read_text(encoding="utf-8")
+    result = run_mtest(["--report"], failed_run)
+    assert result.returncode == 1, result.stderr
+    assert summary.strip() in result.stdout
+    assert "test_bad.py::test_broken" in result.stdout
+
+
+@pytest.mark.parametrize("lose_state", [False, True], ids=["with-state", "without-state"])
+def test_report_survives_a_truncated_last_record(failed_run: Path, lose_state: bool) -> None:
+    gates = failed_run / ".gates"
+    run_log = gates / "last-run" / "run.jsonl"
+    lines = run_log.read_text(encoding="utf-8").splitlines(keepends=True)
+    last = json.loads(lines[-1])
+    assert last["outcome"] == "passed", "the cut line must not be the failure"
+    run_log.write_text("".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])
+    if lose_state:
+        (gates / "state.json").unlink()
+    result = run_mtest(["--report"], failed_run)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "test_bad.py::test_broken" in result.stdout
+
+
+def test_quiet_prints_less_and_verbose_lists_passing_tests(tmp_path: Path) -> None:
+    project = write_suite(tmp_path / "p", FAILING)
+    outputs = {flag: run_mtest([flag] if flag else [], project) for flag in ("-q", "", "-v")}
+    assert {r.returncode for r in outputs.values()} == {1}
+    quiet, default, verbose = (outputs[f].stdout for f in ("-q", "", "-v"))
+    assert len(quiet) < len(default) < len(verbose), (quiet, default, verbose)
+    for test_id in ("test_ok.py::test_one", "test_ok.py::test_two"):
+        assert test_id not in default
+        assert sum(test_id in line for line in verbose.splitlines()) == 1, verbose
+    assert "test_bad.py::test_broken" in default
+
+
+def test_retries_turn_one_off_failures_and_crashes_into_flaky(tmp_path: Path) -> None:
+    once = (
+        "import os\n"
+        "from pathlib import Path\n\n\n"
+        "def test_fails_once():\n"
+        "    flag = Path(os.environ['MARKS'], 'failed')\n"
+        "    if not flag.exists():\n"
+        "        flag.write_text('1')\n"
+        "        assert False, 'first attempt'\n\n\n"
+        "def test_crashes_once():\n"
+        "    flag = Path(os.environ['MARKS'], 'crashed')\n"
+        "    if not flag.exists():\n"
+        "        flag.write_text('1')\n"
+        "        os._exit(1)\n\n\n"
+        "def test_always_fails():\n"
+        "    assert False, 'every attempt'\n"
+    )
+    project = write_suite(tmp_path / "p", {"test_once.py": once})
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    result = run_mtest(["--retries", "2"], project, env={"MARKS": str(marks)})
+    assert result.returncode == 1, result.stdout + result.stderr
+    attempts: dict[str, list[tuple[int, str]]] = {}
+    for record in records(project / ".gates"):
+        attempts.setdefault(record["test_id"], []).append((record["attempt"], record["outcome"]))
+    assert attempts == {
+        "test_once.py::test_fails_once": [(1, "failed"), (2, "flaky")],
+        "test_once.py::test_crashes_once": [(1, "crashed"), (2, "flaky")],
+        "test_once.py::test_always_fails": [(1, "failed"), (2, "failed"), (3, "failed")],
+    }
