@@ -22,6 +22,7 @@ from supervisor.bundle import (
     repro_command,
 )
 from supervisor.model import Fingerprint, Outcome, TestRecord, TestResult
+from supervisor.probe import cap_text
 
 SAFE = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -118,7 +119,16 @@ def test_the_first_attempt_has_no_suffix_and_retries_are_distinct() -> None:
 
 # -- cap -----------------------------------------------------------------------
 
-_CUT = re.compile(r"\n\[\.\.\. (\d+) characters cut by mtest \.\.\.\]\n")
+_CUT = re.compile(r"\n\[\.\.\. mtest cut (\d+) characters \.\.\.\]\n")
+plain_text = st.text(alphabet=st.characters(exclude_characters="["), max_size=300)
+"""Output that holds no cut marker of its own."""
+
+
+def split_capped(capped: str, limit: int) -> tuple[str, int, str]:
+    """(head, the count the marker states, tail) of ``cap``'s output."""
+    match = _CUT.match(capped, limit // 2)
+    assert match is not None, capped
+    return capped[: match.start()], int(match.group(1)), capped[match.end() :]
 
 
 def test_cap_leaves_short_text_alone() -> None:
@@ -126,21 +136,18 @@ def test_cap_leaves_short_text_alone() -> None:
 
 
 def test_cap_keeps_head_and_tail_and_says_how_much_was_cut() -> None:
-    head, cut, tail = _CUT.split(cap("a" * 10 + "b" * 80 + "c" * 10, limit=20))
-    assert (head, int(cut), tail) == ("a" * 10, 80, "c" * 10)
+    capped = cap("a" * 10 + "b" * 80 + "c" * 10, limit=20)
+    assert split_capped(capped, 20) == ("a" * 10, 80, "c" * 10)
 
 
 def test_cap_default_limit_is_the_stream_cap() -> None:
-    text = "x" * (STREAM_CAP + 7)
-    capped = cap(text)
-    match = _CUT.search(capped)
-    assert match is not None
-    assert int(match.group(1)) == 7
-    assert len(capped) - len(match.group(0)) == STREAM_CAP
+    head, cut, tail = split_capped(cap("x" * (STREAM_CAP + 7)), STREAM_CAP)
+    assert cut == 7
+    assert len(head) + len(tail) == STREAM_CAP
 
 
 @settings(max_examples=200, deadline=None)
-@given(text=st.text(max_size=300), limit=st.integers(min_value=2, max_value=200))
+@given(text=plain_text, limit=st.integers(min_value=2, max_value=200))
 def test_cap_keeps_at_most_limit_characters_and_accounts_for_the_rest(
     text: str, limit: int
 ) -> None:
@@ -148,19 +155,35 @@ def test_cap_keeps_at_most_limit_characters_and_accounts_for_the_rest(
     if len(text) <= limit:
         assert capped == text
         return
-    match = _CUT.match(capped, limit // 2)
-    assert match is not None
-    head, tail = capped[: match.start()], capped[match.end() :]
+    head, cut, tail = split_capped(capped, limit)
     assert text.startswith(head) and text.endswith(tail)
     assert len(head) + len(tail) <= limit
-    assert len(head) + int(match.group(1)) + len(tail) == len(text)
+    assert len(head) + cut + len(tail) == len(text)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cap with limit < 2: half == 0 and text[-0:] is the WHOLE text, so it keeps "
-    "everything while saying it cut len(text) characters",
-)
+def test_cap_adds_what_the_probe_already_cut() -> None:
+    original = "h" * 100 + "m" * 800 + "t" * 100
+    from_probe = cap_text(original, 200)
+    head, cut, tail = split_capped(cap(from_probe, 100), 100)
+    assert (head, tail) == ("h" * 50, "t" * 50)
+    assert cut == len(original) - 100
+    assert cap(from_probe, 100).count("mtest cut") == 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(original=plain_text, limit=st.integers(min_value=2, max_value=120))
+def test_probe_then_bundle_caps_account_for_the_original_output(original: str, limit: int) -> None:
+    """The probe and the bundle cap at the same size (as they do): one marker, the true count."""
+    twice = cap(cap_text(original, limit), limit)
+    if len(original) <= limit:
+        assert twice == original
+        return
+    head, cut, tail = split_capped(twice, limit)
+    assert original.startswith(head) and original.endswith(tail)
+    assert len(head) + cut + len(tail) == len(original)
+    assert twice.count("mtest cut") == 1
+
+
 def test_cap_with_a_tiny_limit_still_cuts() -> None:
     assert "abcdef" not in cap("abcdef", limit=1)
 
@@ -181,10 +204,13 @@ def test_repro_command_quotes_every_word(test_id: str, python: str, cwd: str) ->
     ]  # fmt: skip
 
 
-def test_repro_command_drops_paths_that_would_select_other_tests() -> None:
-    command = repro_command("tests/t.py::a", "python3", ("tests", "-x", "other/"), "/w")
+def test_repro_command_keeps_the_runs_options_verbatim() -> None:
+    # The caller passes the run's pytest options only (what to collect is never
+    # added), so every word is kept: dropping a value would change the option.
+    options = ("-k", "not slow", "-p", "no:cacheprovider", "--tb=short")
+    command = repro_command("tests/t.py::a", "python3", options, "/w")
     assert shlex.split(command) == ["cd", "/w", "&&", "python3", "-m", "pytest", "tests/t.py::a",
-                                    "-x"]  # fmt: skip
+                                    *options]  # fmt: skip
 
 
 def test_repro_command_runs_in_a_real_shell(tmp_path: Path) -> None:
@@ -202,12 +228,6 @@ def test_repro_command_runs_in_a_real_shell(tmp_path: Path) -> None:
     assert out.splitlines() == [str(workdir), "-m", "pytest", test_id, "-x", "--tb=line"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="repro_command keeps only pytest args that start with '-', so the value of an "
-    "option given as a separate word (`-p no:cacheprovider`, `-k expr`, `-m slow`) is dropped "
-    "and the command ends in a dangling `-p`: it is not runnable",
-)
 def test_repro_command_keeps_the_values_of_separate_word_options() -> None:
     argv = shlex.split(repro_command("t.py::a", "python3", ("-p", "no:cacheprovider"), "/w"))
     assert argv[-2:] == ["-p", "no:cacheprovider"]
@@ -341,7 +361,8 @@ def test_each_captured_stream_is_capped() -> None:
     text = text_of(
         result(sections=(("Captured stdout call", flood), ("Captured stderr call", "e")))
     )
-    assert "characters cut by mtest" in text
+    grouped = "--- Captured stdout call ---\n" + flood
+    assert f"mtest cut {len(grouped) - STREAM_CAP} characters" in text
     assert len(text) < 2 * STREAM_CAP
     assert "== captured stderr ==\n--- Captured stderr call ---\ne\n" in text
 

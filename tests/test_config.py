@@ -212,23 +212,11 @@ def test_the_common_ancestor_of_several_paths_is_searched(tmp_path: Path) -> Non
     assert find_rootdir(("p/a/test_a.py", "p/b/test_b.py"), tmp_path) == root / "p"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="find_rootdir does not know pytest.toml/.pytest.toml (pytest >= 9 config files, the "
-    "venv's pytest 9.2 roots there), so a project configured only by pytest.toml gets the wrong "
-    "rootdir and .gates/[tool.mtest] are looked up in the wrong place",
-)
 def test_pytest_toml_marks_the_rootdir(tmp_path: Path) -> None:
     root = tree(tmp_path / "project", {"pytest.toml": "[pytest]\n", "tests/test_a.py": ""})
     assert find_rootdir((), root / "tests") == root
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="find_rootdir prefers a setup.py anywhere up the chain over a nearer pyproject.toml "
-    "without pytest config; pytest (>= 8.1) roots at that pyproject.toml, so mtest picks a "
-    "different rootdir and ignores the [tool.mtest] next to the tests",
-)
 def test_a_bare_pyproject_is_nearer_than_a_setup_py_above_it(tmp_path: Path) -> None:
     root = tree(
         tmp_path / "mono",
@@ -396,6 +384,7 @@ def test_merge_mode_takes_directories(project: Path) -> None:
         (["--budget", "5x"], "5x", "--budget"),
         (["--tier", "9"], "9", "--tier"),
         (["--tier", "2-1"], "2-1", "--tier"),
+        (["--tier", ""], "''", "--tier"),
         (["--shard", "3/2"], "3/2", "--shard"),
         (["--shard", "0/2"], "0/2", "--shard"),
         (["--shard", "half"], "half", "--shard"),
@@ -458,29 +447,28 @@ def test_config_is_read_from_the_rootdir_not_the_cwd(project: Path) -> None:
     assert config.gates_dir == project / ".gates"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="make_config resolves [tool.mtest] gates_dir against the cwd, not the rootdir whose "
-    "pyproject.toml holds it (the default .gates is at the rootdir), so running from a "
-    "subdirectory silently starts a second state directory there",
-)
 def test_gates_dir_from_the_table_is_relative_to_the_rootdir(tmp_path: Path) -> None:
     root = tree(tmp_path / "p", {"pyproject.toml": '[tool.mtest]\ngates_dir = "ci-gates"\n'})
     (root / "tests").mkdir()
     assert make_config([], root / "tests").gates_dir == root / "ci-gates"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="make_config takes bool() of [tool.mtest] fail_fast/skip_quarantined without "
-    'validation, so fail_fast = "false" (a string) turns fail-fast ON instead of being a '
-    "usage error",
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ('fail_fast = "false"', "fail_fast"),
+        ("fail_fast = 0", "fail_fast"),
+        ('skip_quarantined = "yes"', "skip_quarantined"),
+        ("gates_dir = 5", "gates_dir"),
+        ('python = ""', "python"),
+    ],
 )
-def test_a_non_boolean_fail_fast_is_not_taken_as_true(tmp_path: Path) -> None:
-    root = tree(tmp_path / "p", {"pyproject.toml": '[tool.mtest]\nfail_fast = "false"\n'})
-    try:
-        config = make_config([], root)
-    except MtestError as exc:
-        assert exc.code == 4 and "fail_fast" in exc.message
-        return
-    assert config.fail_fast is False
+def test_a_table_value_of_the_wrong_type_is_a_usage_error(
+    tmp_path: Path, line: str, key: str
+) -> None:
+    root = tree(tmp_path / "p", {"pyproject.toml": f"[tool.mtest]\n{line}\n"})
+    with pytest.raises(MtestError) as caught:
+        make_config([], root)
+    assert caught.value.code == 4
+    assert key in caught.value.message
+    assert line.split(" = ", 1)[1].strip('"') in caught.value.message

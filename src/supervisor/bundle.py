@@ -43,7 +43,7 @@ def cap(text: str, limit: int = STREAM_CAP) -> str:
     """
     if len(text) <= limit:
         return text
-    half = limit // 2
+    half = max(1, limit // 2)
     removed = text[half:-half]
     earlier = sum(int(n) for n in _CUT.findall(removed))
     markers = sum(len(m.group(0)) for m in _CUT.finditer(removed))
@@ -52,11 +52,9 @@ def cap(text: str, limit: int = STREAM_CAP) -> str:
 
 
 def repro_command(test_id: str, python: str, pytest_args: tuple[str, ...], cwd: str) -> str:
-    """The exact command that runs this test alone."""
-    options = [a for a in pytest_args if a.startswith("-")]
-    return (
-        shlex.join(["cd", cwd]) + " && " + shlex.join([python, "-m", "pytest", test_id, *options])
-    )
+    """The exact command that runs this test alone, with the run's pytest options."""
+    command = [python, "-m", "pytest", test_id, *pytest_args]
+    return shlex.join(["cd", cwd]) + " && " + shlex.join(command)
 
 
 def _streams(result: TestResult) -> list[tuple[str, str]]:

@@ -115,7 +115,7 @@ def make_config(argv: Sequence[str], cwd: Path) -> Config:
         pytest_args=(*extra, *pytest_args),
         cwd=cwd,
         rootdir=rootdir,
-        gates_dir=(rootdir / ".gates") if gates is None else (cwd / text_of(*gates)).resolve(),
+        gates_dir=_gates_dir(gates, ns.gates_dir is not None, cwd, rootdir),
         python=default_python() if python is None else text_of(*python),
         jobs=1 if jobs is None else parse_jobs(*jobs),
         timeout_s=None if timeout is None else parse_positive(*timeout, integer=False),
@@ -136,6 +136,13 @@ def make_config(argv: Sequence[str], cwd: Path) -> Config:
         verbosity=ns.verbose - ns.quiet,
         argv=tuple(argv),
     )
+
+
+def _gates_dir(picked: tuple[object, str] | None, from_flag: bool, cwd: Path, root: Path) -> Path:
+    """``--gates-dir`` is relative to the cwd; ``[tool.mtest] gates_dir`` to its rootdir."""
+    if picked is None:
+        return root / ".gates"
+    return ((cwd if from_flag else root) / text_of(*picked)).resolve()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -133,7 +133,7 @@ def parse_jobs(text: object, origin: str) -> int:
 def _has_pytest_config(path: Path) -> bool:
     name = path.name
     try:
-        if name in ("pytest.ini", ".pytest.ini"):
+        if name in ("pytest.ini", ".pytest.ini", "pytest.toml", ".pytest.toml"):
             return True
         if name == "pyproject.toml":
             tool = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {})
@@ -146,10 +146,18 @@ def _has_pytest_config(path: Path) -> bool:
         return False
 
 
+CONFIG_NAMES = (
+    "pytest.toml", ".pytest.toml", "pytest.ini", ".pytest.ini",
+    "pyproject.toml", "tox.ini", "setup.cfg",
+)  # fmt: skip
+"""pytest's config files, in the order pytest (9) looks for them in each directory."""
+
+
 def find_rootdir(args: tuple[str, ...], cwd: Path) -> Path:
-    """pytest's rootdir rules: ``--rootdir``, else the first ancestor of the
-    arguments holding a pytest config file, else one holding ``setup.py`` or
-    ``pyproject.toml``, else the arguments' common ancestor."""
+    """pytest's rootdir rules: ``--rootdir``; else the nearest ancestor of the
+    arguments holding a pytest config file; else the nearest ``pyproject.toml``
+    (pytest ≥ 8.1 roots there even without a pytest table); else the nearest
+    ``setup.py``; else the common ancestor of the arguments and the cwd."""
     for index, arg in enumerate(args):
         if arg.startswith("--rootdir="):
             return (cwd / arg.split("=", 1)[1]).resolve()
@@ -164,15 +172,16 @@ def find_rootdir(args: tuple[str, ...], cwd: Path) -> Path:
     if ancestor.is_file():
         ancestor = ancestor.parent
     chain = [ancestor, *ancestor.parents]
-    names = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
     for directory in chain:
-        if any(_has_pytest_config(directory / n) for n in names if (directory / n).is_file()):
-            return directory
-    for marker in ("setup.py", "pyproject.toml"):
+        for name in CONFIG_NAMES:
+            if (directory / name).is_file() and _has_pytest_config(directory / name):
+                return directory
+    for marker in ("pyproject.toml", "setup.py"):
         for directory in chain:
             if (directory / marker).is_file():
                 return directory
-    return ancestor
+    common = Path(os.path.commonpath([cwd.resolve(), ancestor]))
+    return ancestor if common == Path(common.anchor) else common
 
 
 def load_tool_config(rootdir: Path) -> tuple[dict[str, Any], str]:

@@ -11,9 +11,7 @@ The loop is single-threaded: it waits on the children's output pipes and
 incrementally, and checks deadlines. When a child dies or is killed, the one
 test in flight is blamed (``crashed`` or ``hung``) and the tests of its chunk
 that never started go back to the front of the queue, to run in a fresh child.
-
-``Worker.step_kill`` is the one place that signals a child: SIGTERM to its
-process group, a monotonic deadline of ``kill_grace_s``, then SIGKILL.
+How a child is started and stopped is ``worker``'s business.
 """
 
 from __future__ import annotations
@@ -23,67 +21,30 @@ import enum
 import os
 import selectors
 import signal
-import subprocess
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from supervisor import parse, reaper
 from supervisor.errors import MtestError
-from supervisor.model import (
-    Chunk,
-    Collection,
-    Fingerprint,
-    Outcome,
-    TestItem,
-    TestResult,
-    file_of,
-)
+from supervisor.model import Chunk, Collection, TestResult
+from supervisor.worker import NO_PYTEST_EXIT, Launch, State, Worker, read_text, signal_group
 
-PROBE_PATH = Path(__file__).with_name("probe.py")
-PROBE_MODULE = "_mtest_probe"
-NO_PYTEST_EXIT = 97
 POLL_S = 0.05
 STACKS_WAIT_S = 0.3
 """After asking a hung child for its stacks, how long to let faulthandler write."""
 EXIT_WAIT_S = 10.0
-"""How long a child may take to finish its session (JUnit XML, atexit) after ``exit``."""
+"""How long a child may take to finish its session (fixtures, atexit) after ``exit``."""
 STARTUP_LIMIT_S = 120.0
 """A child that has not loaded the probe by then (a conftest that hangs) is killed."""
-OUTPUT_HEAD = 64 * 1024
-OUTPUT_TAIL = 1024 * 1024
-OUTPUT_FILE_CAP = 8 * 1024 * 1024
-"""A child's own output goes to a file opened O_APPEND; past this size the pool
-keeps its head and truncates it, so a flood never fills the disk."""
 DEFAULT_TIMEOUT_S = 60.0
+MAX_EARLY_DEATHS = 3
+"""Children in a row that die before listing the tests (not in an import) end the run."""
 BUDGET_KILL_GRACE_S = 0.3
 """At the budget's end the run must stop now: SIGKILL follows SIGTERM this soon."""
-
-# The bootstrap makes the probe importable by name from its file (the project's
-# interpreter may not have mtest installed) without importing it: pytest imports
-# it for `-p`, as any plugin — importing it first would draw pytest's "already
-# imported, cannot be rewritten" warning, an error under `filterwarnings = error`.
-# It also says clearly when pytest itself is missing.
-BOOTSTRAP = f"""\
-import importlib.util, sys
-try:
-    import pytest
-except ImportError as exc:
-    sys.stderr.write(f"mtest: cannot import pytest: {{exc}}\\n")
-    raise SystemExit({NO_PYTEST_EXIT})
-class ProbeFinder:
-    @staticmethod
-    def find_spec(name, path=None, target=None):
-        if name == {PROBE_MODULE!r}:
-            return importlib.util.spec_from_file_location(name, sys.argv[1])
-        return None
-sys.meta_path.append(ProbeFinder)
-raise SystemExit(pytest.main(sys.argv[2:]))
-"""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,101 +102,6 @@ class StopControl:
         return self.mode
 
 
-class State(enum.Enum):
-    STARTING = "starting"
-    READY = "ready"
-    RUNNING = "running"
-    EXITING = "exiting"
-    DEAD = "dead"
-
-
-@dataclass(kw_only=True)
-class Worker:
-    """One pytest child and what the pool knows about it (mutable, loop-private)."""
-
-    slot: int
-    seq: int
-    proc: subprocess.Popen[bytes]
-    control: int
-    doorbell: int
-    events_path: Path
-    stacks_path: Path
-    spawned: float
-    state: State = State.STARTING
-    offset: int = 0
-    pending: bytes = b""
-    hello: dict[str, Any] | None = None
-    hello_at: float | None = None
-    collected_at: float | None = None
-    items: dict[str, TestItem] | None = None
-    problems: list[TestResult] = field(default_factory=list)
-    collecting: dict[str, float] = field(default_factory=dict)
-    chunk: Chunk | None = None
-    todo: deque[str] = field(default_factory=deque)
-    in_flight: tuple[str, float] | None = None
-    progressed: bool = False
-    output_path: Path = Path("/dev/null")
-    output_head: bytes = b""
-    output_cut: int = 0
-    final_output: str | None = None
-    kill_reason: str | None = None
-    term_sent: float | None = None
-    killed: bool = False
-
-    @property
-    def pgid(self) -> int:
-        return self.proc.pid
-
-    def cap_output(self) -> None:
-        """Keep the output file bounded: save its head once, then truncate it."""
-        try:
-            size = self.output_path.stat().st_size
-        except OSError:
-            return
-        if size <= OUTPUT_FILE_CAP:
-            return
-        if not self.output_head:
-            with open(self.output_path, "rb") as handle:
-                self.output_head = handle.read(OUTPUT_HEAD)
-            size -= len(self.output_head)
-        # The child writes with O_APPEND, so after this its writes land at the new end.
-        os.truncate(self.output_path, 0)
-        self.output_cut += size
-
-    def output_text(self) -> str:
-        """The child's own output: head and tail, saying how much was cut between."""
-        if self.final_output is not None:
-            return self.final_output
-        try:
-            data = self.output_path.read_bytes()
-        except OSError:
-            data = b""
-        head, cut = self.output_head, self.output_cut
-        if not head and len(data) > OUTPUT_HEAD + OUTPUT_TAIL:
-            head, data = data[:OUTPUT_HEAD], data[OUTPUT_HEAD:]
-        if len(data) > OUTPUT_TAIL:
-            cut += len(data) - OUTPUT_TAIL
-            data = data[-OUTPUT_TAIL:]
-        middle = f"\n[... mtest cut {cut} bytes ...]\n".encode() if cut else b""
-        return (head + middle + data).decode(errors="replace")
-
-    def step_kill(self, now: float, grace_s: float, *, hurry: bool) -> None:
-        """The kill sequence, one step per call: SIGTERM the group, then SIGKILL after the grace."""
-        if self.proc.returncode is not None:
-            return
-        if self.term_sent is None and not hurry:
-            self.term_sent = now
-            _signal_group(self.pgid, signal.SIGTERM)
-        elif not self.killed and (hurry or now - (self.term_sent or now) >= grace_s):
-            self.killed = True
-            _signal_group(self.pgid, signal.SIGKILL)
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
 ResultSink = Callable[[TestResult], None]
 
 
@@ -250,6 +116,7 @@ class Pool:
         self.ignored: list[str] = []
         self.blamed_files: set[str] = set()
         self.collection: Collection | None = None
+        self.early_deaths = 0
         self.timeout_s = options.timeout_s or DEFAULT_TIMEOUT_S
         self.sink: ResultSink = lambda result: None
         self.queue: deque[Chunk] = deque()
@@ -355,69 +222,30 @@ class Pool:
 
     def _spawn(self, slot: int, chunk: Chunk | None = None) -> Worker:
         opts = self.options
-        targets = opts.paths if chunk is None else tuple(t.test_id for t in chunk.tests)
         self.seq += 1
-        seq = self.seq
-        base = opts.work_dir / f"{seq:04d}"
-        control_read, control_write = os.pipe()
-        bell_read, bell_write = os.pipe()
-        os.set_blocking(bell_read, False)
-        events_path = base.with_suffix(".events.jsonl")
-        stacks_path = base.with_suffix(".stacks.txt")
-        events_path.write_bytes(b"")
-        output_path = base.with_suffix(".out.txt")
-        env = dict(os.environ)
-        env.update(
-            MTEST_EVENTS=str(events_path),
-            MTEST_CONTROL_FD=str(control_read),
-            MTEST_NOTIFY_FD=str(bell_write),
-            MTEST_STACKS=str(stacks_path),
-            MTEST_PARENT_PID=str(os.getpid()),
-            MTEST_WORKER=str(slot),
-            MTEST_RUN_ID=opts.run_id,
-            PYTHONDONTWRITEBYTECODE="1",
+        worker = Worker.start(
+            Launch(
+                python=opts.python,
+                args=(
+                    *(f"--ignore={path}" for path in self.ignored),
+                    *opts.pytest_args,
+                    *(opts.paths if chunk is None else (t.test_id for t in chunk.tests)),
+                ),
+                cwd=opts.cwd,
+                base=opts.work_dir / f"{self.seq:04d}",
+                cache_dir=opts.cache_dir,
+                env={
+                    "MTEST_WORKER": str(slot),
+                    "MTEST_RUN_ID": opts.run_id,
+                    reaper.ANCESTRY_VAR: opts.ancestry,
+                },
+            ),
+            slot=slot,
+            seq=self.seq,
         )
-        env[reaper.ANCESTRY_VAR] = opts.ancestry
-        argv = [
-            opts.python, "-c", BOOTSTRAP, str(PROBE_PATH),
-            "-p", PROBE_MODULE,
-            "-o", f"cache_dir={opts.cache_dir}",
-            "-q", "--no-summary", "--no-header",
-            *(f"--ignore={path}" for path in self.ignored),
-            *opts.pytest_args,
-            *targets,
-        ]  # fmt: skip
-        try:
-            # A file, not a pipe: no wake-up per progress dot, and no grandchild
-            # holding a pipe open can block anything.
-            with open(output_path, "ab") as output:
-                proc = subprocess.Popen(
-                    argv,
-                    cwd=opts.cwd,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    pass_fds=(control_read, bell_write),
-                )
-        except OSError as exc:
-            raise MtestError(
-                f"cannot start `{opts.python}`: {exc.strerror}",
-                hint="pass an existing interpreter with --python",
-                code=4,
-            ) from exc
-        finally:
-            os.close(control_read)
-            os.close(bell_write)
-        worker = Worker(
-            slot=slot, seq=seq, proc=proc, control=control_write, doorbell=bell_read,
-            events_path=events_path, stacks_path=stacks_path, spawned=time.monotonic(),
-            output_path=output_path,
-        )  # fmt: skip
-        self.selector.register(bell_read, selectors.EVENT_READ, worker)
+        self.selector.register(worker.doorbell, selectors.EVENT_READ, worker)
         if self.watchdog is not None:
-            self.watchdog.watch(proc.pid)
+            self.watchdog.watch(worker.pgid)
         if chunk is not None:
             worker.chunk = chunk
             worker.todo = deque(t.test_id for t in chunk.tests)
@@ -533,7 +361,9 @@ class Pool:
         elif kind == "cend":
             worker.collecting.pop(str(event["file"]), None)
         elif kind == "collect_problem":
-            worker.problems.append(_collect_problem(event, worker))
+            worker.problems.append(
+                parse.collect_problem(event, worker=worker.slot, child=worker.seq)
+            )
         elif kind == "collected":
             self._on_collected(worker, event)
         elif kind == "unknown":
@@ -555,90 +385,53 @@ class Pool:
             worker.todo.clear()
             if worker.state is State.RUNNING:
                 worker.state = State.READY
-            _kill_strays(worker)
+            worker.kill_strays()
 
     def _on_collected(self, worker: Worker, event: dict[str, Any]) -> None:
         worker.collected_at = time.monotonic()
-        items = [_item_from_listing(entry) for entry in event.get("items", ())]
+        items = [parse.item_from_listing(entry) for entry in event.get("items", ())]
         worker.items = {item.test_id: item for item in items}
         if worker.state is State.STARTING:
             worker.state = State.READY
             if worker.chunk is not None:  # a dedicated child: its chunk is waiting
                 self._assign(worker, worker.chunk)
+        self.early_deaths = 0
         if self.collection is not None:
             return
-        hello = worker.hello or {}
         hello_at = worker.hello_at or worker.spawned
-        self.collection = Collection(
-            items=tuple(items),
-            problems=tuple(p for p in worker.problems if p.test_id not in self.blamed_files),
-            ini_timeout_s=hello.get("timeout"),
-            fingerprint=Fingerprint(
-                python=str(hello.get("python", "")),
-                executable=str(hello.get("executable", "")),
-                pytest=str(hello.get("pytest", "")),
-                plugins=tuple(str(p) for p in hello.get("plugins", ())),
-                rootdir=str(hello.get("rootdir", "")),
-                platform=sys.platform,
-            ),
-            startup_s=max(0.0, hello_at - worker.spawned),
-            collect_s=max(0.0, worker.collected_at - hello_at),
+        self.collection = parse.collection_from(
+            items,
+            [p for p in worker.problems if p.test_id not in self.blamed_files],
+            worker.hello or {},
+            startup_s=hello_at - worker.spawned,
+            collect_s=worker.collected_at - hello_at,
         )
 
     def _on_unknown(self, worker: Worker, ids: list[str]) -> None:
+        chunk = worker.chunk.index if worker.chunk else 0
         for test_id in ids:
             with contextlib.suppress(ValueError):
                 worker.todo.remove(test_id)
             self.sink(
-                TestResult(
-                    test_id=test_id,
-                    outcome=Outcome.ERROR,
-                    duration_s=0.0,
-                    message="not found when a fresh child collected the suite again "
-                    "(is the parametrization non-deterministic?)",
-                    chunk=worker.chunk.index if worker.chunk else 0,
-                    worker=worker.slot,
-                    child=worker.seq,
-                )
+                parse.unknown_result(test_id, chunk=chunk, worker=worker.slot, child=worker.seq)
             )
 
     # -- deadlines and death ---------------------------------------------------
 
     def _check_deadlines(self, worker: Worker, now: float, stop: StopControl) -> None:
-        if worker.kill_reason is not None:
-            worker.step_kill(now, self.options.kill_grace_s, hurry=stop.hurry)
-            return
-        if worker.in_flight is not None:
-            test_id, started = worker.in_flight
-            if now - started > self._limit(worker, test_id):
-                self._begin_kill(worker, "hung", stacks=True)
-        elif worker.collecting:
-            started = min(worker.collecting.values())
-            if now - started > self.timeout_s:
-                self._begin_kill(worker, "collect-hung", stacks=True)
-        elif worker.hello is None and now - worker.spawned > max(STARTUP_LIMIT_S, self.timeout_s):
-            self._begin_kill(worker, "startup-hung", stacks=False)
-
-    def _limit(self, worker: Worker, test_id: str) -> float:
-        item = (worker.items or {}).get(test_id)
-        if item is not None and item.timeout is not None:
-            return item.timeout
-        return self.timeout_s
-
-    def _begin_kill(self, worker: Worker, reason: str, *, stacks: bool) -> None:
-        worker.kill_reason = reason
-        if stacks:
-            # faulthandler's C handler writes every thread's stack even while
-            # a C loop holds the GIL; only the child gets it, not its group.
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(worker.proc.pid, signal.SIGUSR2)
-            time.sleep(STACKS_WAIT_S)
-        worker.step_kill(time.monotonic(), self.options.kill_grace_s, hurry=False)
+        if worker.kill_reason is None:
+            reason = worker.overdue(now, self.timeout_s, STARTUP_LIMIT_S)
+            if reason is None:
+                return
+            worker.kill_reason = reason
+            if reason != "startup-hung":
+                worker.dump_stacks(STACKS_WAIT_S)
+        worker.step_kill(now, self.options.kill_grace_s, hurry=stop.hurry)
 
     def _bury(self, worker: Worker) -> None:
         """The child has exited: read what it left, kill its group, blame, requeue."""
         self._read_events(worker)
-        _signal_group(worker.pgid, signal.SIGKILL)
+        signal_group(worker.pgid, signal.SIGKILL)
         if self.watchdog is not None:
             self.watchdog.forget(worker.pgid)
         self._unregister(worker.doorbell)
@@ -666,24 +459,25 @@ class Pool:
         if in_flight is not None:
             test_id, started = in_flight
             hung = worker.kill_reason == "hung"
-            message = (
-                parse.hung_message(self._limit(worker, test_id), self.options.kill_grace_s, code)
-                if hung
-                else parse.crash_message(code)
+            blame = parse.Blame(
+                returncode=code,
+                stacks=read_text(worker.stacks_path) if hung else "",
+                output=worker.output_text(),
+                worker=worker.slot,
+                child=worker.seq,
             )
+            limit = worker.limit(test_id, self.timeout_s)
             self.sink(
-                TestResult(
-                    test_id=test_id,
-                    outcome=Outcome.HUNG if hung else Outcome.CRASHED,
-                    duration_s=max(0.0, time.monotonic() - started),
-                    message=message,
-                    stacks=_read_text(worker.stacks_path) if hung else "",
-                    child_output=worker.output_text(),
-                    chunk=chunk.index if chunk else 0,
-                    worker=worker.slot,
-                    child=worker.seq,
+                parse.hung_result(
+                    test_id, blame, limit, self.options.kill_grace_s,
+                    duration_s=time.monotonic() - started, chunk=chunk.index if chunk else 0,
                 )
-            )
+                if hung
+                else parse.crash_result(
+                    test_id, blame, duration_s=time.monotonic() - started,
+                    chunk=chunk.index if chunk else 0,
+                )
+            )  # fmt: skip
         if chunk is not None and worker.todo:
             self.queue.appendleft(_rest_of(chunk, worker.todo, None))
 
@@ -695,26 +489,20 @@ class Pool:
                 self.blamed_files.add(path)
                 self.ignored.append(path)
                 hung = worker.kill_reason == "collect-hung"
-                how = (
-                    f"collecting it took longer than the {self.timeout_s:g}s timeout"
-                    if hung
-                    else f"the child {parse.describe_exit(code)} while importing it"
+                blame = parse.Blame(
+                    returncode=code,
+                    stacks=read_text(worker.stacks_path) if hung else "",
+                    output=worker.output_text(),
+                    worker=worker.slot,
+                    child=worker.seq,
                 )
                 self.sink(
-                    TestResult(
-                        test_id=path,
-                        outcome=Outcome.ERROR,
-                        duration_s=0.0,
-                        message=how,
-                        stacks=_read_text(worker.stacks_path) if hung else "",
-                        child_output=worker.output_text(),
-                        worker=worker.slot,
-                        child=worker.seq,
-                    )
+                    parse.import_blame(path, blame, hung_after_s=self.timeout_s if hung else None)
                 )
             return
-        if self.collection is not None:
-            return
+        self.early_deaths += 1
+        if self.collection is not None and self.early_deaths < MAX_EARLY_DEATHS:
+            return  # a replacement child failed to start: the next one tries again
         output = worker.output_text().strip()
         last = output.splitlines()[-1] if output else "(no output)"
         if code == NO_PYTEST_EXIT:
@@ -736,41 +524,3 @@ def _rest_of(chunk: Chunk, todo: deque[str], in_flight: tuple[str, float] | None
         wanted.add(in_flight[0])
     tests = tuple(t for t in chunk.tests if t.test_id in wanted)
     return Chunk(index=chunk.index, tests=tests, estimate_s=chunk.estimate_s)
-
-
-def _kill_strays(worker: Worker) -> None:
-    """A chunk is done: nothing it started may outlive it, except the worker itself."""
-    for pid in reaper.group_members(worker.pgid):
-        if pid != worker.proc.pid:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-
-
-def _item_from_listing(entry: list[Any]) -> TestItem:
-    test_id, line, markers, timeout = entry
-    return TestItem(
-        test_id=str(test_id),
-        file=file_of(str(test_id)),
-        line=None if line is None else int(line),
-        markers=tuple(str(m) for m in markers),
-        timeout=None if timeout is None else float(timeout),
-    )
-
-
-def _collect_problem(event: dict[str, Any], worker: Worker) -> TestResult:
-    return TestResult(
-        test_id=str(event["id"]),
-        outcome=Outcome.ERROR if event.get("outcome") == "error" else Outcome.SKIPPED,
-        duration_s=0.0,
-        message=str(event.get("message", "")),
-        longrepr=str(event.get("longrepr", "")),
-        worker=worker.slot,
-        child=worker.seq,
-    )

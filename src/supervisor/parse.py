@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from supervisor.model import Outcome, TestResult
+from supervisor.model import Collection, Fingerprint, Outcome, TestItem, TestResult, file_of
 
 
 def decode_events(data: bytes) -> tuple[list[dict[str, Any]], int]:
@@ -30,7 +32,7 @@ def decode_events(data: bytes) -> tuple[list[dict[str, Any]], int]:
             continue
         try:
             event = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # deeply nested garbage is garbage too
             continue
         if isinstance(event, dict):
             events.append(event)
@@ -75,6 +77,104 @@ def describe_exit(returncode: int | None) -> str:
     return f"exited with code {returncode}"
 
 
+@dataclass(frozen=True, kw_only=True)
+class Blame:
+    """What a dead child left behind, for the result of the test it took down."""
+
+    returncode: int | None
+    stacks: str
+    output: str
+    worker: int
+    child: int
+
+
+def crash_result(test_id: str, blame: Blame, *, duration_s: float, chunk: int) -> TestResult:
+    """The test in flight when its child died: ``crashed``."""
+    return TestResult(
+        test_id=test_id,
+        outcome=Outcome.CRASHED,
+        duration_s=max(0.0, duration_s),
+        message=crash_message(blame.returncode),
+        child_output=blame.output,
+        chunk=chunk,
+        worker=blame.worker,
+        child=blame.child,
+    )
+
+
+def hung_result(
+    test_id: str, blame: Blame, limit_s: float, grace_s: float, *, duration_s: float, chunk: int
+) -> TestResult:
+    """The test in flight when mtest killed its child for the timeout: ``hung``."""
+    return TestResult(
+        test_id=test_id,
+        outcome=Outcome.HUNG,
+        duration_s=max(0.0, duration_s),
+        message=hung_message(limit_s, grace_s, blame.returncode),
+        stacks=blame.stacks,
+        child_output=blame.output,
+        chunk=chunk,
+        worker=blame.worker,
+        child=blame.child,
+    )
+
+
+def import_blame(path: str, blame: Blame, *, hung_after_s: float | None) -> TestResult:
+    """A file whose import crashed or hung a child: one ``error`` for the file's node id."""
+    how = (
+        f"collecting it took longer than the {hung_after_s:g}s timeout"
+        if hung_after_s is not None
+        else f"the child {describe_exit(blame.returncode)} while importing it"
+    )
+    return TestResult(
+        test_id=path,
+        outcome=Outcome.ERROR,
+        duration_s=0.0,
+        message=how,
+        stacks=blame.stacks,
+        child_output=blame.output,
+        worker=blame.worker,
+        child=blame.child,
+    )
+
+
+def unknown_result(test_id: str, *, chunk: int, worker: int, child: int) -> TestResult:
+    """A test a fresh child did not find when it collected the suite again."""
+    return TestResult(
+        test_id=test_id,
+        outcome=Outcome.ERROR,
+        duration_s=0.0,
+        message="not found when a fresh child collected the suite again "
+        "(is the parametrization non-deterministic?)",
+        chunk=chunk,
+        worker=worker,
+        child=child,
+    )
+
+
+def collection_from(
+    items: list[TestItem], problems: list[TestResult], hello: Mapping[str, Any], *,
+    startup_s: float, collect_s: float,
+) -> Collection:  # fmt: skip
+    """The suite as the first child to finish collecting it saw it."""
+    timeout = hello.get("timeout")
+    return Collection(
+        items=tuple(items),
+        problems=tuple(problems),
+        ini_timeout_s=float(timeout) if isinstance(timeout, int | float) else None,
+        fingerprint=Fingerprint(
+            python=str(hello.get("python", "")),
+            executable=str(hello.get("executable", "")),
+            pytest=str(hello.get("pytest", "")),
+            plugins=tuple(str(p) for p in hello.get("plugins", ())),
+            rootdir=str(hello.get("rootdir", "")),
+            platform=sys.platform,
+        ),
+        startup_s=max(0.0, startup_s),
+        collect_s=max(0.0, collect_s),
+    )
+
+
 def crash_message(returncode: int | None) -> str:
     """The one-line message of a test that was in flight when its child died."""
     how = describe_exit(returncode)
@@ -90,3 +190,28 @@ def hung_message(timeout_s: float, grace_s: float, returncode: int | None) -> st
     elif returncode is not None and returncode >= 0:
         tail = f"exited with code {returncode} after SIGTERM"
     return f"exceeded the {timeout_s:g}s timeout and was killed ({tail})"
+
+
+def item_from_listing(entry: list[Any]) -> TestItem:
+    """One test of the probe's ``collected`` event: ``[node id, line, markers, timeout]``."""
+    test_id, line, markers, timeout = entry
+    return TestItem(
+        test_id=str(test_id),
+        file=file_of(str(test_id)),
+        line=None if line is None else int(line),
+        markers=tuple(str(m) for m in markers),
+        timeout=None if timeout is None else float(timeout),
+    )
+
+
+def collect_problem(event: Mapping[str, Any], *, worker: int, child: int) -> TestResult:
+    """A file that failed to import (``error``) or skipped itself at import (``skipped``)."""
+    return TestResult(
+        test_id=str(event["id"]),
+        outcome=Outcome.ERROR if event.get("outcome") == "error" else Outcome.SKIPPED,
+        duration_s=0.0,
+        message=str(event.get("message", "")),
+        longrepr=str(event.get("longrepr", "")),
+        worker=worker,
+        child=child,
+    )

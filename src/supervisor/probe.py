@@ -54,7 +54,7 @@ def cap_text(text: str, limit: int = CAP_BYTES) -> str:
     """Keep the head and tail of ``text`` within ``limit`` characters, saying how much was cut."""
     if len(text) <= limit:
         return text
-    half = limit // 2
+    half = max(1, limit // 2)
     cut = len(text) - 2 * half
     return f"{text[:half]}\n[... mtest cut {cut} characters ...]\n{text[-half:]}"
 

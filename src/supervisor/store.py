@@ -133,7 +133,7 @@ class Store:
             return None
         try:
             data = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             self.warn(f"ignoring `{path}`: it is not valid JSON (truncated?)")
             return None
         if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
@@ -247,10 +247,10 @@ def parse_records(data: bytes) -> tuple[list[TestRecord], int]:
             if not isinstance(raw, dict):
                 raise ValueError("not an object")
             records.append(TestRecord.from_json(raw))
-        except (ValueError, KeyError):
+        except (ValueError, KeyError, RecursionError):
             damaged += 1
     if partial.strip():
-        with contextlib.suppress(ValueError, KeyError):
+        with contextlib.suppress(ValueError, KeyError, RecursionError):
             raw = json.loads(partial)
             if isinstance(raw, dict):
                 records.append(TestRecord.from_json(raw))

@@ -1,0 +1,271 @@
+"""One pytest child: how it is started, what it leaves behind, and how it is stopped.
+
+``Worker.start`` launches the child in a new session (its own process group),
+with stdin from /dev/null, its output to a capped file, two pipes (commands
+in, a doorbell out) and the probe loaded. ``Worker.step_kill`` is the one
+place that signals a child: SIGTERM to its process group, a monotonic grace,
+then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import signal
+import subprocess
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from supervisor import reaper
+from supervisor.errors import MtestError
+from supervisor.model import Chunk, TestItem, TestResult
+
+PROBE_PATH = Path(__file__).with_name("probe.py")
+PROBE_MODULE = "_mtest_probe"
+NO_PYTEST_EXIT = 97
+OUTPUT_HEAD = 64 * 1024
+OUTPUT_TAIL = 1024 * 1024
+OUTPUT_FILE_CAP = 8 * 1024 * 1024
+"""A child's own output goes to a file opened O_APPEND; past this size the pool
+keeps its head and truncates it, so a flood never fills the disk."""
+
+# The bootstrap makes the probe importable by name from its file (the project's
+# interpreter may not have mtest installed) without importing it: pytest imports
+# it for `-p`, as any plugin — importing it first would draw pytest's "already
+# imported, cannot be rewritten" warning, an error under `filterwarnings = error`.
+# It also says clearly when pytest itself is missing.
+BOOTSTRAP = f"""\
+import importlib.util, sys
+try:
+    import pytest
+except ImportError as exc:
+    sys.stderr.write(f"mtest: cannot import pytest: {{exc}}\\n")
+    raise SystemExit({NO_PYTEST_EXIT})
+class ProbeFinder:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name == {PROBE_MODULE!r}:
+            return importlib.util.spec_from_file_location(name, sys.argv[1])
+        return None
+sys.meta_path.append(ProbeFinder)
+raise SystemExit(pytest.main(sys.argv[2:]))
+"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Launch:
+    """Everything that makes one child: its interpreter, arguments and files."""
+
+    python: str
+    args: tuple[str, ...]
+    """pytest arguments after mtest's own: ``--ignore``s, options, what to collect."""
+    cwd: Path
+    base: Path
+    """The stem of this child's files: ``<base>.events.jsonl``, ``.out.txt``, ``.stacks.txt``."""
+    cache_dir: Path
+    env: Mapping[str, str]
+    """Variables the tests see (``MTEST_WORKER``, ``MTEST_RUN_ID``, ancestry)."""
+
+
+class State(enum.Enum):
+    STARTING = "starting"
+    READY = "ready"
+    RUNNING = "running"
+    EXITING = "exiting"
+    DEAD = "dead"
+
+
+@dataclass(kw_only=True)
+class Worker:
+    """One pytest child and what the pool knows about it (mutable, loop-private)."""
+
+    slot: int
+    seq: int
+    proc: subprocess.Popen[bytes]
+    control: int
+    doorbell: int
+    events_path: Path
+    stacks_path: Path
+    spawned: float
+    state: State = State.STARTING
+    offset: int = 0
+    pending: bytes = b""
+    hello: dict[str, Any] | None = None
+    hello_at: float | None = None
+    collected_at: float | None = None
+    items: dict[str, TestItem] | None = None
+    problems: list[TestResult] = field(default_factory=list)
+    collecting: dict[str, float] = field(default_factory=dict)
+    chunk: Chunk | None = None
+    todo: deque[str] = field(default_factory=deque)
+    in_flight: tuple[str, float] | None = None
+    progressed: bool = False
+    output_path: Path = Path("/dev/null")
+    output_head: bytes = b""
+    output_cut: int = 0
+    final_output: str | None = None
+    kill_reason: str | None = None
+    term_sent: float | None = None
+    killed: bool = False
+
+    @staticmethod
+    def start(launch: Launch, *, slot: int, seq: int) -> Worker:
+        """Launch a child for ``launch``; raises MtestError when it cannot start."""
+        return _start(launch, slot=slot, seq=seq)
+
+    @property
+    def pgid(self) -> int:
+        return self.proc.pid
+
+    def limit(self, test_id: str, default_s: float) -> float:
+        """The test's own ``@pytest.mark.timeout`` if it has one, else ``default_s``."""
+        item = (self.items or {}).get(test_id)
+        if item is not None and item.timeout is not None:
+            return item.timeout
+        return default_s
+
+    def overdue(self, now: float, timeout_s: float, startup_limit_s: float) -> str | None:
+        """Why this child must be killed now, if it must: a test, an import or start-up hung."""
+        if self.in_flight is not None:
+            test_id, started = self.in_flight
+            return "hung" if now - started > self.limit(test_id, timeout_s) else None
+        if self.collecting:
+            started = min(self.collecting.values())
+            return "collect-hung" if now - started > timeout_s else None
+        if self.hello is None and now - self.spawned > max(startup_limit_s, timeout_s):
+            return "startup-hung"
+        return None
+
+    def dump_stacks(self, wait_s: float) -> None:
+        """Ask the child for every thread's stack (faulthandler) and give it time to write.
+
+        faulthandler's C handler writes even while a C loop holds the GIL. Only
+        the child gets the signal, not its group: SIGUSR2 would kill a grandchild.
+        """
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, signal.SIGUSR2)
+        time.sleep(wait_s)
+
+    def kill_strays(self) -> None:
+        """A chunk is done: nothing it started may outlive it, except the worker itself."""
+        for pid in reaper.group_members(self.pgid):
+            if pid != self.proc.pid:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+
+    def cap_output(self) -> None:
+        """Keep the output file bounded: save its head once, then truncate it."""
+        try:
+            size = self.output_path.stat().st_size
+        except OSError:
+            return
+        if size <= OUTPUT_FILE_CAP:
+            return
+        if not self.output_head:
+            with open(self.output_path, "rb") as handle:
+                self.output_head = handle.read(OUTPUT_HEAD)
+            size -= len(self.output_head)
+        # The child writes with O_APPEND, so after this its writes land at the new end.
+        os.truncate(self.output_path, 0)
+        self.output_cut += size
+
+    def output_text(self) -> str:
+        """The child's own output: head and tail, saying how much was cut between."""
+        if self.final_output is not None:
+            return self.final_output
+        try:
+            data = self.output_path.read_bytes()
+        except OSError:
+            data = b""
+        head, cut = self.output_head, self.output_cut
+        if not head and len(data) > OUTPUT_HEAD + OUTPUT_TAIL:
+            head, data = data[:OUTPUT_HEAD], data[OUTPUT_HEAD:]
+        if len(data) > OUTPUT_TAIL:
+            cut += len(data) - OUTPUT_TAIL
+            data = data[-OUTPUT_TAIL:]
+        middle = f"\n[... mtest cut {cut} bytes ...]\n".encode() if cut else b""
+        return (head + middle + data).decode(errors="replace")
+
+    def step_kill(self, now: float, grace_s: float, *, hurry: bool) -> None:
+        """The kill sequence, one step per call: SIGTERM the group, then SIGKILL after the grace."""
+        if self.proc.returncode is not None:
+            return
+        if self.term_sent is None and not hurry:
+            self.term_sent = now
+            signal_group(self.pgid, signal.SIGTERM)
+        elif not self.killed and (hurry or now - (self.term_sent or now) >= grace_s):
+            self.killed = True
+            signal_group(self.pgid, signal.SIGKILL)
+
+
+def _start(launch: Launch, *, slot: int, seq: int) -> Worker:
+    control_read, control_write = os.pipe()
+    bell_read, bell_write = os.pipe()
+    os.set_blocking(bell_read, False)
+    events_path = launch.base.with_suffix(".events.jsonl")
+    events_path.write_bytes(b"")
+    output_path = launch.base.with_suffix(".out.txt")
+    env = dict(os.environ)
+    env.update(launch.env)
+    env.update(
+        MTEST_EVENTS=str(events_path),
+        MTEST_CONTROL_FD=str(control_read),
+        MTEST_NOTIFY_FD=str(bell_write),
+        MTEST_STACKS=str(launch.base.with_suffix(".stacks.txt")),
+        MTEST_PARENT_PID=str(os.getpid()),
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    argv = [
+        launch.python, "-c", BOOTSTRAP, str(PROBE_PATH),
+        "-p", PROBE_MODULE,
+        "-o", f"cache_dir={launch.cache_dir}",
+        "-q", "--no-summary", "--no-header",
+        *launch.args,
+    ]  # fmt: skip
+    try:
+        # A file, not a pipe: no wake-up per progress dot, and no grandchild
+        # holding a pipe open can block anything.
+        with open(output_path, "ab") as output:
+            proc = subprocess.Popen(
+                argv,
+                cwd=launch.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                pass_fds=(control_read, bell_write),
+            )
+    except OSError as exc:
+        os.close(control_write)
+        os.close(bell_read)
+        raise MtestError(
+            f"cannot start `{launch.python}`: {exc.strerror}",
+            hint="pass an existing interpreter with --python or [tool.mtest] python",
+            code=4,
+        ) from exc
+    finally:
+        os.close(control_read)
+        os.close(bell_write)
+    return Worker(
+        slot=slot, seq=seq, proc=proc, control=control_write, doorbell=bell_read,
+        events_path=events_path, stacks_path=launch.base.with_suffix(".stacks.txt"),
+        spawned=time.monotonic(), output_path=output_path,
+    )  # fmt: skip
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
