@@ -167,7 +167,8 @@ RESUMABLE = {
         "        time.sleep(600)\n\n\n"
         "def test_3():\n"
         "    pass\n"
-    )
+    ),
+    "test_broken.py": "import a_module_that_does_not_exist\n",
 }
 
 
@@ -183,17 +184,21 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path: Path) -> None:
     first = finish(proc, started, timeout=30)
     assert first.returncode == 2, first.stderr
     # The test in flight and the one never started get no record.
-    assert set(finals(project / ".gates")) == {"test_r.py::test_1"}
+    assert set(finals(project / ".gates")) == {"test_r.py::test_1", "test_broken.py"}
 
     resumed = run_mtest(["--resume"], project)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert resumed.returncode == 1, resumed.stdout + resumed.stderr  # the broken file gates
     results = finals(project / ".gates")
     assert {t: r["outcome"] for t, r in results.items()} == {
+        "test_broken.py": "error",
         "test_r.py::test_1": "passed",
         "test_r.py::test_2": "passed",
         "test_r.py::test_3": "passed",
     }
     assert {r["run_id"] for r in results.values()} == {run_id}
+    # Nothing that had its outcome ran (or was recorded) again: one record per test.
+    lines = (project / ".gates" / "last-run" / "run.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["test_id"] for line in lines) == sorted(results)
     again = run_mtest(["--resume"], project)
     assert again.returncode == 4, "a finished run leaves nothing to resume"
 

@@ -67,7 +67,7 @@ def _run_locked(store: Store, config: Config, console: Console, point: ResumePoi
         recorder.seed(point.records)
         console.line(f"mtest: resuming run {run_id}: {len(point.outstanding)} test(s) to go")
     with _interrupts(stop), Pool(_drive_options(config, store, run_id)) as pool:
-        collection = pool.collect(recorder, stop)
+        collection = pool.collect(recorder.record_new, stop)
         recorder.learn_items(collection, config.tier_map)
         estimates = learn.estimates(knowledge.durations, collection.items)
         chosen, left_out = _select(config, collection, knowledge, estimates, point)

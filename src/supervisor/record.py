@@ -113,6 +113,12 @@ class Recorder:
             self.store.write_chunk_junit(index, junit.junit_xml(records, self.context.items))
         self.by_chunk.clear()
 
+    def record_new(self, result: TestResult) -> None:
+        """Record a collection problem unless this run already has (a resumed run
+        collects again, and must not record a broken file twice)."""
+        if result.test_id not in self.finals:
+            self(result)
+
     def _repro(self, test_id: str) -> str:
         ctx = self.context
         return bundle.repro_command(test_id, ctx.python, ctx.pytest_args, ctx.cwd)
