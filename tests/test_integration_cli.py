@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pty
 import re
 import subprocess
 import sys
@@ -177,3 +179,62 @@ def test_every_entry_point_prints_the_same_version(tmp_path: Path) -> None:
         outputs.add(done.stdout.strip())
     assert len(outputs) == 1, outputs
     assert version("mtest") in outputs.pop()
+
+
+# -- on a terminal ----------------------------------------------------------------
+
+
+def run_on_a_terminal(args: list[str], cwd: Path, *, env: dict[str, str]) -> tuple[int, str]:
+    """Run mtest with its stdout on a pseudo-terminal; return its exit code and all it wrote."""
+    main, child = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "supervisor", *args],
+        cwd=cwd,
+        env=mtest_env(env),
+        stdin=subprocess.DEVNULL,
+        stdout=child,
+        stderr=child,
+    )
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # EIO: the terminal's other side is closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(main)
+    return proc.wait(timeout=60), b"".join(chunks).decode(errors="replace")
+
+
+SLOW_AND_FAILING = {
+    "test_slow.py": (
+        "import time\n\n\n"
+        "def test_slow_one():\n    time.sleep(1.5)\n\n\n"
+        "def test_slow_two():\n    time.sleep(1.5)\n\n\n"
+        "def test_fails():\n    assert False, 'boom'\n"
+    )
+}
+
+
+def test_terminal_gets_a_live_status_line_and_colours(tmp_path: Path) -> None:
+    project = write_suite(tmp_path / "p", SLOW_AND_FAILING)
+    code, text = run_on_a_terminal([], project, env={"TERM": "xterm"})
+    assert code == 1, text
+    assert "internal error" not in text and "Traceback" not in text
+    # The status line is redrawn in place, names the test in flight, and is
+    # cleared before the problem and summary lines.
+    assert "\r\x1b[K[" in text
+    assert "running test_slow.py::test_slow_" in text
+    assert "\x1b[31mFAILED test_slow.py::test_fails - AssertionError: boom\x1b[0m" in text
+    assert re.search(r"mtest: 1 failed, 2 passed in [\d.]+s", text)
+
+
+def test_no_color_keeps_the_terminal_output_plain(tmp_path: Path) -> None:
+    project = write_suite(tmp_path / "p", SLOW_AND_FAILING)
+    code, text = run_on_a_terminal([], project, env={"TERM": "xterm", "NO_COLOR": "1"})
+    assert code == 1, text
+    assert "\x1b[31m" not in text
+    assert "FAILED test_slow.py::test_fails - AssertionError: boom" in text

@@ -163,6 +163,7 @@ class Pool:
         stop: StopControl,
         *,
         dedicated: bool = False,
+        tick: Callable[[], None] = lambda: None,
     ) -> list[str]:
         """Run the chunks; return the ids that never started (outstanding).
 
@@ -185,9 +186,14 @@ class Pool:
             if not busy and not launchable:
                 break
             self._turn(stop)
+            tick()
         outstanding = [t.test_id for chunk in self.queue for t in chunk.tests]
         self.queue.clear()
         return outstanding
+
+    def running(self) -> list[str]:
+        """The tests in flight right now, one per busy child."""
+        return [w.in_flight[0] for w in self._live() if w.in_flight is not None]
 
     def release(self) -> None:
         """Tell every idle child to finish its session; ``close`` waits for them."""

@@ -11,7 +11,7 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,8 +74,12 @@ def _run_locked(store: Store, config: Config, console: Console, point: ResumePoi
         chunks = plan.make_chunks(chosen, jobs=config.jobs, estimates=estimates)
         selected = point.selected if point else tuple(t.test_id for t in chosen)
         save_state(store, config, run_id, selected, done=recorder.finals, complete=False)
-        progress = _Progress(console, chosen, estimates, config.jobs, started)
-        outstanding = pool.run(chunks, progress.wrap(recorder, stop, config.fail_fast), stop)
+        progress = _Progress(
+            console=console, recorder=recorder, stop=stop, fail_fast=config.fail_fast,
+            chosen=chosen, estimates=estimates, jobs=config.jobs,
+        )  # fmt: skip
+        progress.running = pool.running
+        outstanding = pool.run(chunks, progress, stop, tick=progress.show)
         if config.retries and stop.mode is None:
             _retry(pool, config, recorder, stop, first_chunk=len(chunks))
         progress.finish()
@@ -246,33 +250,38 @@ def _stop_reason(stop: StopControl, outstanding: list[str]) -> str:
 
 
 class _Progress:
-    """The pool's sink: records each result, updates the status line, applies --fail-fast."""
+    """The pool's sink: records each result, applies --fail-fast, keeps the status line.
+
+    The ETA scales the remaining estimate by the pace observed so far, so it
+    corrects itself on a first run (unseen tests have a default estimate) and
+    on a loaded machine.
+    """
 
     def __init__(
-        self, console: Console, chosen: tuple[TestItem, ...], estimates: dict[str, float],
-        jobs: int, started: float,
+        self, *, console: Console, recorder: Recorder, stop: StopControl, fail_fast: bool,
+        chosen: tuple[TestItem, ...], estimates: dict[str, float], jobs: int,
     ) -> None:  # fmt: skip
         self.console = console
+        self.recorder = recorder
+        self.stop = stop
+        self.fail_fast = fail_fast
         self.total = len(chosen)
-        self.remaining_s = sum(estimates.get(t.test_id, 0.0) for t in chosen)
         self.estimates = estimates
+        self.remaining_s = sum(estimates.get(t.test_id, 0.0) for t in chosen)
+        self.done_s = 0.0
         self.jobs = jobs
-        self.started = started
+        self.started = time.monotonic()
         self.done: set[str] = set()
         self.failures = 0
-        self.recorder: Recorder | None = None
-        self.stop: StopControl | None = None
-        self.fail_fast = False
-
-    def wrap(self, recorder: Recorder, stop: StopControl, fail_fast: bool) -> _Progress:
-        self.recorder, self.stop, self.fail_fast = recorder, stop, fail_fast
-        return self
+        self.running: Callable[[], list[str]] = list
 
     def __call__(self, result: TestResult) -> None:
-        assert self.recorder is not None and self.stop is not None
         self.recorder(result)
-        self.done.add(result.test_id)
-        self.remaining_s -= self.estimates.get(result.test_id, 0.0)
+        if result.test_id not in self.done:
+            self.done.add(result.test_id)
+            estimate = self.estimates.get(result.test_id, 0.0)
+            self.remaining_s -= estimate
+            self.done_s += estimate
         final = self.recorder.finals[result.test_id]
         if final.outcome.gating and not final.quarantined:
             self.failures += 1
@@ -280,13 +289,20 @@ class _Progress:
                 self.stop.mode = Stop.DRAIN
         self.show()
 
-    def show(self, force: bool = False) -> None:
+    def show(self) -> None:
         elapsed = time.monotonic() - self.started
-        eta = max(0.0, self.remaining_s / max(1, self.jobs))
+        pace = 1.0
+        if self.done_s > 0:
+            pace = min(20.0, max(0.2, elapsed / (self.done_s / self.jobs)))
+        eta = max(0.0, self.remaining_s / self.jobs * pace)
+        running = self.running()
+        now = ""
+        if running:
+            more = f" +{len(running) - 1}" if len(running) > 1 else ""
+            now = f", running {running[0]}{more}"
         self.console.status(
-            f"[{len(self.done)}/{self.total}] {self.failures} failing, "
-            f"{elapsed:.0f}s elapsed, ~{eta:.0f}s to go",
-            force=force,
+            f"[{len(self.done)}/{self.total}] {self.failures} failing, {elapsed:.0f}s elapsed, "
+            f"~{eta:.0f}s to go{now}"
         )
 
     def finish(self) -> None:
