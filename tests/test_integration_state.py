@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -173,3 +174,31 @@ def test_retries_turn_one_off_failures_and_crashes_into_flaky(tmp_path: Path) ->
         "test_once.py::test_crashes_once": [(1, "crashed"), (2, "flaky")],
         "test_once.py::test_always_fails": [(1, "failed"), (2, "failed"), (3, "failed")],
     }
+
+
+BROKEN_IMPORTS = {
+    "test_ok.py": "def test_fine():\n    pass\n",
+    "test_dies_on_import.py": "import os\nos._exit(3)\n",
+    "test_hangs_on_import.py": "import time\ntime.sleep(600)\n",
+}
+
+
+@pytest.mark.timeout(90)
+def test_files_that_kill_or_hang_their_child_at_import_gate_the_run(tmp_path: Path) -> None:
+    project = write_suite(tmp_path / "p", BROKEN_IMPORTS)
+    result = run_mtest(["--timeout", "3", "--kill-grace", "1"], project, timeout=80)
+    assert result.returncode == 1, result.stdout + result.stderr
+    results = finals(project / ".gates")
+    assert {t: r["outcome"] for t, r in results.items()} == {
+        "test_ok.py::test_fine": "passed",
+        "test_dies_on_import.py": "error",
+        "test_hangs_on_import.py": "error",
+    }
+    assert "exited with code 3 while importing it" in results["test_dies_on_import.py"]["message"]
+    assert "took longer than the 3s timeout" in results["test_hangs_on_import.py"]["message"]
+    summary = (project / ".gates" / "last-run" / "summary.md").read_text()
+    assert "test_dies_on_import.py" in summary and "test_hangs_on_import.py" in summary
+    bundle = project / ".gates" / "last-run" / results["test_hangs_on_import.py"]["bundle"]
+    text = bundle.read_text()
+    assert re.search(r"^pytest: +\d", text, re.MULTILINE), "the environment is filled in"
+    assert 'test_hangs_on_import.py", line 2 in <module>' in text, "the stacks show the import"

@@ -115,6 +115,8 @@ class Pool:
         self.seq = 0
         self.ignored: list[str] = []
         self.blamed_files: set[str] = set()
+        self.blamed: list[TestResult] = []
+        """Import blames found while collecting, until the listing is complete."""
         self.collection: Collection | None = None
         self.early_deaths = 0
         self.timeout_s = options.timeout_s or DEFAULT_TIMEOUT_S
@@ -134,13 +136,15 @@ class Pool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def collect(self, sink: ResultSink, stop: StopControl) -> Collection:
+    def collect(self, stop: StopControl) -> Collection:
         """Start the workers; return the first complete listing of the suite.
 
-        Files whose import crashes or hangs a child are blamed (``error``), sent
-        to ``sink``, and ``--ignore``d by the children started after.
+        Its ``problems`` hold the files that failed to import or skipped at
+        import, and the files whose import crashed or hung a child (those are
+        ``--ignore``d by the children started after). Nothing is recorded here:
+        the caller records the problems once it knows the environment.
         """
-        self.sink = sink
+        self.sink = self.blamed.append
         for slot in range(self.options.jobs):
             self._spawn(slot)
         while self.collection is None:
@@ -152,8 +156,6 @@ class Pool:
             if self.collection is None and not self._live():
                 for slot in range(self.options.jobs):
                     self._spawn(slot)
-        for problem in self.collection.problems:
-            sink(problem)
         return self.collection
 
     def run(
@@ -407,7 +409,7 @@ class Pool:
         hello_at = worker.hello_at or worker.spawned
         self.collection = parse.collection_from(
             items,
-            [p for p in worker.problems if p.test_id not in self.blamed_files],
+            [*self.blamed, *(p for p in worker.problems if p.test_id not in self.blamed_files)],
             worker.hello or {},
             startup_s=hello_at - worker.spawned,
             collect_s=worker.collected_at - hello_at,
@@ -458,10 +460,12 @@ class Pool:
         code = worker.proc.returncode
         chunk = worker.chunk
         in_flight = worker.in_flight
-        if in_flight is None and chunk is not None and worker.todo and not worker.progressed:
-            # Died before starting anything: blame the next test so that the run
-            # always moves forward (a test that kills its child at import time).
-            in_flight = (worker.todo.popleft(), worker.spawned)
+        if in_flight is None and chunk is not None and not worker.progressed:
+            # Died before starting any test: no test is to blame. The chunk goes
+            # back to the queue, and children that keep doing this end the run.
+            self._early_death(worker)
+        elif worker.progressed:
+            self.early_deaths = 0
         if in_flight is not None:
             test_id, started = in_flight
             hung = worker.kill_reason == "hung"
@@ -506,19 +510,28 @@ class Pool:
                     parse.import_blame(path, blame, hung_after_s=self.timeout_s if hung else None)
                 )
             return
+        self._early_death(worker)
+
+    def _early_death(self, worker: Worker) -> None:
+        """A child died before it ran a test (and not in an import): retry, up to a point."""
         self.early_deaths += 1
         if self.collection is not None and self.early_deaths < MAX_EARLY_DEATHS:
-            return  # a replacement child failed to start: the next one tries again
-        output = worker.output_text().strip()
-        last = output.splitlines()[-1] if output else "(no output)"
+            return  # the next child tries again
+        code = worker.proc.returncode
+        last = parse.last_error_line(worker.output_text())
         if code == NO_PYTEST_EXIT:
             raise MtestError(
                 f"`{self.options.python}` cannot import pytest",
                 hint=f"install pytest into that environment ({last})",
                 code=4,
             )
+        when = (
+            "before listing the tests"
+            if self.collection is None
+            else (f"{self.early_deaths} times in a row before running a test")
+        )
         raise MtestError(
-            f"pytest {parse.describe_exit(code)} before listing the tests: {last}",
+            f"pytest {parse.describe_exit(code)} {when}: {last}",
             hint=f"run `{self.options.python} -m pytest --collect-only` to see why",
             code=4 if code == 4 else 1,
         )

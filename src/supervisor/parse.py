@@ -175,6 +175,22 @@ def collection_from(
     )
 
 
+def last_error_line(output: str) -> str:
+    """The line of a child's output that says what went wrong, for a one-line error.
+
+    pytest's usage errors end with ``pytest: error: …`` followed by other
+    lines, and internal errors with ``INTERNALERROR> SomeError: …``; prefer
+    those to the last line.
+    """
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("INTERNALERROR>") and ":" in line and not line.endswith("^"):
+            return line.removeprefix("INTERNALERROR>").strip()
+        if "error:" in line.lower() and not line.startswith("File "):
+            return line
+    return lines[-1] if lines else "(no output)"
+
+
 def crash_message(returncode: int | None) -> str:
     """The one-line message of a test that was in flight when its child died."""
     how = describe_exit(returncode)

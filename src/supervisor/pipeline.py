@@ -67,8 +67,10 @@ def _run_locked(store: Store, config: Config, console: Console, point: ResumePoi
         recorder.seed(point.records)
         console.line(f"mtest: resuming run {run_id}: {len(point.outstanding)} test(s) to go")
     with _interrupts(stop), Pool(_drive_options(config, store, run_id)) as pool:
-        collection = pool.collect(recorder.record_new, stop)
+        collection = pool.collect(stop)
         recorder.learn_items(collection, config.tier_map)
+        for problem in collection.problems:
+            recorder.record_new(problem)
         estimates = learn.estimates(knowledge.durations, collection.items)
         chosen, left_out = _select(config, collection, knowledge, estimates, point)
         chunks = plan.make_chunks(chosen, jobs=config.jobs, estimates=estimates)
@@ -94,18 +96,19 @@ def _run_locked(store: Store, config: Config, console: Console, point: ResumePoi
             left_out=tuple((lo.reason, lo.count, lo.estimate_s) for lo in left_out),
             resumed=point is not None,
         )
-        finals, code = _report(store, config, recorder, collection, selected, facts)
+        finals, code = _report(store, config, recorder, selected, facts)
     _print_end(console, finals, facts, left_out, code, store)
     return code
 
 
 def _report(
-    store: Store, config: Config, recorder: Recorder, collection: Collection,
-    selected: tuple[str, ...], facts: report.RunFacts,
+    store: Store, config: Config, recorder: Recorder, selected: tuple[str, ...],
+    facts: report.RunFacts,
 ) -> tuple[dict[str, TestRecord], int]:  # fmt: skip
     """Write everything that describes the run; return its results and exit code."""
-    wanted = (*selected, *(p.test_id for p in collection.problems))
-    finals = {i: recorder.finals[i] for i in wanted if i in recorder.finals}
+    # Every record of this run counts: the selected tests, and the files that
+    # failed to import or crashed or hung a child while it imported them.
+    finals = dict(recorder.finals)
     code = report.exit_code(finals, interrupted=facts.interrupted, selected=len(selected))
     summary = report.summary_markdown(finals, facts, code, recorder.session)
     store.write_summary(summary)

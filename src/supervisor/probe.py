@@ -170,7 +170,11 @@ class Probe:
                 flush=True,
             )
 
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
+    def _announce(self, session: pytest.Session) -> None:
+        """List the collected tests. Called from the run loop, not from
+        ``pytest_collection_finish``: pytest calls that one in a ``finally``, so it
+        also fires when a ``pytest_collection_modifyitems`` raised and the
+        session is about to end with an internal error."""
         items = [self._describe(item) for item in session.items]
         self.events.emit({"e": "collected", "items": items, "t": time.monotonic()}, flush=True)
         self._notify()
@@ -194,6 +198,7 @@ class Probe:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
         """Run the chunks the supervisor sends until it says ``exit`` (or goes away)."""
+        self._announce(session)
         by_id = {item.nodeid: item for item in session.items}
         for command in self._commands():
             parts = command.split(" ", 2)
