@@ -202,3 +202,99 @@ def test_files_that_kill_or_hang_their_child_at_import_gate_the_run(tmp_path: Pa
     text = bundle.read_text()
     assert re.search(r"^pytest: +\d", text, re.MULTILINE), "the environment is filled in"
     assert 'test_hangs_on_import.py", line 2 in <module>' in text, "the stacks show the import"
+
+
+def test_a_flaky_record_points_at_the_failing_attempts_bundle(tmp_path: Path) -> None:
+    once = (
+        "import os\n"
+        "from pathlib import Path\n\n\n"
+        "def test_fails_once():\n"
+        "    flag = Path(os.environ['MARKS'], 'failed')\n"
+        "    if not flag.exists():\n"
+        "        flag.write_text('1')\n"
+        "        assert False, 'first attempt'\n"
+    )
+    project = write_suite(tmp_path / "p", {"test_once.py": once})
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    result = run_mtest(["--retries", "1"], project, env={"MARKS": str(marks)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    first, second = records(project / ".gates")
+    assert (first["outcome"], second["outcome"]) == ("failed", "flaky")
+    assert second["bundle"] == first["bundle"] is not None
+    assert second["message"] == "passed on attempt 2 after: AssertionError: first attempt"
+    bundle = (project / ".gates" / "last-run" / first["bundle"]).read_text()
+    assert "assert False, 'first attempt'" in bundle
+
+
+def test_fail_fast_stops_new_tests_but_still_retries_the_failure(tmp_path: Path) -> None:
+    suite = {
+        "test_a.py": (
+            "import os\n"
+            "from pathlib import Path\n\n\n"
+            "def test_fails_once():\n"
+            "    flag = Path(os.environ['MARKS'], 'failed')\n"
+            "    if not flag.exists():\n"
+            "        flag.write_text('1')\n"
+            "        assert False, 'first attempt'\n"
+        ),
+        # Enough estimated work after the failure that it lands in later chunks.
+        **{f"test_later_{n}.py": "def test_later():\n    pass\n" for n in range(60)},
+    }
+    project = write_suite(tmp_path / "p", suite)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    result = run_mtest(["--fail-fast", "--retries", "1"], project, env={"MARKS": str(marks)})
+    outcomes = {r["test_id"]: r["outcome"] for r in records(project / ".gates")}
+    assert outcomes["test_a.py::test_fails_once"] == "flaky", result.stdout
+    assert len(outcomes) < 61, "tests after the first failure's chunk were not launched"
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_fail_fast_on_the_command_line_beats_the_config(tmp_path: Path) -> None:
+    suite = {"test_a.py": "def test_fails():\n    assert False\n"}
+    suite |= {f"test_later_{n}.py": "def test_later():\n    pass\n" for n in range(60)}
+    project = write_suite(tmp_path / "p", suite)
+    (project / "pytest.ini").unlink()
+    (project / "pyproject.toml").write_text("[tool.mtest]\nfail_fast = true\n")
+    stopped = run_mtest([], project)
+    assert stopped.returncode == 1
+    assert len(records(project / ".gates")) < 61
+    full = run_mtest(["--no-fail-fast"], project)
+    assert full.returncode == 1
+    assert len(records(project / ".gates")) == 61
+
+
+def test_timeout_ini_counts_without_pytest_timeout(tmp_path: Path) -> None:
+    project = write_suite(
+        tmp_path / "p", {"test_s.py": "import time\n\n\ndef test_slow():\n    time.sleep(30)\n"}
+    )
+    # pytest-timeout is blocked, so `timeout` is an ini key pytest does not know.
+    (project / "pytest.ini").write_text("[pytest]\naddopts = -p no:timeout\ntimeout = 1\n")
+    result = run_mtest(["--kill-grace", "1"], project)
+    assert result.returncode == 1, result.stdout + result.stderr
+    (record,) = records(project / ".gates")
+    assert record["outcome"] == "hung"
+    assert "the 1s timeout" in record["message"]
+
+
+def test_a_crash_bundle_keeps_the_last_words_of_a_flood(tmp_path: Path) -> None:
+    flood = (
+        "import os\n\n\n"
+        "def test_floods_then_dies():\n"
+        "    block = b'z' * (1 << 20)\n"
+        "    for _ in range(40):\n"
+        "        os.write(1, block)\n"
+        "    os.write(1, b'\\nLAST WORDS BEFORE DYING\\n')\n"
+        "    os._exit(1)\n"
+    )
+    project = write_suite(tmp_path / "p", {"test_f.py": flood})
+    result = run_mtest(["--", "-s"], project)
+    assert result.returncode == 1, result.stdout + result.stderr
+    (record,) = records(project / ".gates")
+    assert record["outcome"] == "crashed"
+    bundle = (project / ".gates" / "last-run" / record["bundle"]).read_text()
+    assert "LAST WORDS BEFORE DYING" in bundle
+    cut = re.search(r"mtest cut (\d+) bytes", bundle)
+    assert cut is not None and int(cut.group(1)) > 35 * (1 << 20)
+    assert len(bundle) < 8 * (1 << 20)

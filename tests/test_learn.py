@@ -24,6 +24,7 @@ from supervisor.learn import (
     estimates,
     failure_recency,
     fixed_costs,
+    merge_quarantine,
     update_durations,
     update_quarantine,
 )
@@ -443,3 +444,21 @@ def test_quarantine_invariants(outcomes: list[Outcome]) -> None:
             else:
                 assert 1 <= entry.recent.count(FAIL) <= 2
         assert Quarantine.from_json(via_json(q.to_json())) == q
+
+
+def test_merge_quarantine_joins_shards_and_keeps_the_later_entry() -> None:
+    def failing(test_id: str, runs: int, start: int) -> Quarantine:
+        q = Quarantine()
+        for i in range(start, start + runs):
+            finals = {test_id: rec(Outcome.FAILED, test_id=test_id, run_id=f"r{i}")}
+            q = update_quarantine(q, finals, now=f"2026-01-0{i}T00:00:00Z", run_id=f"r{i}")
+        return q
+
+    a = failing("a.py::t", 3, 1)  # quarantined on day 3
+    b = failing("b.py::t", 1, 1)  # watched
+    late = failing("a.py::t", 1, 5)  # another shard saw a.py::t only once, later
+    merged = merge_quarantine(merge_quarantine(a, b), late)
+    assert set(merged.entries) == {"a.py::t", "b.py::t"}
+    assert merged.entries["a.py::t"] == late.entries["a.py::t"]
+    assert merged.watched_ids() == frozenset({"a.py::t", "b.py::t"})
+    assert merge_quarantine(a, Quarantine()) == a

@@ -191,3 +191,23 @@ def test_dispatch_is_within_the_list_scheduling_bound(
         total = sum(c.estimate_s for c in chunks)
         largest = max(c.estimate_s for c in chunks)
         assert makespan(assignment) <= total / jobs + largest + 1e-9
+
+
+def test_chunks_holding_a_first_test_are_dispatched_first() -> None:
+    # Under a budget the smoke tests and recent failures must not wait behind
+    # bigger chunks: an estimate that was too low should cost the rest.
+    tests = suite({"big.py": 40, "small.py": 2, "mid.py": 20})
+    estimates = {t.test_id: 0.1 for t in tests}
+    plain = make_chunks(tests, jobs=1, estimates=estimates)
+    assert files_of(plain[-1]) == ["small.py"], "without priorities the small chunk is last"
+    chunks = make_chunks(
+        tests, jobs=1, estimates=estimates, first=frozenset({"small.py::test_001"})
+    )
+    assert "small.py" in files_of(chunks[0])
+    rest = [c.estimate_s for c in chunks[1:]]
+    assert rest == sorted(rest, reverse=True), "the others stay longest first"
+    assert sorted(t.test_id for c in chunks for t in c.tests) == sorted(ids_of(tests))
+
+
+def ids_of(tests: Sequence[TestItem]) -> list[str]:
+    return [t.test_id for t in tests]

@@ -53,12 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
     modes.add_argument("--quarantine", action="store_true", help="list quarantined/watched tests")
     modes.add_argument("--self-check", action="store_true", help="prove this install works")
     modes.add_argument("--merge", nargs="+", metavar="DIR", help="join shards' gates directories")
-    p.add_argument("--fail-fast", action="store_true", help="stop launching after a failure")
+    p.add_argument(
+        "--fail-fast", action=argparse.BooleanOptionalAction, help="stop launching after a failure"
+    )
     p.add_argument("-j", "--jobs", metavar="N", help="chunks at once; `auto` = usable CPUs")
     p.add_argument("--timeout", metavar="S", help="per-test wall-clock limit in seconds")
     p.add_argument("--kill-grace", metavar="S", help="seconds from SIGTERM to SIGKILL (5)")
     p.add_argument("--retries", metavar="N", help="re-run failed/hung/crashed tests alone")
-    p.add_argument("--skip-quarantined", action="store_true", help="do not run quarantined tests")
+    p.add_argument(
+        "--skip-quarantined",
+        action=argparse.BooleanOptionalAction,
+        help="do not run quarantined tests",
+    )
     p.add_argument("--junit-xml", metavar="PATH", help="also write one merged JUnit XML")
     p.add_argument("--shard", metavar="K/N", help="run only shard K of N")
     p.add_argument("--gates-dir", metavar="DIR", help="state directory (default .gates)")
@@ -129,8 +135,10 @@ def make_config(argv: Sequence[str], cwd: Path) -> Config:
         tier_map=tier_map_from(table, origin),
         budget_s=None if budget is None else parse_duration(str(budget[0]), budget[1]),
         shard=shard,
-        fail_fast=ns.fail_fast or flag_of(table, "fail_fast", origin),
-        skip_quarantined=ns.skip_quarantined or flag_of(table, "skip_quarantined", origin),
+        fail_fast=flag_of(table, "fail_fast", origin) if ns.fail_fast is None else ns.fail_fast,
+        skip_quarantined=flag_of(table, "skip_quarantined", origin)
+        if ns.skip_quarantined is None
+        else ns.skip_quarantined,
         junit_xml=None if ns.junit_xml is None else (cwd / ns.junit_xml).resolve(),
         merge_dirs=tuple((cwd / d).resolve() for d in ns.merge or ()),
         verbosity=ns.verbose - ns.quiet,

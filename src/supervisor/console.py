@@ -56,6 +56,10 @@ class Console:
         self.stream.write(text + "\n")
         self.stream.flush()
 
+    def always(self, text: str) -> None:
+        """Print ``text`` whatever the verbosity (GitHub annotations, views)."""
+        self.line(text, level=-100)
+
     def warn(self, text: str) -> None:
         self._clear_status()
         sys.stderr.write(f"mtest: warning: {text}\n")

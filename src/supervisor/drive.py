@@ -181,10 +181,12 @@ class Pool:
             if mode is Stop.HALT:
                 self._halt(stop)
                 break
-            if mode is None:
+            # --fail-fast stops new tests, not the retries of tests that already ran.
+            launching = mode is None or (dedicated and mode is Stop.DRAIN)
+            if launching:
                 self._dispatch(stop)
             busy = [w for w in self._live() if w.chunk is not None]
-            launchable = mode is None and any(stop.fits(c, now) for c in self.queue)
+            launchable = launching and any(stop.fits(c, now) for c in self.queue)
             if not busy and not launchable:
                 break
             self._turn(stop)
@@ -268,7 +270,11 @@ class Pool:
             if not fitting:
                 break
             if worker is None or worker.state is State.DEAD:
-                self._spawn(slot, self._take(fitting[0]) if self.dedicated else None)
+                # A child that is still collecting will take a chunk soon: start
+                # another only for chunks beyond what those will take.
+                starting = sum(1 for w in self._live() if w.state is State.STARTING)
+                if self.dedicated or len(fitting) > starting:
+                    self._spawn(slot, self._take(fitting[0]) if self.dedicated else None)
             elif worker.state is State.READY and not self.dedicated:
                 self._assign(worker, self._take(fitting[0]))
         for worker in self._live():

@@ -22,7 +22,8 @@ Design:
 # No ``from __future__ import annotations`` here: it would bind the name
 # ``annotations`` that this module's main function needs (Python >= 3.11
 # evaluates these annotations fine without it).
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from supervisor.model import Outcome, TestItem, TestRecord, file_of
@@ -44,6 +45,23 @@ def annotations(finals: Mapping[str, TestRecord], items: Mapping[str, TestItem])
         rendered = ",".join(f"{key}={escape_property(value)}" for key, value in props)
         lines.append(f"::{level} {rendered}::{escape_data(_message(record))}")
     return lines
+
+
+def publish(
+    emit: Callable[[str], None],
+    finals: Mapping[str, TestRecord],
+    items: Mapping[str, TestItem],
+    summary: str,
+    environ: Mapping[str, str] = os.environ,
+) -> None:
+    """Under GitHub Actions: print the annotations and append the step summary."""
+    if environ.get("GITHUB_ACTIONS") != "true":
+        return
+    for line in annotations(finals, items):
+        emit(line)
+    step_summary = environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        append_step_summary(Path(step_summary), summary)
 
 
 def append_step_summary(path: Path, markdown: str) -> None:

@@ -447,3 +447,13 @@ def update_quarantine(
         else:
             entries[test_id] = new
     return Quarantine(entries=entries)
+
+
+def merge_quarantine(a: Quarantine, b: Quarantine) -> Quarantine:
+    """Join two shards' quarantine states; for a test both track, the later entry wins."""
+    entries = dict(a.entries)
+    for test_id, entry in b.entries.items():
+        mine = entries.get(test_id)
+        if mine is None or entry.since > mine.since:
+            entries[test_id] = entry
+    return Quarantine(entries=entries)

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from types import FrameType
 
 from supervisor import github, junit, learn, plan, report, select
@@ -73,7 +72,12 @@ def _run_locked(store: Store, config: Config, console: Console, point: ResumePoi
             recorder.record_new(problem)
         estimates = learn.estimates(knowledge.durations, collection.items)
         chosen, left_out = _select(config, collection, knowledge, estimates, point)
-        chunks = plan.make_chunks(chosen, jobs=config.jobs, estimates=estimates)
+        chunks = plan.make_chunks(
+            chosen,
+            jobs=config.jobs,
+            estimates=estimates,
+            first=_priority(config, knowledge, chosen),
+        )
         selected = point.selected if point else tuple(t.test_id for t in chosen)
         save_state(store, config, run_id, selected, done=recorder.finals, complete=False)
         progress = _Progress(
@@ -82,7 +86,7 @@ def _run_locked(store: Store, config: Config, console: Console, point: ResumePoi
         )  # fmt: skip
         progress.running = pool.running
         outstanding = pool.run(chunks, progress, stop, tick=progress.show)
-        if config.retries and stop.mode is None:
+        if config.retries and stop.mode is not Stop.HALT:
             _retry(pool, config, recorder, stop, first_chunk=len(chunks))
         progress.finish()
         pool.release()  # the children finish their sessions while we learn and report
@@ -116,12 +120,7 @@ def _report(
     items = recorder.context.items
     if config.junit_xml is not None:
         junit.write_junit(config.junit_xml, recorder.all_records(), items)
-    if os.environ.get("GITHUB_ACTIONS") == "true":
-        for line in github.annotations(finals, items):
-            recorder.console.line(line, level=-10)
-        step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        if step_summary:
-            github.append_step_summary(Path(step_summary), summary)
+    github.publish(recorder.console.always, finals, items, summary)
     done = not facts.outstanding and not facts.interrupted
     save_state(store, config, facts.run_id, selected, done=recorder.finals, complete=done,
                exit_code=code)  # fmt: skip
@@ -165,7 +164,7 @@ def _select(
         quarantined=knowledge.quarantine.quarantined_ids(),
         skip_quarantined=config.skip_quarantined,
         shard=config.shard,
-        budget_s=config.budget_s,
+        budget_s=None if config.budget_s is None else max(0.0, config.budget_s - FINISH_RESERVE_S),
         jobs=config.jobs,
         estimates=estimates,
         known=frozenset(knowledge.durations.tests),
@@ -173,6 +172,18 @@ def _select(
         costs=select.FixedCosts(startup_s=startup, collect_s=collect),
     )
     return selection.chosen, selection.left_out
+
+
+def _priority(config: Config, knowledge: Knowledge, chosen: tuple[TestItem, ...]) -> frozenset[str]:
+    """Under a budget, the tests that must run first: tier 0 and recent failures."""
+    if config.budget_s is None:
+        return frozenset()
+    failing = learn.failure_recency(knowledge.durations)
+    return frozenset(
+        t.test_id
+        for t in chosen
+        if failing.get(t.test_id, 0.0) > 0 or select.tier_of(t.markers, config.tier_map) == 0
+    )
 
 
 def _retry(
@@ -186,7 +197,7 @@ def _retry(
             if recorder.finals[r.test_id] is r and r.outcome.retryable
             and "::" in r.test_id
         ]  # fmt: skip
-        if not again or stop.current(time.monotonic()) is not None:
+        if not again or stop.current(time.monotonic()) is Stop.HALT:
             return
         chunks = [Chunk(index=first_chunk + i, tests=(t,)) for i, t in enumerate(again)]
         first_chunk += len(chunks)

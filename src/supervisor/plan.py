@@ -95,12 +95,13 @@ def make_chunks(
     jobs: int,
     estimates: Mapping[str, float],
     start_index: int = 0,
+    first: frozenset[str] = frozenset(),
 ) -> tuple[Chunk, ...]:
     """Chunks for ``jobs`` workers, longest first, numbered from ``start_index``.
 
     Every distinct test is in exactly one chunk; no chunk is empty. Equal
     estimates keep their planning order (the sort is stable), so the plan is
-    deterministic.
+    deterministic. Chunks holding any test of ``first`` come first.
     """
     if jobs < 1:
         raise ValueError(f"invalid jobs {jobs}: expected 1 or more")
@@ -109,7 +110,10 @@ def make_chunks(
     target = max(MIN_CHUNK_S, total / (jobs * CHUNKS_PER_JOB))
     groups = _pack(_by_file(tests), target, estimates)
     sized = [(group, _seconds(group, estimates)) for group in groups]
-    sized.sort(key=lambda pair: -pair[1])
+    # Chunks holding a test of ``first`` (under a budget: smoke tests and recent
+    # failures) go before the rest, so that an estimate that was too low costs
+    # the least valuable tests; within each group, longest first.
+    sized.sort(key=lambda pair: (not any(t.test_id in first for t in pair[0]), -pair[1]))
     return tuple(
         Chunk(index=start_index + position, tests=group, estimate_s=seconds)
         for position, (group, seconds) in enumerate(sized)

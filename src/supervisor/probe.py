@@ -135,6 +135,7 @@ class Probe:
         self.control = os.fdopen(control_fd, "rb")
         self.notify_fd = int(os.environ.get("MTEST_NOTIFY_FD", "-1"))
         self.reports: list[pytest.TestReport] = []
+        self.reruns: list[pytest.TestReport] = []
         self.collecting: set[str] = set()
 
     # -- collection ---------------------------------------------------------
@@ -154,7 +155,7 @@ class Probe:
             outcome = "error" if report.failed else "skipped"
             text = report.longreprtext
             if report.skipped and isinstance(report.longrepr, tuple):
-                text = str(report.longrepr[2])
+                text = str(report.longrepr[2]).removeprefix("Skipped: ")
             message = first_line(text)
             if report.failed:
                 lines = [line for line in text.splitlines() if line.startswith("E ")]
@@ -225,7 +226,7 @@ class Probe:
     def _run_chunk(self, items: list[pytest.Item]) -> None:
         for index, item in enumerate(items):
             nextitem = items[index + 1] if index + 1 < len(items) else None
-            self.reports = []
+            self.reports, self.reruns = [], []
             self.events.emit({"e": "start", "id": item.nodeid, "t": time.monotonic()}, flush=True)
             try:
                 item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
@@ -238,9 +239,12 @@ class Probe:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        # pytest-rerunfailures reports "rerun", an outcome pytest's types do not list.
-        if type(report).__name__ == "SubtestReport" or str(report.outcome) == "rerun":
+        if type(report).__name__ == "SubtestReport":
             return  # the parent test's own report decides
+        # pytest-rerunfailures reports "rerun", an outcome pytest's types do not list.
+        if str(report.outcome) == "rerun":
+            self.reruns.append(report)
+            return
         self.reports.append(report)
 
     def _end(self, item: pytest.Item, escaped: BaseException | None = None) -> None:
@@ -257,6 +261,14 @@ class Probe:
         if escaped is not None:
             event["outcome"] = "error" if outcome == "passed" else outcome
             event["message"] = f"{type(escaped).__name__} escaped the test protocol: {escaped}"
+        elif outcome == "passed" and self.reruns:
+            # Failed, then passed when pytest-rerunfailures ran it again.
+            first = self.reruns[0]
+            event["outcome"] = "flaky"
+            event["message"] = (
+                f"passed after {len(self.reruns)} rerun(s): {_message(first, 'failed')}"
+            )
+            event["longrepr"] = cap_text("\n\n".join(r.longreprtext for r in self.reruns))
         elif outcome != "passed" and index >= 0:
             report = self.reports[index]
             event["message"] = _message(report, outcome)
@@ -363,10 +375,19 @@ def _plugin_versions(config: pytest.Config) -> list[str]:
 
 
 def _ini_timeout(config: pytest.Config) -> float | None:
-    """pytest-timeout's ``--timeout``/``timeout`` ini, when the project sets one."""
-    for source in ("option", "ini"):
+    """pytest-timeout's ``--timeout`` or the project's ``timeout`` ini, when set.
+
+    The raw ini value is read too: without pytest-timeout installed the key is
+    unknown to pytest, but the project still said how long a test may take.
+    """
+    for source in ("option", "ini", "raw"):
         try:
-            value = config.getoption("timeout") if source == "option" else config.getini("timeout")
+            if source == "option":
+                value = config.getoption("timeout")
+            elif source == "ini":
+                value = config.getini("timeout")
+            else:
+                value = config.inicfg.get("timeout")
         except (ValueError, KeyError, AttributeError):
             continue
         try:

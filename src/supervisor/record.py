@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import shlex
 from collections.abc import Mapping
@@ -74,9 +75,15 @@ class Recorder:
         attempt = self.attempts.get(result.test_id, 0) + 1
         self.attempts[result.test_id] = attempt
         outcome = result.outcome
+        message = result.message
         previous = self.finals.get(result.test_id)
-        if attempt > 1 and outcome is Outcome.PASSED and previous and previous.outcome.retryable:
+        flaky = (
+            attempt > 1 and outcome is Outcome.PASSED and previous and previous.outcome.retryable
+        )
+        if flaky and previous:
+            # The passing attempt has nothing to diagnose: point at the failure.
             outcome = Outcome.FLAKY
+            message = f"passed on attempt {attempt} after: {previous.message}"
         record = TestRecord(
             run_id=ctx.run_id,
             test_id=result.test_id,
@@ -87,13 +94,13 @@ class Recorder:
             attempt=attempt,
             chunk=result.chunk,
             quarantined=result.test_id in ctx.quarantined,
-            message=result.message,
-            bundle=None,
+            message=message,
+            bundle=previous.bundle if flaky and previous else None,
             ts=utc_now(),
         )
-        if outcome not in (Outcome.PASSED, Outcome.SKIPPED, Outcome.XFAILED, Outcome.XPASSED):
+        if record.bundle is None and outcome not in _NOTHING_TO_DIAGNOSE:
             name = bundle.bundle_name(result.test_id, attempt)
-            record = _with_bundle(record, f"failures/{name}")
+            record = dataclasses.replace(record, bundle=f"failures/{name}")
             text = bundle.bundle_text(
                 result, record, repro=self._repro(result.test_id), fingerprint=ctx.fingerprint
             )
@@ -124,10 +131,9 @@ class Recorder:
         return bundle.repro_command(test_id, ctx.python, ctx.pytest_args, ctx.cwd)
 
 
-def _with_bundle(record: TestRecord, name: str) -> TestRecord:
-    data = record.to_json()
-    data["bundle"] = name
-    return TestRecord.from_json(data)
+_NOTHING_TO_DIAGNOSE = frozenset(
+    {Outcome.PASSED, Outcome.SKIPPED, Outcome.XFAILED, Outcome.XPASSED}
+)
 
 
 def holder_line(argv: tuple[str, ...], pid: int) -> str:

@@ -23,7 +23,8 @@ class RunFacts:
     """What the summary says besides the records."""
 
     run_id: str
-    elapsed_s: float
+    elapsed_s: float | None
+    """Wall time of the run; ``None`` where it is not known (a merge of shards)."""
     interrupted: bool = False
     stopped_reason: str = ""
     outstanding: int = 0
@@ -50,13 +51,20 @@ def counts(finals: Iterable[TestRecord]) -> Counter[Outcome]:
 def summary_line(finals: Mapping[str, TestRecord], facts: RunFacts) -> str:
     """``3 failed, 1 hung, 40 passed, 2 skipped in 12.3s`` (pytest's order of words)."""
     tally = counts(finals.values())
-    parts = [f"{tally[o]} {o.value}" for o in ORDER if tally[o]]
+    parts = [_count(tally[o], o) for o in ORDER if tally[o]]
     quarantined = sum(1 for r in finals.values() if r.quarantined)
     if quarantined:
         parts.append(f"{quarantined} quarantined")
     if facts.outstanding:
         parts.append(f"{facts.outstanding} not run")
-    return f"{', '.join(parts) or 'no tests ran'} in {facts.elapsed_s:.1f}s"
+    took = "" if facts.elapsed_s is None else f" in {facts.elapsed_s:.1f}s"
+    return f"{', '.join(parts) or 'no tests ran'}{took}"
+
+
+def _count(n: int, outcome: Outcome) -> str:
+    # pytest's words: "1 error", "2 errors"; the other outcomes do not change.
+    word = "errors" if outcome is Outcome.ERROR and n != 1 else outcome.value
+    return f"{n} {word}"
 
 
 def problem_line(record: TestRecord) -> str:

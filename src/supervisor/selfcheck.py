@@ -63,10 +63,10 @@ def run(config: Config, console: Console) -> int:
     elapsed = time.monotonic() - started
     if problems:
         for problem in problems:
-            console.line(f"FAIL: {problem}", level=-10)
-        console.line(f"self-check failed ({len(problems)} problem(s), {elapsed:.1f}s)", level=-10)
+            console.always(f"FAIL: {problem}")
+        console.always(f"self-check failed ({len(problems)} problem(s), {elapsed:.1f}s)")
         return 1
-    console.line(f"PASS ({len(expected)} scenarios in {elapsed:.1f}s)", level=-10)
+    console.always(f"PASS ({len(expected)} scenarios in {elapsed:.1f}s)")
     return 0
 
 

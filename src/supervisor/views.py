@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from supervisor import learn, report
+from supervisor import github, learn, report
 from supervisor.config import Config
 from supervisor.console import Console
 from supervisor.errors import MtestError
@@ -30,7 +30,7 @@ def report_view(config: Config, console: Console) -> int:
         raise MtestError(
             f"no run to report in `{config.gates_dir}`", hint="run `mtest` first", code=4
         )
-    console.line(text.rstrip("\n"), level=-10)
+    console.always(text.rstrip("\n"))
     state = load_state(store)
     if state is not None and state.exit_code is not None:
         return state.exit_code
@@ -43,7 +43,7 @@ def quarantine_view(config: Config, console: Console) -> int:
     store = Store(config.gates_dir, console.warn)
     quarantine = store.load(QUARANTINE, learn.Quarantine.from_json) or learn.Quarantine()
     if not quarantine.entries:
-        console.line("no quarantined or watched tests", level=-10)
+        console.always("no quarantined or watched tests")
         return 0
     for state in (learn.State.QUARANTINED, learn.State.WATCHED):
         entries = sorted(
@@ -51,14 +51,13 @@ def quarantine_view(config: Config, console: Console) -> int:
         )
         if not entries:
             continue
-        console.line(f"{state.value} ({len(entries)}):", level=-10)
+        console.always(f"{state.value} ({len(entries)}):")
         for entry in entries:
             recent = " ".join(entry.recent)
-            console.line(f"  {entry.test_id}", level=-10)
-            console.line(
+            console.always(f"  {entry.test_id}")
+            console.always(
                 f"    since {entry.since}; recent runs: {recent}; "
-                f"last failure: {entry.last_failure or '(no message)'}",
-                level=-10,
+                f"last failure: {entry.last_failure or '(no message)'}"
             )
     return 0
 
@@ -75,6 +74,7 @@ def merge_view(config: Config, console: Console) -> int:
     with store.locked(holder_line(config.argv, os.getpid())):
         records: list[TestRecord] = []
         durations = learn.Durations()
+        quarantine = learn.Quarantine()
         shards = [Store(directory, console.warn) for directory in config.merge_dirs]
         for shard in shards:
             if not shard.paths.run_log.is_file():
@@ -86,6 +86,9 @@ def merge_view(config: Config, console: Console) -> int:
             found = shard.load(DURATIONS, learn.Durations.from_json)
             if found is not None:
                 durations = learn.merge_durations(durations, found)
+            watched = shard.load(QUARANTINE, learn.Quarantine.from_json)
+            if watched is not None:
+                quarantine = learn.merge_quarantine(quarantine, watched)
         store.begin_run(fresh=True)
         for shard in shards:
             for bundle in sorted(shard.paths.failures.glob("*.txt")):
@@ -96,11 +99,14 @@ def merge_view(config: Config, console: Console) -> int:
         finals = final_records(records)
         code = report.exit_code(finals, interrupted=False, selected=len(finals))
         run_ids = sorted({r.run_id for r in records})
-        facts = report.RunFacts(run_id=" + ".join(run_ids) or "(empty)", elapsed_s=0.0)
-        store.write_summary(report.summary_markdown(finals, facts, code, records))
+        facts = report.RunFacts(run_id=" + ".join(run_ids) or "(empty)", elapsed_s=None)
+        summary = report.summary_markdown(finals, facts, code, records)
+        store.write_summary(summary)
         store.write_json(DURATIONS, durations.to_json())
+        store.write_json(QUARANTINE, quarantine.to_json())
         if config.junit_xml is not None:
             write_junit(config.junit_xml, records, {})
+        github.publish(console.always, finals, {}, summary)
         console.line(
             f"mtest: merged {len(shards)} run(s): {report.summary_line(finals, facts)} "
             f"(exit {code})",

@@ -107,7 +107,8 @@ class Worker:
     progressed: bool = False
     output_path: Path = Path("/dev/null")
     output_head: bytes = b""
-    output_cut: int = 0
+    output_saved_tail: bytes = b""
+    output_dropped: int = 0
     final_output: str | None = None
     kill_reason: str | None = None
     term_sent: float | None = None
@@ -159,20 +160,25 @@ class Worker:
                     os.kill(pid, signal.SIGKILL)
 
     def cap_output(self) -> None:
-        """Keep the output file bounded: save its head once, then truncate it."""
+        """Keep the output file bounded: save its head once and its latest tail, then truncate.
+
+        The child writes with O_APPEND, so after the truncation its writes land
+        at the new end; what it wrote last before a crash is in the saved tail
+        or in the file.
+        """
         try:
             size = self.output_path.stat().st_size
         except OSError:
             return
         if size <= OUTPUT_FILE_CAP:
             return
-        if not self.output_head:
-            with open(self.output_path, "rb") as handle:
+        with open(self.output_path, "rb") as handle:
+            if not self.output_head:
                 self.output_head = handle.read(OUTPUT_HEAD)
-            size -= len(self.output_head)
-        # The child writes with O_APPEND, so after this its writes land at the new end.
+            handle.seek(size - OUTPUT_TAIL)
+            self.output_saved_tail = handle.read(OUTPUT_TAIL)
         os.truncate(self.output_path, 0)
-        self.output_cut += size
+        self.output_dropped += size
 
     def output_text(self) -> str:
         """The child's own output: head and tail, saying how much was cut between."""
@@ -182,14 +188,13 @@ class Worker:
             data = self.output_path.read_bytes()
         except OSError:
             data = b""
-        head, cut = self.output_head, self.output_cut
-        if not head and len(data) > OUTPUT_HEAD + OUTPUT_TAIL:
-            head, data = data[:OUTPUT_HEAD], data[OUTPUT_HEAD:]
-        if len(data) > OUTPUT_TAIL:
-            cut += len(data) - OUTPUT_TAIL
-            data = data[-OUTPUT_TAIL:]
-        middle = f"\n[... mtest cut {cut} bytes ...]\n".encode() if cut else b""
-        return (head + middle + data).decode(errors="replace")
+        total = self.output_dropped + len(data)
+        head = self.output_head or data[:OUTPUT_HEAD]
+        rest = (self.output_saved_tail + data) if self.output_dropped else data[len(head) :]
+        tail = rest[-OUTPUT_TAIL:]
+        cut = total - len(head) - len(tail)
+        middle = f"\n[... mtest cut {cut} bytes ...]\n".encode() if cut > 0 else b""
+        return (head + middle + tail).decode(errors="replace")
 
     def step_kill(self, now: float, grace_s: float, *, hurry: bool) -> None:
         """The kill sequence, one step per call: SIGTERM the group, then SIGKILL after the grace."""
