@@ -204,17 +204,20 @@ def test_files_that_kill_or_hang_their_child_at_import_gate_the_run(tmp_path: Pa
     assert 'test_hangs_on_import.py", line 2 in <module>' in text, "the stacks show the import"
 
 
+FAILS_ONCE = (
+    "import os\n"
+    "from pathlib import Path\n\n\n"
+    "def test_fails_once():\n"
+    "    flag = Path(os.environ['MARKS'], 'failed')\n"
+    "    if not flag.exists():\n"
+    "        flag.write_text('1')\n"
+    "        assert False, 'first attempt'\n"
+)
+"""A test that fails the first time it runs (``MARKS`` names a scratch directory)."""
+
+
 def test_a_flaky_record_points_at_the_failing_attempts_bundle(tmp_path: Path) -> None:
-    once = (
-        "import os\n"
-        "from pathlib import Path\n\n\n"
-        "def test_fails_once():\n"
-        "    flag = Path(os.environ['MARKS'], 'failed')\n"
-        "    if not flag.exists():\n"
-        "        flag.write_text('1')\n"
-        "        assert False, 'first attempt'\n"
-    )
-    project = write_suite(tmp_path / "p", {"test_once.py": once})
+    project = write_suite(tmp_path / "p", {"test_once.py": FAILS_ONCE})
     marks = tmp_path / "marks"
     marks.mkdir()
     result = run_mtest(["--retries", "1"], project, env={"MARKS": str(marks)})
@@ -229,15 +232,7 @@ def test_a_flaky_record_points_at_the_failing_attempts_bundle(tmp_path: Path) ->
 
 def test_fail_fast_stops_new_tests_but_still_retries_the_failure(tmp_path: Path) -> None:
     suite = {
-        "test_a.py": (
-            "import os\n"
-            "from pathlib import Path\n\n\n"
-            "def test_fails_once():\n"
-            "    flag = Path(os.environ['MARKS'], 'failed')\n"
-            "    if not flag.exists():\n"
-            "        flag.write_text('1')\n"
-            "        assert False, 'first attempt'\n"
-        ),
+        "test_a.py": FAILS_ONCE,
         # Enough estimated work after the failure that it lands in later chunks.
         **{f"test_later_{n}.py": "def test_later():\n    pass\n" for n in range(60)},
     }

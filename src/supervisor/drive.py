@@ -31,7 +31,7 @@ from typing import Any
 from supervisor import parse, reaper
 from supervisor.errors import MtestError
 from supervisor.model import Chunk, Collection, TestResult
-from supervisor.worker import NO_PYTEST_EXIT, Launch, State, Worker, read_text, signal_group
+from supervisor.worker import NO_PYTEST_EXIT, Launch, State, Worker, signal_group
 
 POLL_S = 0.05
 STACKS_WAIT_S = 0.3
@@ -463,7 +463,6 @@ class Pool:
             self._blame_run(worker)
 
     def _blame_run(self, worker: Worker) -> None:
-        code = worker.proc.returncode
         chunk = worker.chunk
         in_flight = worker.in_flight
         if in_flight is None and chunk is not None and not worker.progressed:
@@ -475,13 +474,7 @@ class Pool:
         if in_flight is not None:
             test_id, started = in_flight
             hung = worker.kill_reason == "hung"
-            blame = parse.Blame(
-                returncode=code,
-                stacks=read_text(worker.stacks_path) if hung else "",
-                output=worker.output_text(),
-                worker=worker.slot,
-                child=worker.seq,
-            )
+            blame = worker.blame(with_stacks=hung)
             limit = worker.limit(test_id, self.timeout_s)
             self.sink(
                 parse.hung_result(
@@ -498,20 +491,13 @@ class Pool:
             self.queue.appendleft(_rest_of(chunk, worker.todo, None))
 
     def _blame_collection(self, worker: Worker) -> None:
-        code = worker.proc.returncode
         if worker.collecting:
             path = min(worker.collecting, key=worker.collecting.__getitem__)
             if path not in self.blamed_files:
                 self.blamed_files.add(path)
                 self.ignored.append(path)
                 hung = worker.kill_reason == "collect-hung"
-                blame = parse.Blame(
-                    returncode=code,
-                    stacks=read_text(worker.stacks_path) if hung else "",
-                    output=worker.output_text(),
-                    worker=worker.slot,
-                    child=worker.seq,
-                )
+                blame = worker.blame(with_stacks=hung)
                 self.sink(
                     parse.import_blame(path, blame, hung_after_s=self.timeout_s if hung else None)
                 )

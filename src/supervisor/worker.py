@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from supervisor import reaper
+from supervisor import parse, reaper
 from supervisor.errors import MtestError
 from supervisor.model import Chunk, TestItem, TestResult
 
@@ -151,6 +151,16 @@ class Worker:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.proc.pid, signal.SIGUSR2)
         time.sleep(wait_s)
+
+    def blame(self, *, with_stacks: bool) -> parse.Blame:
+        """What this dead child left behind, for the result of the test it took down."""
+        return parse.Blame(
+            returncode=self.proc.returncode,
+            stacks=read_text(self.stacks_path) if with_stacks else "",
+            output=self.output_text(),
+            worker=self.slot,
+            child=self.seq,
+        )
 
     def kill_strays(self) -> None:
         """A chunk is done: nothing it started may outlive it, except the worker itself."""
