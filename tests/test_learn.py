@@ -182,11 +182,23 @@ def test_durations_round_trip_through_json() -> None:
 
 
 def _durations_json(**overrides: Any) -> dict[str, Any]:
-    good = {"ts": "t", "run_id": "r", "outcome": "passed", "duration_s": 0.1}
+    sample = overrides.pop("sample", [0, "passed", 0.1])
     data: dict[str, Any] = {"version": 1, "startup_s": None, "collect_s": 0.2}
-    data["tests"] = {T: [{**good, **overrides.pop("sample", {})}]}
+    data["runs"] = [{"run_id": "r", "ts": "t"}]
+    data["tests"] = {T: [sample]}
     data.update(overrides)
     return data
+
+
+def test_a_well_formed_durations_file_reads() -> None:
+    d = Durations.from_json(_durations_json())
+    assert d.tests[T] == (Sample(ts="t", run_id="r", outcome="passed", duration_s=0.1),)
+
+
+def test_durations_on_disk_name_each_run_once() -> None:
+    d = learn_runs([Outcome.PASSED, Outcome.FAILED])
+    data = d.to_json()
+    assert len(data["runs"]) == len({s.run_id for samples in d.tests.values() for s in samples})
 
 
 @pytest.mark.parametrize(
@@ -204,12 +216,17 @@ def _durations_json(**overrides: Any) -> dict[str, Any]:
         _durations_json(tests={T: ["x"]}),
         _durations_json(startup_s="fast"),
         _durations_json(collect_s=-1.0),
-        _durations_json(sample={"duration_s": "1"}),
-        _durations_json(sample={"duration_s": True}),
-        _durations_json(sample={"duration_s": float("nan")}),
-        _durations_json(sample={"outcome": "exploded"}),
-        _durations_json(sample={"ts": 5}),
-        _durations_json(sample={"run_id": None}),
+        _durations_json(sample=[0, "passed", "1"]),
+        _durations_json(sample=[0, "passed", True]),
+        _durations_json(sample=[0, "passed", float("nan")]),
+        _durations_json(sample=[0, "passed", -1.0]),
+        _durations_json(sample=[0, "exploded", 0.1]),
+        _durations_json(sample=[1, "passed", 0.1]),
+        _durations_json(sample=[True, "passed", 0.1]),
+        _durations_json(sample={"ts": "t", "run_id": "r", "outcome": "passed", "duration_s": 1}),
+        _durations_json(sample=[0, "passed"]),
+        _durations_json(runs=[{"run_id": 5, "ts": "t"}]),
+        _durations_json(runs={}),
     ],
 )
 def test_malformed_durations_raise_value_error(data: Any) -> None:

@@ -72,15 +72,16 @@ class Console:
         sys.stderr.write(f"mtest: error: {message}{tail}\n")
         sys.stderr.flush()
 
+    def status_due(self) -> bool:
+        """Whether ``status`` would draw now; callers check before building the line."""
+        every = TTY_EVERY_S if self.tty else PLAIN_EVERY_S
+        return self.verbosity >= 0 and time.monotonic() - self._last_status >= every
+
     def status(self, text: str, *, force: bool = False) -> None:
         """The live progress line: in place on a terminal, every few seconds elsewhere."""
-        if self.verbosity < 0:
+        if not force and not self.status_due():
             return
-        now = time.monotonic()
-        every = TTY_EVERY_S if self.tty else PLAIN_EVERY_S
-        if not force and now - self._last_status < every:
-            return
-        self._last_status = now
+        self._last_status = time.monotonic()
         if self.tty:
             width = max(20, shutil.get_terminal_size().columns - 1)
             self.stream.write("\r\033[K" + text[:width])

@@ -118,6 +118,8 @@ class Pool:
         self.blamed: list[TestResult] = []
         """Import blames found while collecting, until the listing is complete."""
         self.collection: Collection | None = None
+        self.limits: dict[str, float] = {}
+        """Tests with their own ``@pytest.mark.timeout``."""
         self.early_deaths = 0
         self.timeout_s = options.timeout_s or DEFAULT_TIMEOUT_S
         self.sink: ResultSink = lambda result: None
@@ -136,6 +138,12 @@ class Pool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def start(self) -> None:
+        """Start every worker; each begins collecting the suite at once."""
+        self.sink = self.blamed.append
+        for slot in range(self.options.jobs):
+            self._spawn(slot)
+
     def collect(self, stop: StopControl) -> Collection:
         """Start the workers; return the first complete listing of the suite.
 
@@ -145,17 +153,17 @@ class Pool:
         the caller records the problems once it knows the environment.
         """
         self.sink = self.blamed.append
-        for slot in range(self.options.jobs):
-            self._spawn(slot)
+        if not self._live():
+            self.start()
         while self.collection is None:
             if stop.current(time.monotonic()) is Stop.HALT:
                 self._halt(stop)
                 why = "interrupted" if stop.interrupted else "the --budget ran out"
                 raise MtestError(f"{why} before the tests were listed", code=2)
             self._turn(stop)
-            if self.collection is None and not self._live():
-                for slot in range(self.options.jobs):
-                    self._spawn(slot)
+            primary = self.workers[0]
+            if self.collection is None and (primary is None or primary.state is State.DEAD):
+                self._spawn(0)  # slot 0's child is the one that lists the suite
         return self.collection
 
     def run(
@@ -245,6 +253,9 @@ class Pool:
                 base=opts.work_dir / f"{self.seq:04d}",
                 cache_dir=opts.cache_dir,
                 env={
+                    # One child lists every test with its markers; the others
+                    # only say they are ready (the listing is costly on big suites).
+                    "MTEST_LISTING": "full" if slot == 0 and chunk is None else "count",
                     "MTEST_WORKER": str(slot),
                     "MTEST_RUN_ID": opts.run_id,
                     reaper.ANCESTRY_VAR: opts.ancestry,
@@ -403,15 +414,15 @@ class Pool:
 
     def _on_collected(self, worker: Worker, event: dict[str, Any]) -> None:
         worker.collected_at = time.monotonic()
-        items = [parse.item_from_listing(entry) for entry in event.get("items", ())]
-        worker.items = {item.test_id: item for item in items}
         if worker.state is State.STARTING:
             worker.state = State.READY
             if worker.chunk is not None:  # a dedicated child: its chunk is waiting
                 self._assign(worker, worker.chunk)
         self.early_deaths = 0
-        if self.collection is not None:
-            return
+        if self.collection is not None or "items" not in event:
+            return  # only slot 0's children send the whole listing (see _spawn)
+        items = [parse.item_from_listing(entry) for entry in event["items"]]
+        self.limits = {t.test_id: t.timeout for t in items if t.timeout is not None}
         hello_at = worker.hello_at or worker.spawned
         self.collection = parse.collection_from(
             items,
@@ -432,9 +443,12 @@ class Pool:
 
     # -- deadlines and death ---------------------------------------------------
 
+    def _limit(self, test_id: str) -> float:
+        return self.limits.get(test_id, self.timeout_s)
+
     def _check_deadlines(self, worker: Worker, now: float, stop: StopControl) -> None:
         if worker.kill_reason is None:
-            reason = worker.overdue(now, self.timeout_s, STARTUP_LIMIT_S)
+            reason = worker.overdue(now, self._limit, self.timeout_s, STARTUP_LIMIT_S)
             if reason is None:
                 return
             worker.kill_reason = reason
@@ -457,7 +471,7 @@ class Pool:
         worker.output_path.write_text(worker.final_output, encoding="utf-8")
         if worker.kill_reason in ("halt", "exit"):
             return
-        if worker.items is None and worker.chunk is None:
+        if worker.collected_at is None and worker.chunk is None:
             self._blame_collection(worker)
         else:
             self._blame_run(worker)
@@ -475,7 +489,7 @@ class Pool:
             test_id, started = in_flight
             hung = worker.kill_reason == "hung"
             blame = worker.blame(with_stacks=hung)
-            limit = worker.limit(test_id, self.timeout_s)
+            limit = self._limit(test_id)
             self.sink(
                 parse.hung_result(
                     test_id, blame, limit, self.options.kill_grace_s,

@@ -27,7 +27,7 @@ from typing import Any
 
 from supervisor.model import FORMAT_VERSION, Outcome, TestItem, TestRecord, file_of
 
-HISTORY_LEN = 10
+HISTORY_LEN = 5
 """Samples kept per test, oldest first."""
 SMOOTHING_ALPHA = 0.5
 """Weight of the newest observation in the smoothed fixed costs."""
@@ -126,28 +126,6 @@ class Sample:
     """An ``Outcome`` value (never ``skipped``)."""
     duration_s: float
 
-    def to_json(self) -> dict[str, Any]:
-        # Nested inside Durations, which carries the version.
-        return {
-            "ts": self.ts,
-            "run_id": self.run_id,
-            "outcome": self.outcome,
-            "duration_s": self.duration_s,
-        }
-
-    @classmethod
-    def from_json(cls, data: object) -> Sample:
-        obj = _obj(data, "sample")
-        outcome = _str(obj, "outcome", "sample")
-        if outcome not in _OUTCOME_VALUES:
-            raise ValueError(f"sample: unknown outcome {outcome!r}")
-        return cls(
-            ts=_str(obj, "ts", "sample"),
-            run_id=_str(obj, "run_id", "sample"),
-            outcome=outcome,
-            duration_s=_seconds(obj.get("duration_s"), "duration_s", "sample"),
-        )
-
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Durations:
@@ -159,26 +137,41 @@ class Durations:
     collect_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """Compact on disk: a table of runs, then ``[run, outcome, seconds]`` per sample.
+
+        A suite of thousands of tests keeps ten samples each; spelling out the
+        run id and time in every sample made the file five times bigger and
+        slow to read before every run.
+        """
+        runs: dict[tuple[str, str], int] = {}
+        tests: dict[str, list[list[Any]]] = {}
+        for test_id in sorted(self.tests):
+            tests[test_id] = [
+                [runs.setdefault((s.run_id, s.ts), len(runs)), s.outcome, s.duration_s]
+                for s in self.tests[test_id]
+            ]
         return {
             "version": FORMAT_VERSION,
             "startup_s": self.startup_s,
             "collect_s": self.collect_s,
-            "tests": {
-                test_id: [s.to_json() for s in self.tests[test_id]]
-                for test_id in sorted(self.tests)
-            },
+            "runs": [{"run_id": run_id, "ts": ts} for run_id, ts in runs],
+            "tests": tests,
         }
 
     @classmethod
     def from_json(cls, data: object) -> Durations:
         obj = _obj(data, "durations")
         _check_version(obj, "durations")
+        runs = [
+            (_str(run, "run_id", "durations run"), _str(run, "ts", "durations run"))
+            for run in (_obj(r, "durations run") for r in _list(obj, "runs", "durations"))
+        ]
         raw_tests = _obj(obj.get("tests"), "durations `tests`")
         tests: dict[str, tuple[Sample, ...]] = {}
         for test_id, raw_samples in raw_tests.items():
             if not isinstance(raw_samples, list):
                 raise ValueError(f"durations: samples of {test_id!r} must be a list")
-            samples = tuple(Sample.from_json(s) for s in raw_samples)
+            samples = tuple(_sample(entry, runs, test_id) for entry in raw_samples)
             if samples:
                 tests[str(test_id)] = samples[-HISTORY_LEN:]
         return cls(
@@ -186,6 +179,21 @@ class Durations:
             startup_s=_opt_seconds(obj, "startup_s", "durations"),
             collect_s=_opt_seconds(obj, "collect_s", "durations"),
         )
+
+
+def _sample(entry: object, runs: Sequence[tuple[str, str]], test_id: str) -> Sample:
+    """One ``[run index, outcome, seconds]`` triple; checked inline (it runs per sample)."""
+    if not isinstance(entry, list) or len(entry) != 3:
+        raise ValueError(f"durations: a sample of {test_id!r} is not [run, outcome, seconds]")
+    run, outcome, seconds = entry
+    if type(run) is not int or not 0 <= run < len(runs):
+        raise ValueError(f"durations: a sample of {test_id!r} names no known run")
+    if outcome not in _OUTCOME_VALUES:
+        raise ValueError(f"durations: unknown outcome {outcome!r}")
+    if type(seconds) not in (int, float) or not 0 <= seconds < math.inf:
+        raise ValueError(f"durations: bad seconds {seconds!r} for {test_id!r}")
+    run_id, ts = runs[run]
+    return Sample(ts=ts, run_id=run_id, outcome=outcome, duration_s=float(seconds))
 
 
 def _last_per_test(records: Iterable[TestRecord]) -> dict[str, TestRecord]:

@@ -56,16 +56,19 @@ def run(config: Config, console: Console) -> int:
 
 def _run_locked(store: Store, config: Config, console: Console, point: ResumePoint | None) -> int:
     started = time.monotonic()
-    knowledge = load_knowledge(store)
     run_id = point.run_id if point else new_run_id()
     store.begin_run(fresh=point is None)
     budget_end = None if config.budget_s is None else started + config.budget_s - FINISH_RESERVE_S
     stop = StopControl(deadline=budget_end)
-    recorder = Recorder(store=store, console=console, context=_context(config, run_id, knowledge))
-    if point:
-        recorder.seed(point.records)
-        console.line(f"mtest: resuming run {run_id}: {len(point.outstanding)} test(s) to go")
     with _interrupts(stop), Pool(_drive_options(config, store, run_id)) as pool:
+        pool.start()  # the children start and collect while we read what earlier runs learned
+        knowledge = load_knowledge(store)
+        recorder = Recorder(
+            store=store, console=console, context=_context(config, run_id, knowledge)
+        )
+        if point:
+            recorder.seed(point.records)
+            console.line(f"mtest: resuming run {run_id}: {len(point.outstanding)} test(s) to go")
         collection = pool.collect(stop)
         recorder.learn_items(collection, config.tier_map)
         for problem in collection.problems:
@@ -304,6 +307,8 @@ class _Progress:
         self.show()
 
     def show(self) -> None:
+        if not self.console.status_due():
+            return
         elapsed = time.monotonic() - self.started
         pace = 1.0
         if self.done_s > 0:

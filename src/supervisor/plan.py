@@ -26,7 +26,7 @@ MIN_CHUNK_S = 0.25
 and a fixture teardown, not a pytest start-up), so chunks can be small; below
 this the round trips would start to show on suites of sub-millisecond tests."""
 
-CHUNKS_PER_JOB = 4
+CHUNKS_PER_JOB = 8
 """How many chunks each worker should get, so late stragglers even out."""
 
 
@@ -76,12 +76,12 @@ def _pack(
     current_s = 0.0
     for tests in files:
         file_s = _seconds(tests, estimates)
+        if current and (file_s > target or current_s + file_s > target):
+            groups.append(tuple(current))  # keep files in order: flush before moving on
+            current, current_s = [], 0.0
         if file_s > target:
             groups.extend(_split_file(tests, target, estimates))
             continue
-        if current and current_s + file_s > target:
-            groups.append(tuple(current))
-            current, current_s = [], 0.0
         current.extend(tests)
         current_s += file_s
     if current:
@@ -101,7 +101,8 @@ def make_chunks(
 
     Every distinct test is in exactly one chunk; no chunk is empty. Equal
     estimates keep their planning order (the sort is stable), so the plan is
-    deterministic. Chunks holding any test of ``first`` come first.
+    deterministic. Chunks holding any test of ``first`` come first; then, with
+    several jobs, longest first, and with one job in collection order.
     """
     if jobs < 1:
         raise ValueError(f"invalid jobs {jobs}: expected 1 or more")
@@ -112,8 +113,12 @@ def make_chunks(
     sized = [(group, _seconds(group, estimates)) for group in groups]
     # Chunks holding a test of ``first`` (under a budget: smoke tests and recent
     # failures) go before the rest, so that an estimate that was too low costs
-    # the least valuable tests; within each group, longest first.
-    sized.sort(key=lambda pair: (not any(t.test_id in first for t in pair[0]), -pair[1]))
+    # the least valuable tests. Within each group: longest first when workers
+    # share the queue (LPT); one worker keeps pytest's collection order.
+    def order(pair: tuple[tuple[TestItem, ...], float]) -> tuple[bool, float]:
+        return not any(t.test_id in first for t in pair[0]), (-pair[1] if jobs > 1 else 0.0)
+
+    sized.sort(key=order)
     return tuple(
         Chunk(index=start_index + position, tests=group, estimate_s=seconds)
         for position, (group, seconds) in enumerate(sized)

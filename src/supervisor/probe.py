@@ -176,8 +176,11 @@ class Probe:
         ``pytest_collection_finish``: pytest calls that one in a ``finally``, so it
         also fires when a ``pytest_collection_modifyitems`` raised and the
         session is about to end with an internal error."""
-        items = [self._describe(item) for item in session.items]
-        self.events.emit({"e": "collected", "items": items, "t": time.monotonic()}, flush=True)
+        event: dict[str, Any] = {"e": "collected", "count": len(session.items)}
+        if os.environ.get("MTEST_LISTING", "full") == "full":
+            event["items"] = [self._describe(item) for item in session.items]
+        event["t"] = time.monotonic()
+        self.events.emit(event, flush=True)
         self._notify()
 
     def _describe(self, item: pytest.Item) -> list[Any]:

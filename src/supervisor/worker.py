@@ -16,14 +16,14 @@ import signal
 import subprocess
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from supervisor import parse, reaper
 from supervisor.errors import MtestError
-from supervisor.model import Chunk, TestItem, TestResult
+from supervisor.model import Chunk, TestResult
 
 PROBE_PATH = Path(__file__).with_name("probe.py")
 PROBE_MODULE = "_mtest_probe"
@@ -98,7 +98,6 @@ class Worker:
     hello: dict[str, Any] | None = None
     hello_at: float | None = None
     collected_at: float | None = None
-    items: dict[str, TestItem] | None = None
     problems: list[TestResult] = field(default_factory=list)
     collecting: dict[str, float] = field(default_factory=dict)
     chunk: Chunk | None = None
@@ -123,18 +122,17 @@ class Worker:
     def pgid(self) -> int:
         return self.proc.pid
 
-    def limit(self, test_id: str, default_s: float) -> float:
-        """The test's own ``@pytest.mark.timeout`` if it has one, else ``default_s``."""
-        item = (self.items or {}).get(test_id)
-        if item is not None and item.timeout is not None:
-            return item.timeout
-        return default_s
+    def overdue(
+        self, now: float, limit_of: Callable[[str], float], timeout_s: float, startup_limit_s: float
+    ) -> str | None:
+        """Why this child must be killed now, if it must: a test, an import or start-up hung.
 
-    def overdue(self, now: float, timeout_s: float, startup_limit_s: float) -> str | None:
-        """Why this child must be killed now, if it must: a test, an import or start-up hung."""
+        ``limit_of`` gives a test's limit (its ``@pytest.mark.timeout``, else the
+        run's); ``timeout_s`` also bounds the import of one file.
+        """
         if self.in_flight is not None:
             test_id, started = self.in_flight
-            return "hung" if now - started > self.limit(test_id, timeout_s) else None
+            return "hung" if now - started > limit_of(test_id) else None
         if self.collecting:
             started = min(self.collecting.values())
             return "collect-hung" if now - started > timeout_s else None
