@@ -111,6 +111,7 @@ def make_chunks(
     target = max(MIN_CHUNK_S, total / (jobs * CHUNKS_PER_JOB))
     groups = _pack(_by_file(tests), target, estimates)
     sized = [(group, _seconds(group, estimates)) for group in groups]
+
     # Chunks holding a test of ``first`` (under a budget: smoke tests and recent
     # failures) go before the rest, so that an estimate that was too low costs
     # the least valuable tests. Within each group: longest first when workers
