@@ -7,6 +7,7 @@ recorder's appends and the store's writes, all owned by their modules.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import signal
@@ -104,7 +105,9 @@ def _run_locked(store: Store, config: Config, console: Console, point: ResumePoi
             resumed=point is not None,
         )
         finals, code = _report(store, config, recorder, selected, facts)
-    _print_end(console, finals, facts, left_out, code, store)
+    # The children have finished their sessions now: say how long it all took.
+    wall = dataclasses.replace(facts, elapsed_s=time.monotonic() - started)
+    _print_end(console, finals, wall, left_out, code, store)
     return code
 
 

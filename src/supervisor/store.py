@@ -62,7 +62,7 @@ class Paths:
 
     @property
     def cache(self) -> Path:
-        return self.root / "pytest-cache"
+        return self.root / "cache"
 
     def file(self, name: str) -> Path:
         return self.root / name

@@ -68,6 +68,7 @@ class Launch:
     base: Path
     """The stem of this child's files: ``<base>.events.jsonl``, ``.out.txt``, ``.stacks.txt``."""
     cache_dir: Path
+    """``.gates/cache``: pytest's cache (``pytest/``) and the bytecode cache (``pycache/``)."""
     env: Mapping[str, str]
     """Variables the tests see (``MTEST_WORKER``, ``MTEST_RUN_ID``, ancestry)."""
 
@@ -225,18 +226,23 @@ def _start(launch: Launch, *, slot: int, seq: int) -> Worker:
     output_path = launch.base.with_suffix(".out.txt")
     env = dict(os.environ)
     env.update(launch.env)
+    if not env.get("PYTHONDONTWRITEBYTECODE") and not env.get("PYTHONPYCACHEPREFIX"):
+        # Bytecode (and pytest's rewritten test modules) is cached under .gates/,
+        # not in the project's __pycache__ directories: nothing is written outside
+        # .gates/, and later runs start as fast as plain pytest. An environment
+        # that says not to write bytecode, or where to, is left as it is.
+        env["PYTHONPYCACHEPREFIX"] = str(launch.cache_dir / "pycache")
     env.update(
         MTEST_EVENTS=str(events_path),
         MTEST_CONTROL_FD=str(control_read),
         MTEST_NOTIFY_FD=str(bell_write),
         MTEST_STACKS=str(launch.base.with_suffix(".stacks.txt")),
         MTEST_PARENT_PID=str(os.getpid()),
-        PYTHONDONTWRITEBYTECODE="1",
     )
     argv = [
         launch.python, "-c", BOOTSTRAP, str(PROBE_PATH),
         "-p", PROBE_MODULE,
-        "-o", f"cache_dir={launch.cache_dir}",
+        "-o", f"cache_dir={launch.cache_dir / 'pytest'}",
         "-q", "--no-summary", "--no-header",
         *launch.args,
     ]  # fmt: skip
