@@ -1,0 +1,147 @@
+"""What mtest remembers and splits across runs: quarantine, shards and merge, budgets, CI output.
+
+Each test drives several real mtest runs over a small generated suite and
+checks what the runs recorded, the exit codes, and the files left in .gates/.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from conftest import finals, records, run_mtest, write_suite
+from junitparser import JUnitXml
+
+pytestmark = pytest.mark.integration
+
+SOMETIMES = {
+    "test_q.py": (
+        "import os\n\n\n"
+        "def test_sometimes():\n"
+        "    assert os.environ.get('SHOULD_PASS') == '1', 'fails on purpose'\n\n\n"
+        "def test_steady():\n"
+        "    pass\n"
+    )
+}
+
+
+def test_quarantine_over_eight_runs(tmp_path: Path) -> None:
+    """Fails in runs 1-4, passes in 5-7, fails in 8 (the issue's scenario)."""
+    project = write_suite(tmp_path / "p", SOMETIMES)
+    codes = []
+    listed_after_run_4 = ""
+    for run in range(1, 9):
+        passing = "1" if 5 <= run <= 7 else "0"
+        codes.append(run_mtest(["-q"], project, env={"SHOULD_PASS": passing}).returncode)
+        if run == 4:
+            listed_after_run_4 = run_mtest(["--quarantine"], project).stdout
+    assert codes == [1, 1, 1, 0, 0, 0, 0, 1]
+    assert "quarantined (1):" in listed_after_run_4
+    assert "test_q.py::test_sometimes" in listed_after_run_4
+    assert "fails on purpose" in listed_after_run_4
+    # After run 8 it is watched again, not quarantined: its history was forgotten on release.
+    state = json.loads((project / ".gates" / "quarantine.json").read_text())
+    (entry,) = state["entries"]
+    assert (entry["test_id"], entry["state"], entry["recent"]) == (
+        "test_q.py::test_sometimes",
+        "watched",
+        ["fail"],
+    )
+
+
+def seventy_tests() -> dict[str, str]:
+    picks = random.Random(7)
+    files = {}
+    for module in range(7):
+        body = ["import time\n"]
+        for n in range(10):
+            seconds = picks.choice([0.01, 0.03, 0.06, 0.1, 0.15])
+            body.append(f"\ndef test_{n}():\n    time.sleep({seconds})\n")
+        files[f"test_m{module}.py"] = "\n".join(body)
+    return files
+
+
+def test_two_shards_split_seventy_tests_and_merge_back(tmp_path: Path) -> None:
+    project = write_suite(tmp_path / "p", seventy_tests())
+    learned = run_mtest(["-q", "-j", "2"], project)
+    assert learned.returncode == 0, learned.stdout + learned.stderr
+    # Each CI machine starts from the learned durations (a cache) in its own gates dir.
+    durations = (project / ".gates" / "durations.json").read_text()
+    shards = []
+    for k in (1, 2):
+        gates = tmp_path / f"shard{k}"
+        gates.mkdir()
+        (gates / "durations.json").write_text(durations)
+        result = run_mtest(["-q", "--shard", f"{k}/2", "--gates-dir", str(gates)], project)
+        assert result.returncode == 0, result.stdout + result.stderr
+        shards.append(finals(gates))
+    first, second = (set(shard) for shard in shards)
+    assert not first & second, "disjoint"
+    assert len(first | second) == 70, "complete"
+    times = [sum(r["duration_s"] for r in shard.values()) for shard in shards]
+    assert max(times) / min(times) <= 1.3, times
+
+    merged_xml = tmp_path / "merged.xml"
+    merged = run_mtest(
+        ["--merge", str(tmp_path / "shard1"), str(tmp_path / "shard2"),
+         "--gates-dir", str(tmp_path / "merged"), "--junit-xml", str(merged_xml)],
+        project,
+    )  # fmt: skip
+    assert merged.returncode == 0, merged.stdout + merged.stderr
+    xml = JUnitXml.fromfile(str(merged_xml))
+    assert (xml.tests, xml.failures, xml.errors) == (70, 0, 0)
+    assert len(records(tmp_path / "merged")) == 70
+
+
+def test_github_actions_get_annotations_and_a_step_summary(tmp_path: Path) -> None:
+    project = write_suite(tmp_path / "p", {})
+    (project / "tests").mkdir()
+    (project / "tests" / "test_g.py").write_text("def test_bad():\n    assert 0\n")
+    summary = tmp_path / "step-summary.md"
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)}
+    result = run_mtest(["-q"], project, env=env)
+    assert result.returncode == 1
+    assert "::error file=tests/test_g.py,line=1,title=" in result.stdout
+    assert "tests/test_g.py::test_bad" in summary.read_text()
+
+
+BUDGETED = {
+    "test_smoke.py": (
+        "import time\n\nimport pytest\n\n\n"
+        "@pytest.mark.smoke\n@pytest.mark.parametrize('n', range(3))\n"
+        "def test_smoke(n):\n    time.sleep(0.05)\n"
+    ),
+    "test_work.py": (
+        "import time\n\nimport pytest\n\n\n"
+        "@pytest.mark.parametrize('n', range(24))\ndef test_medium(n):\n    time.sleep(0.25)\n"
+    ),
+    "test_once.py": (
+        "import os\nfrom pathlib import Path\n\n\n"
+        "def test_failed_last_time():\n"
+        "    flag = Path(os.environ['MARKS'], 'ran')\n"
+        "    if not flag.exists():\n"
+        "        flag.write_text('1')\n"
+        "        assert False, 'first run fails'\n"
+    ),
+}
+
+
+@pytest.mark.timeout(90)
+def test_a_budget_runs_smoke_tests_and_recent_failures_first(tmp_path: Path) -> None:
+    project = write_suite(tmp_path / "p", BUDGETED)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    env = {"MARKS": str(marks)}
+    learned = run_mtest(["-q"], project, env=env)
+    assert learned.returncode == 1, "the learning run sees the one failure"
+    result = run_mtest(["--budget", "3s"], project, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    ran = finals(project / ".gates")
+    assert {f"test_smoke.py::test_smoke[{n}]" for n in range(3)} <= set(ran)
+    assert ran["test_once.py::test_failed_last_time"]["outcome"] == "passed"
+    assert 4 <= sum(t.startswith("test_work.py") for t in ran) < 24, "packed, not everything"
+    assert "left out by budget:" in result.stdout
+    # The run stays within its budget (with room for a loaded machine).
+    assert result.elapsed < 3.0 + 1.5, result.elapsed
