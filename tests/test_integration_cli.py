@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import error_lines, finals, mtest_env, run_mtest, write_suite
 
+import supervisor
+
 pytestmark = pytest.mark.integration
 
 PASSING = {
@@ -143,6 +145,23 @@ def test_python_without_pytest_exits_4(tmp_path: Path, bare_python: Path, mode: 
     result = run_mtest([*mode, "--python", str(bare_python)], project)
     assert result.returncode == 4, result.stdout + result.stderr
     assert_one_error_line(result.stderr, "pytest")
+
+
+def test_mtest_without_pytest_beside_it_uses_the_pytest_on_path(
+    tmp_path: Path, bare_python: Path
+) -> None:
+    """mtest installed on its own (pipx, a fresh venv) runs the project's pytest."""
+    project = write_suite(tmp_path / "p", PASSING)
+    src = Path(supervisor.__file__).resolve().parent.parent
+    with_pytest = Path(sys.executable).parent
+    env = {"PYTHONPATH": str(src), "PATH": f"{with_pytest}:{os.environ['PATH']}"}
+    result = subprocess.run(
+        [bare_python, "-m", "supervisor"],
+        cwd=project, env=mtest_env(env), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"pytest runs under {with_pytest}/python3" in result.stdout
+    assert "on PATH, since mtest's interpreter has no pytest" in result.stdout
 
 
 # -- self-check and entry points -------------------------------------------------

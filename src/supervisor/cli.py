@@ -108,6 +108,7 @@ def make_config(argv: Sequence[str], cwd: Path) -> Config:
     except ValueError as exc:
         flag = "--tier" if ns.tier is not None and "tier" in str(exc) else "--shard"
         raise MtestError(str(exc), hint=f"see `mtest --help` for {flag}") from None
+    found_python = default_python() if python is None else ("", "")
     mode = Mode.RUN
     for flag, value in (
         (ns.resume, Mode.RESUME), (ns.report, Mode.REPORT), (ns.quarantine, Mode.QUARANTINE),
@@ -122,7 +123,8 @@ def make_config(argv: Sequence[str], cwd: Path) -> Config:
         cwd=cwd,
         rootdir=rootdir,
         gates_dir=_gates_dir(gates, ns.gates_dir is not None, cwd, rootdir),
-        python=default_python() if python is None else text_of(*python),
+        python=found_python[0] if python is None else text_of(*python),
+        python_origin=found_python[1] if python is None else python[1],
         jobs=1 if jobs is None else parse_jobs(*jobs),
         timeout_s=None if timeout is None else parse_positive(*timeout, integer=False),
         kill_grace_s=DEFAULT_KILL_GRACE_S
@@ -160,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = make_config(args, Path.cwd())
         console.verbosity = config.verbosity
+        if "PATH" in config.python_origin:
+            console.line(f"mtest: pytest runs under {config.python} ({config.python_origin})")
         code = _dispatch(config, console)
     except MtestError as exc:
         console.error(exc.message, exc.hint)

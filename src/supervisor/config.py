@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import configparser
 import enum
+import importlib.util
 import os
 import re
+import shutil
+import subprocess
 import sys
 import tomllib
 from collections.abc import Mapping
@@ -44,6 +47,8 @@ class Config:
     rootdir: Path
     gates_dir: Path
     python: str
+    python_origin: str
+    """Where ``python`` came from: ``--python``, ``[tool.mtest]``, mtest's own, PATH."""
     jobs: int
     timeout_s: float | None
     """``None``: pytest's ``timeout`` ini if the project sets one, else 60 s."""
@@ -228,5 +233,29 @@ def check_keys(table: Mapping[str, Any], origin: str) -> None:
             raise MtestError(f"unknown key `{key}` in {origin}", hint=f"known keys: {known}")
 
 
-def default_python() -> str:
-    return sys.executable or "python3"
+def default_python() -> tuple[str, str]:
+    """The interpreter that runs pytest when none is named, and where it came from.
+
+    mtest's own interpreter, when it can import pytest. mtest installed on its
+    own (pipx, a fresh venv) has no pytest beside it: then the first
+    ``python3``/``python`` on PATH that can import pytest — the project's, in
+    an activated environment. If none can, mtest's own (the run then says
+    clearly that pytest is missing).
+    """
+    own = sys.executable or "python3"
+    if importlib.util.find_spec("pytest") is not None:
+        return own, "mtest's interpreter"
+    for name in ("python3", "python"):
+        found = shutil.which(name)
+        if found is None or os.path.realpath(found) == os.path.realpath(own):
+            continue
+        try:
+            probe = subprocess.run(
+                [found, "-c", "import pytest"],
+                stdin=subprocess.DEVNULL, capture_output=True, timeout=30, check=False,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if probe.returncode == 0:
+            return found, f"`{name}` on PATH, since mtest's interpreter has no pytest"
+    return own, "mtest's interpreter"

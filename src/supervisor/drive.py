@@ -50,6 +50,8 @@ BUDGET_KILL_GRACE_S = 0.3
 @dataclass(frozen=True, kw_only=True)
 class DriveOptions:
     python: str
+    python_origin: str
+    """Where ``python`` came from, for messages (``--python``, PATH, ...)."""
     pytest_args: tuple[str, ...]
     """pytest options, given to every child after mtest's own."""
     paths: tuple[str, ...]
@@ -527,7 +529,7 @@ class Pool:
         last = parse.last_error_line(worker.output_text())
         if code == NO_PYTEST_EXIT:
             raise MtestError(
-                f"`{self.options.python}` cannot import pytest",
+                f"`{self.options.python}` ({self.options.python_origin}) cannot import pytest",
                 hint=f"install pytest into that environment ({last})",
                 code=4,
             )

@@ -227,6 +227,7 @@ def _drive_options(config: Config, store: Store, run_id: str) -> DriveOptions:
     inherited = os.environ.get(ANCESTRY_VAR, "")
     return DriveOptions(
         python=config.python,
+        python_origin=config.python_origin,
         pytest_args=config.pytest_args,
         paths=config.paths,
         cwd=config.cwd,
