@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -223,3 +224,13 @@ def test_left_out_tests_and_retries_are_reported() -> None:
         "- quarantined: 1 test(s), ~0.5s",
     ]
     assert "Retries: 2 extra attempt(s)." in markdown.splitlines()
+
+
+def test_summary_markdown_says_when_a_run_was_resumed() -> None:
+    resumed = dataclasses.replace(FACTS, resumed=True)
+    assert summary_markdown({}, resumed, 0, []).splitlines()[0].endswith("(resumed)")
+    assert "(resumed)" not in summary_markdown({}, FACTS, 0, []).splitlines()[0]
+
+
+def test_summary_line_of_a_merge_has_no_time() -> None:
+    assert summary_line({}, RunFacts(run_id="a + b", elapsed_s=None)) == "no tests ran"

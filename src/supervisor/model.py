@@ -205,7 +205,6 @@ class Collection:
     items: tuple[TestItem, ...]
     problems: tuple[TestResult, ...]
     """Files that failed to import (``error``) or skipped at import (``skipped``)."""
-    ini_timeout_s: float | None
     fingerprint: Fingerprint
     startup_s: float
     collect_s: float

@@ -157,11 +157,9 @@ def collection_from(
     startup_s: float, collect_s: float,
 ) -> Collection:  # fmt: skip
     """The suite as the first child to finish collecting it saw it."""
-    timeout = hello.get("timeout")
     return Collection(
         items=tuple(items),
         problems=tuple(problems),
-        ini_timeout_s=float(timeout) if isinstance(timeout, int | float) else None,
         fingerprint=Fingerprint(
             python=str(hello.get("python", "")),
             executable=str(hello.get("executable", "")),

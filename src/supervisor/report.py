@@ -87,7 +87,7 @@ def summary_markdown(
 ) -> str:
     """``summary.md``: the verdict, the counts, every problem with its bundle, what did not run."""
     lines = [
-        f"# mtest run {facts.run_id}",
+        f"# mtest run {facts.run_id}" + (" (resumed)" if facts.resumed else ""),
         "",
         f"**{summary_line(finals, facts)}** — exit code {code}",
         "",
