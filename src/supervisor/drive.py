@@ -127,6 +127,8 @@ class Pool:
         self.sink: ResultSink = lambda result: None
         self.queue: deque[Chunk] = deque()
         self.dedicated = False
+        self.stop = StopControl()
+        """The run's stop control: an interrupt while children shut down still counts."""
         self.watchdog: reaper.Watchdog | None = None
         options.work_dir.mkdir(parents=True, exist_ok=True)
 
@@ -147,14 +149,14 @@ class Pool:
             self._spawn(slot)
 
     def collect(self, stop: StopControl) -> Collection:
-        """Start the workers; return the first complete listing of the suite.
+        """Wait for the first complete listing of the suite (starting the workers if needed).
 
         Its ``problems`` hold the files that failed to import or skipped at
         import, and the files whose import crashed or hung a child (those are
         ``--ignore``d by the children started after). Nothing is recorded here:
         the caller records the problems once it knows the environment.
         """
-        self.sink = self.blamed.append
+        self.stop = stop
         if not self._live():
             self.start()
         while self.collection is None:
@@ -183,6 +185,7 @@ class Pool:
         the chunk's tests and exits after it (``--retries``).
         """
         self.sink = sink
+        self.stop = stop
         self.dedicated = dedicated
         self.queue = deque(chunks)
         while True:
@@ -224,11 +227,12 @@ class Pool:
         while self._live():
             now = time.monotonic()
             for worker in self._live():
-                if now >= deadline and worker.kill_reason is None:
+                if (now >= deadline or self.stop.interrupted) and worker.kill_reason is None:
                     worker.kill_reason = "exit"
                 if worker.kill_reason is not None:
-                    worker.step_kill(now, self.options.kill_grace_s, hurry=False)
-            self._turn(StopControl())
+                    grace = self.stop.grace(self.options.kill_grace_s)
+                    worker.step_kill(now, grace, hurry=self.stop.hurry)
+            self._turn(self.stop)
         reaper.kill_descendants(self.options.run_id)
         if self.watchdog is not None:
             self.watchdog.close()
