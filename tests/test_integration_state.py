@@ -293,3 +293,43 @@ def test_a_crash_bundle_keeps_the_last_words_of_a_flood(tmp_path: Path) -> None:
     cut = re.search(r"mtest cut (\d+) bytes", bundle)
     assert cut is not None and int(cut.group(1)) > 35 * (1 << 20)
     assert len(bundle) < 8 * (1 << 20)
+
+
+KILLS_ITS_CHILD_BETWEEN_CHUNKS = {
+    "conftest.py": (
+        "import builtins\nimport os\n\n"
+        "_open = builtins.open\n\n\n"
+        "def _dying_open(file, *args, **kwargs):\n"
+        "    if str(file).endswith('.ids'):\n"
+        "        os._exit(1)  # dies after taking a chunk, before running any test\n"
+        "    return _open(file, *args, **kwargs)\n\n\n"
+        "builtins.open = _dying_open\n"
+    ),
+    "test_x.py": "def test_never_started():\n    pass\n",
+}
+
+
+@pytest.mark.timeout(60)
+def test_children_that_keep_dying_before_any_test_end_the_run(tmp_path: Path) -> None:
+    project = write_suite(tmp_path / "p", KILLS_ITS_CHILD_BETWEEN_CHUNKS)
+    result = run_mtest([], project, timeout=50)
+    assert result.returncode == 1, result.stdout + result.stderr
+    (error,) = error_lines(result.stderr)
+    assert "3 times in a row before running a test" in error
+    children = list((project / ".gates" / "last-run" / "children").glob("*.events.jsonl"))
+    assert len(children) <= 4, "a bounded number of children, not one per retry forever"
+    assert not (project / ".gates" / "last-run" / "run.jsonl").read_text().strip(), (
+        "no test is blamed for a death it did not cause"
+    )
+
+
+def test_start_up_and_collection_costs_are_learned_separately(tmp_path: Path) -> None:
+    files = {f"test_{n}.py": "def test_a():\n    pass\n" for n in range(20)}
+    project = write_suite(tmp_path / "p", files)
+    assert run_mtest(["-q"], project).returncode == 0
+    durations = json.loads((project / ".gates" / "durations.json").read_text())
+    # Starting Python and importing pytest takes well over 50 ms; collecting 20
+    # files takes some milliseconds: neither may swallow the other.
+    assert durations["startup_s"] > 0.05
+    assert durations["collect_s"] > 0.002
+    assert len(durations["runs"]) == 1, "one entry per run, not per record"

@@ -234,10 +234,12 @@ def test_malformed_durations_raise_value_error(data: Any) -> None:
         Durations.from_json(data)
 
 
+run_ids_st = st.text(max_size=8)
 samples_st = st.builds(
-    Sample,
-    ts=st.text(max_size=8),
-    run_id=st.text(max_size=8),
+    lambda run_id, outcome, duration_s: Sample(
+        ts=f"t-{run_id}", run_id=run_id, outcome=outcome, duration_s=duration_s
+    ),
+    run_id=run_ids_st,
     outcome=st.sampled_from([o.value for o in Outcome if o is not Outcome.SKIPPED]),
     duration_s=st.floats(min_value=0, max_value=1e6),
 )
@@ -463,19 +465,24 @@ def test_quarantine_invariants(outcomes: list[Outcome]) -> None:
         assert Quarantine.from_json(via_json(q.to_json())) == q
 
 
-def test_merge_quarantine_joins_shards_and_keeps_the_later_entry() -> None:
-    def failing(test_id: str, runs: int, start: int) -> Quarantine:
-        q = Quarantine()
-        for i in range(start, start + runs):
-            finals = {test_id: rec(Outcome.FAILED, test_id=test_id, run_id=f"r{i}")}
-            q = update_quarantine(q, finals, now=f"2026-01-0{i}T00:00:00Z", run_id=f"r{i}")
-        return q
+def test_merge_quarantine_takes_each_entry_from_the_shard_that_ran_the_test() -> None:
+    def step(q: Quarantine, test_id: str, outcome: Outcome, run: int) -> Quarantine:
+        finals = {test_id: rec(outcome, test_id=test_id, run_id=f"r{run}")}
+        return update_quarantine(q, finals, now=f"2026-01-0{run}T00:00:00Z", run_id=f"r{run}")
 
-    a = failing("a.py::t", 3, 1)  # quarantined on day 3
-    b = failing("b.py::t", 1, 1)  # watched
-    late = failing("a.py::t", 1, 5)  # another shard saw a.py::t only once, later
-    merged = merge_quarantine(merge_quarantine(a, b), late)
-    assert set(merged.entries) == {"a.py::t", "b.py::t"}
-    assert merged.entries["a.py::t"] == late.entries["a.py::t"]
-    assert merged.watched_ids() == frozenset({"a.py::t", "b.py::t"})
-    assert merge_quarantine(a, Quarantine()) == a
+    base = Quarantine()
+    for run in (1, 2, 3):  # a.py::t quarantined, b.py::t watched, before the split
+        base = step(step(base, "a.py::t", Outcome.FAILED, run), "b.py::t", Outcome.FAILED, 1)
+    base = step(base, "c.py::t", Outcome.FAILED, 4)
+    # Shard 1 ran a.py::t (passed three times: released); shard 2 ran b.py::t (failed again).
+    shard1 = base
+    for run in (5, 6, 7):
+        shard1 = step(shard1, "a.py::t", Outcome.PASSED, run)
+    shard2 = step(base, "b.py::t", Outcome.FAILED, 5)
+    ran1, ran2 = frozenset({"a.py::t"}), frozenset({"b.py::t"})
+    for order in ([(shard1, ran1), (shard2, ran2)], [(shard2, ran2), (shard1, ran1)]):
+        merged = merge_quarantine(order)
+        assert "a.py::t" not in merged.entries, "the release in shard 1 is kept"
+        assert merged.entries["b.py::t"] == shard2.entries["b.py::t"], "shard 2's new failure"
+        assert merged.entries["c.py::t"] == base.entries["c.py::t"], "run by neither: unchanged"
+    assert merge_quarantine([]) == Quarantine()

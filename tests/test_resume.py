@@ -17,6 +17,7 @@ from supervisor.model import Outcome, TestRecord
 from supervisor.resume import (
     STATE,
     SavedState,
+    ignored_flags,
     load_resume_point,
     load_state,
     reconcile,
@@ -251,3 +252,17 @@ def test_the_run_log_is_the_truth_when_the_state_lags_behind(tmp_path: Path) -> 
     assert (point.config.jobs, point.config.pytest_args) == (2, ("-x",))
     assert point.config.verbosity == 1
     assert point.config.gates_dir == resume_config.gates_dir
+
+
+@pytest.mark.parametrize(
+    ("argv", "ignored"),
+    [
+        (["--resume"], []),
+        (["--resume", "-q", "--gates-dir", "g", "-v"], []),
+        (["--resume", "--gates-dir=g"], []),
+        (["--resume", "-j", "4", "--tier", "0"], ["-j", "4", "--tier", "0"]),
+        (["--resume", "--", "-k", "x"], ["--", "-k", "x"]),
+    ],
+)
+def test_resume_names_the_flags_it_ignores(argv: list[str], ignored: list[str]) -> None:
+    assert ignored_flags(argv) == ignored

@@ -247,7 +247,8 @@ def default_python() -> tuple[str, str]:
         return own, "mtest's interpreter"
     for name in ("python3", "python"):
         found = shutil.which(name)
-        if found is None or os.path.realpath(found) == os.path.realpath(own):
+        # Not realpath: every venv's python links to the same base interpreter.
+        if found is None or os.path.abspath(found) == os.path.abspath(own):
             continue
         try:
             probe = subprocess.run(

@@ -405,6 +405,7 @@ class Pool:
                 worker.todo.remove(test_id)
             worker.in_flight = (test_id, float(event.get("t", time.monotonic())))
             worker.progressed = True
+            self.early_deaths = 0  # a test started: children are not dying on their own
         elif kind == "end":
             worker.in_flight = None
             chunk = worker.chunk.index if worker.chunk else 0
@@ -424,18 +425,21 @@ class Pool:
             worker.state = State.READY
             if worker.chunk is not None:  # a dedicated child: its chunk is waiting
                 self._assign(worker, worker.chunk)
-        self.early_deaths = 0
         if self.collection is not None or "items" not in event:
             return  # only slot 0's children send the whole listing (see _spawn)
         items = [parse.item_from_listing(entry) for entry in event["items"]]
         self.limits = {t.test_id: t.timeout for t in items if t.timeout is not None}
-        hello_at = worker.hello_at or worker.spawned
+        # The events carry the child's CLOCK_MONOTONIC, the clock of time.monotonic()
+        # here: reading them one turn late must not move time from one to the other.
+        hello = worker.hello or {}
+        hello_at = float(hello.get("t", worker.hello_at or worker.spawned))
+        collected_at = float(event.get("t", worker.collected_at))
         self.collection = parse.collection_from(
             items,
             [*self.blamed, *(p for p in worker.problems if p.test_id not in self.blamed_files)],
-            worker.hello or {},
+            hello,
             startup_s=hello_at - worker.spawned,
-            collect_s=worker.collected_at - hello_at,
+            collect_s=collected_at - hello_at,
         )
 
     def _on_unknown(self, worker: Worker, ids: list[str]) -> None:
@@ -489,8 +493,6 @@ class Pool:
             # Died before starting any test: no test is to blame. The chunk goes
             # back to the queue, and children that keep doing this end the run.
             self._early_death(worker)
-        elif worker.progressed:
-            self.early_deaths = 0
         if in_flight is not None:
             test_id, started = in_flight
             hung = worker.kill_reason == "hung"

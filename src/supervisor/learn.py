@@ -139,22 +139,26 @@ class Durations:
     def to_json(self) -> dict[str, Any]:
         """Compact on disk: a table of runs, then ``[run, outcome, seconds]`` per sample.
 
-        A suite of thousands of tests keeps ten samples each; spelling out the
-        run id and time in every sample made the file five times bigger and
-        slow to read before every run.
+        A suite of thousands of tests keeps ``HISTORY_LEN`` samples each;
+        spelling out the run id and time in every sample made the file five
+        times bigger and slow to read before every run. A sample's time is its
+        run's time (the earliest of the run's samples).
         """
-        runs: dict[tuple[str, str], int] = {}
-        tests: dict[str, list[list[Any]]] = {}
-        for test_id in sorted(self.tests):
-            tests[test_id] = [
-                [runs.setdefault((s.run_id, s.ts), len(runs)), s.outcome, s.duration_s]
-                for s in self.tests[test_id]
-            ]
+        first: dict[str, str] = {}
+        for samples in self.tests.values():
+            for s in samples:
+                if s.run_id not in first or s.ts < first[s.run_id]:
+                    first[s.run_id] = s.ts
+        index = {run_id: n for n, run_id in enumerate(sorted(first, key=lambda r: (first[r], r)))}
+        tests = {
+            test_id: [[index[s.run_id], s.outcome, s.duration_s] for s in self.tests[test_id]]
+            for test_id in sorted(self.tests)
+        }
         return {
             "version": FORMAT_VERSION,
             "startup_s": self.startup_s,
             "collect_s": self.collect_s,
-            "runs": [{"run_id": run_id, "ts": ts} for run_id, ts in runs],
+            "runs": [{"run_id": run_id, "ts": first[run_id]} for run_id in index],
             "tests": tests,
         }
 
@@ -457,11 +461,20 @@ def update_quarantine(
     return Quarantine(entries=entries)
 
 
-def merge_quarantine(a: Quarantine, b: Quarantine) -> Quarantine:
-    """Join two shards' quarantine states; for a test both track, the later entry wins."""
-    entries = dict(a.entries)
-    for test_id, entry in b.entries.items():
-        mine = entries.get(test_id)
-        if mine is None or entry.since > mine.since:
-            entries[test_id] = entry
+def merge_quarantine(shards: Sequence[tuple[Quarantine, frozenset[str]]]) -> Quarantine:
+    """Join shards' quarantine states: each shard's state and the tests it ran.
+
+    Shards start from the same state and run disjoint tests, so a test's
+    entry comes from the shard that ran it — including its absence, when
+    that shard released the test. Tests no shard ran keep the shared entry.
+    """
+    ran_by = {test_id: q for q, ran in shards for test_id in ran}
+    entries: dict[str, QuarantineEntry] = {}
+    for quarantine, _ in shards:
+        for test_id, entry in quarantine.entries.items():
+            if test_id not in ran_by:
+                entries.setdefault(test_id, entry)
+    for test_id, quarantine in ran_by.items():
+        if test_id in quarantine.entries:
+            entries[test_id] = quarantine.entries[test_id]
     return Quarantine(entries=entries)

@@ -10,6 +10,7 @@ that were selected.
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,25 @@ def save_state(
     store.write_json(STATE, state.to_json())
 
 
+_KEPT_ON_RESUME = frozenset({"--resume", "-q", "--quiet", "-v", "--verbose"})
+
+
+def ignored_flags(argv: Sequence[str]) -> list[str]:
+    """The arguments of a ``--resume`` command line that it does not use.
+
+    A resumed run keeps the interrupted run's selection and options; only the
+    output's verbosity and where the gates directory is are taken from now.
+    """
+    ignored: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word == "--gates-dir":
+            next(words, None)
+        elif word not in _KEPT_ON_RESUME and not word.startswith("--gates-dir="):
+            ignored.append(word)
+    return ignored
+
+
 def load_state(store: Store) -> SavedState | None:
     state: SavedState | None = store.load(STATE, SavedState.from_json)
     return state
@@ -115,6 +135,12 @@ def load_resume_point(store: Store, config: Config) -> ResumePoint:
         raise MtestError(
             f"nothing to resume in `{store.paths.root}`: {why}",
             hint="start a new run with `mtest`",
+        )
+    ignored = ignored_flags(config.argv)
+    if ignored:
+        store.warn(
+            f"--resume continues run {state.run_id} with its own options; "
+            f"ignoring `{shlex.join(ignored)}`"
         )
     records = [r for r in store.read_records() if r.run_id == state.run_id]
     original = make_config(list(state.argv), Path(state.cwd))

@@ -9,6 +9,7 @@ every grandchild must be gone afterwards. Prints ``PASS`` or what differed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -47,8 +48,10 @@ def run(config: Config, console: Console) -> int:
         shutil.copytree(source, work, ignore=shutil.ignore_patterns("__pycache__", ".gates"))
         pids = Path(tmp) / "grandchildren.txt"
         argv = ["--timeout", TIMEOUT_S, "--kill-grace", GRACE_S, "-j", "2", "-q",
-                "--python", config.python, "--gates-dir", str(work / ".gates")]  # fmt: skip
-        check = make_config(argv, work)
+                "--gates-dir", str(work / ".gates")]  # fmt: skip
+        check = dataclasses.replace(
+            make_config(argv, work), python=config.python, python_origin=config.python_origin
+        )
         quiet = Console(console.stream, verbosity=-10, tty=False, color=False)
         previous = os.environ.get(PIDS_VAR)
         os.environ[PIDS_VAR] = str(pids)

@@ -74,7 +74,7 @@ def merge_view(config: Config, console: Console) -> int:
     with store.locked(holder_line(config.argv, os.getpid())):
         records: list[TestRecord] = []
         durations = learn.Durations()
-        quarantine = learn.Quarantine()
+        quarantines: list[tuple[learn.Quarantine, frozenset[str]]] = []
         shards = [Store(directory, console.warn) for directory in config.merge_dirs]
         for shard in shards:
             if not shard.paths.run_log.is_file():
@@ -82,13 +82,14 @@ def merge_view(config: Config, console: Console) -> int:
                     f"no run to merge in `{shard.paths.root}`: it has no last-run/run.jsonl",
                     hint="pass the gates directory of each shard's finished run",
                 )
-            records += shard.read_records()
+            shard_records = shard.read_records()
+            records += shard_records
             found = shard.load(DURATIONS, learn.Durations.from_json)
             if found is not None:
                 durations = learn.merge_durations(durations, found)
             watched = shard.load(QUARANTINE, learn.Quarantine.from_json)
-            if watched is not None:
-                quarantine = learn.merge_quarantine(quarantine, watched)
+            ran = frozenset(r.test_id for r in shard_records)
+            quarantines.append((watched or learn.Quarantine(), ran))
         store.begin_run(fresh=True)
         for shard in shards:
             for bundle in sorted(shard.paths.failures.glob("*.txt")):
@@ -103,10 +104,11 @@ def merge_view(config: Config, console: Console) -> int:
         summary = report.summary_markdown(finals, facts, code, records)
         store.write_summary(summary)
         store.write_json(DURATIONS, durations.to_json())
-        store.write_json(QUARANTINE, quarantine.to_json())
+        store.write_json(QUARANTINE, learn.merge_quarantine(quarantines).to_json())
         if config.junit_xml is not None:
             write_junit(config.junit_xml, records, {})
-        github.publish(console.always, finals, {}, summary)
+        # The shards printed their annotations already; the merge adds the summary.
+        github.publish(console.always, {}, {}, summary)
         console.line(
             f"mtest: merged {len(shards)} run(s): {report.summary_line(finals, facts)} "
             f"(exit {code})",
