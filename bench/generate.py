@@ -30,9 +30,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-SUITES = ("tiny", "cpu", "slowimport")
+SUITES = ("tiny", "cpu", "slowimport", "heavy")
 CPU_TEST_MS = 20.0
 IMPORT_MS = 150.0
+HEAVY_TEST_MS = 0.8
+HEAVY_COLLECT_MS = 0.4
+"""The ``heavy`` suite models issue 3's real suite: ≈6,400 tests, most of them
+cases of one parametrized module, ≈1 ms each, plain pytest ≈10 s of which
+collection is ≈1/3. Per test: ``HEAVY_TEST_MS`` of work when it runs and
+``HEAVY_COLLECT_MS`` of work while the suite is collected."""
 TINY_IMPORT_MS = 40.0
 """Import-time work of each of the tiny suite's ten small modules (≈0.4 s in all).
 
@@ -256,10 +262,58 @@ def slowimport(root: Path, import_ms: float = IMPORT_MS) -> int:
     return 60
 
 
+def heavy(root: Path) -> int:
+    """The shape of issue 3's real suite (see ``HEAVY_TEST_MS``); returns how many tests."""
+    _ini(root)
+    run_n, collect_n = calibrate(HEAVY_TEST_MS), calibrate(HEAVY_COLLECT_MS)
+    _write(
+        root / "conftest.py",
+        f"""
+        def pytest_collection_modifyitems(items):
+            # ≈{HEAVY_COLLECT_MS:g} ms of collection work per test, as a big suite's
+            # parametrization, plugins and conftests cost.
+            _spin({collect_n} * len(items))
+        """,
+        spin=_prelude(None, ""),
+    )
+    _write(
+        root / "test_grid.py",
+        f"""
+        import pytest
+
+        N = {run_n}  # ≈{HEAVY_TEST_MS:g} ms of busy loop
+
+
+        @pytest.mark.parametrize("a", range(80))
+        @pytest.mark.parametrize("b", range(75))
+        def test_grid(a, b):
+            assert _spin(N) >= 0
+        """,
+        spin=_prelude(None, ""),
+    )
+    for index in range(10):
+        _write(
+            root / f"test_small_{index}.py",
+            f"""
+            import pytest
+
+            N = {run_n}
+
+
+            @pytest.mark.parametrize("x", range(40))
+            def test_x(x):
+                assert _spin(N) >= 0
+            """,
+            spin=_prelude(None, ""),
+        )
+    return 80 * 75 + 10 * 40
+
+
 GENERATORS: dict[str, Callable[[Path], int]] = {
     "tiny": tiny,
     "cpu": cpu,
     "slowimport": slowimport,
+    "heavy": heavy,
 }
 
 
