@@ -144,15 +144,21 @@ def test_quiet_prints_less_and_verbose_lists_passing_tests(tmp_path: Path) -> No
     assert "test_bad.py::test_broken" in default
 
 
+FAILS_ONCE = (
+    "import os\n"
+    "from pathlib import Path\n\n\n"
+    "def test_fails_once():\n"
+    "    flag = Path(os.environ['MARKS'], 'failed')\n"
+    "    if not flag.exists():\n"
+    "        flag.write_text('1')\n"
+    "        assert False, 'first attempt'\n"
+)
+"""A test that fails the first time it runs (``MARKS`` names a scratch directory)."""
+
+
 def test_retries_turn_one_off_failures_and_crashes_into_flaky(tmp_path: Path) -> None:
-    once = (
-        "import os\n"
-        "from pathlib import Path\n\n\n"
-        "def test_fails_once():\n"
-        "    flag = Path(os.environ['MARKS'], 'failed')\n"
-        "    if not flag.exists():\n"
-        "        flag.write_text('1')\n"
-        "        assert False, 'first attempt'\n\n\n"
+    once = FAILS_ONCE + (
+        "\n\n"
         "def test_crashes_once():\n"
         "    flag = Path(os.environ['MARKS'], 'crashed')\n"
         "    if not flag.exists():\n"
@@ -202,18 +208,6 @@ def test_files_that_kill_or_hang_their_child_at_import_gate_the_run(tmp_path: Pa
     text = bundle.read_text()
     assert re.search(r"^pytest: +\d", text, re.MULTILINE), "the environment is filled in"
     assert 'test_hangs_on_import.py", line 2 in <module>' in text, "the stacks show the import"
-
-
-FAILS_ONCE = (
-    "import os\n"
-    "from pathlib import Path\n\n\n"
-    "def test_fails_once():\n"
-    "    flag = Path(os.environ['MARKS'], 'failed')\n"
-    "    if not flag.exists():\n"
-    "        flag.write_text('1')\n"
-    "        assert False, 'first attempt'\n"
-)
-"""A test that fails the first time it runs (``MARKS`` names a scratch directory)."""
 
 
 def test_a_flaky_record_points_at_the_failing_attempts_bundle(tmp_path: Path) -> None:
