@@ -74,16 +74,14 @@ class Recorder:
         item = ctx.items.get(result.test_id)
         attempt = self.attempts.get(result.test_id, 0) + 1
         self.attempts[result.test_id] = attempt
-        outcome = result.outcome
-        message = result.message
+        outcome, message, earlier_bundle = result.outcome, result.message, None
         previous = self.finals.get(result.test_id)
-        flaky = (
-            attempt > 1 and outcome is Outcome.PASSED and previous and previous.outcome.retryable
-        )
-        if flaky and previous:
-            # The passing attempt has nothing to diagnose: point at the failure.
+        if outcome is Outcome.PASSED and previous is not None and previous.outcome.retryable:
+            # Passed on a retry. The passing attempt has nothing to diagnose:
+            # the record points at the failure's bundle and says what failed.
             outcome = Outcome.FLAKY
             message = f"passed on attempt {attempt} after: {previous.message}"
+            earlier_bundle = previous.bundle
         record = TestRecord(
             run_id=ctx.run_id,
             test_id=result.test_id,
@@ -95,7 +93,7 @@ class Recorder:
             chunk=result.chunk,
             quarantined=result.test_id in ctx.quarantined,
             message=message,
-            bundle=previous.bundle if flaky and previous else None,
+            bundle=earlier_bundle,
             ts=utc_now(),
         )
         if record.bundle is None and outcome not in _NOTHING_TO_DIAGNOSE:
@@ -109,7 +107,7 @@ class Recorder:
         self.session.append(record)
         self.by_chunk.setdefault(record.chunk, []).append(record)
         self.finals[result.test_id] = record
-        if report.is_problem(record) or outcome is Outcome.ERROR:
+        if report.is_problem(record):
             self.console.line(self.console.paint(report.problem_line(record), outcome))
         else:
             self.console.line(f"{outcome.value.upper()} {record.test_id}", level=1)
