@@ -329,14 +329,19 @@ def generate(dest: Path, suites: tuple[str, ...]) -> dict[str, int]:
     return counts
 
 
-def parse_suites(text: str) -> tuple[str, ...]:
+def parse_choices(text: str, known: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """A comma-separated subset of ``known``, in ``known``'s order (for argparse ``type=``)."""
     names = tuple(s.strip() for s in text.split(",") if s.strip())
-    unknown = [s for s in names if s not in SUITES]
+    unknown = [s for s in names if s not in known]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
-            f"unknown suite(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(SUITES)}"
+            f"unknown {what}(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(known)}"
         )
-    return names
+    return tuple(s for s in known if s in names)
+
+
+def parse_suites(text: str) -> tuple[str, ...]:
+    return parse_choices(text, SUITES, "suite")
 
 
 def main(argv: list[str] | None = None) -> int:

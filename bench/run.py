@@ -51,7 +51,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from generate import SUITES, generate, parse_suites, spin_rate
+from generate import SUITES, generate, parse_choices, parse_suites, spin_rate
 
 HERE = Path(__file__).resolve().parent
 TOOLS = ("pytest", "mtest-j1", "mtest-j2", "xdist-n2")
@@ -618,23 +618,11 @@ def markdown(results: list[SuiteResult], tools: tuple[str, ...], meta: dict[str,
 
 
 def parse_tools(text: str) -> tuple[str, ...]:
-    names = tuple(t.strip() for t in text.split(",") if t.strip())
-    unknown = [t for t in names if t not in TOOLS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown tool(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(TOOLS)}"
-        )
-    return tuple(t for t in TOOLS if t in names)
+    return parse_choices(text, TOOLS, "tool")
 
 
 def parse_modes(text: str) -> tuple[str, ...]:
-    names = tuple(t.strip() for t in text.split(",") if t.strip())
-    unknown = [t for t in names if t not in MODES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown mode(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(MODES)}"
-        )
-    return tuple(t for t in MODES if t in names)
+    return parse_choices(text, MODES, "mode")
 
 
 def not_negative(text: str) -> int:
