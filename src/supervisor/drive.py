@@ -74,6 +74,9 @@ class Stop(enum.Enum):
     """Launch nothing new; running chunks finish (``--fail-fast``)."""
     HALT = "halt"
     """Stop running children now (interrupt, budget deadline)."""
+    AFTER_TEST = "after-test"
+    """Tests in flight finish, nothing else starts (not even the rest of a running
+    chunk); what did not start stays outstanding (``-x``, ``--maxfail``)."""
 
 
 @dataclass(kw_only=True)
@@ -198,6 +201,8 @@ class Pool:
             launching = mode is None or (dedicated and mode is Stop.DRAIN)
             if launching:
                 self._dispatch(stop)
+            elif mode is Stop.AFTER_TEST:
+                self._stop_after_test()
             busy = [w for w in self._live() if w.chunk is not None]
             launchable = launching and any(stop.fits(c, now) for c in self.queue)
             if not busy and not launchable:
@@ -296,6 +301,15 @@ class Pool:
                 self._assign(worker, self._take(fitting[0]))
         for worker in self._live():
             if worker.state is State.READY and (self.dedicated or not self.queue):
+                self._send_exit(worker)
+
+    def _stop_after_test(self) -> None:
+        """Ask every busy child to end its chunk after the test in flight (once each)."""
+        for worker in self._live():
+            if worker.state is State.RUNNING and not worker.stop_sent:
+                worker.stop_sent = True
+                self._send(worker, "stop\n")
+            if worker.state is State.READY:
                 self._send_exit(worker)
 
     def _take(self, index: int) -> Chunk:
@@ -413,6 +427,8 @@ class Pool:
                 parse.result_from_end(event, chunk=chunk, worker=worker.slot, child=worker.seq)
             )
         elif kind == "done":
+            if worker.chunk is not None and worker.todo:  # stopped early: the rest waits
+                self.queue.appendleft(_rest_of(worker.chunk, worker.todo, None))
             worker.chunk = None
             worker.todo.clear()
             if worker.state is State.RUNNING:
@@ -424,7 +440,13 @@ class Pool:
         if worker.state is State.STARTING:
             worker.state = State.READY
             if worker.chunk is not None:  # a dedicated child: its chunk is waiting
-                self._assign(worker, worker.chunk)
+                if self.stop.current(time.monotonic()) is Stop.AFTER_TEST:
+                    self.queue.appendleft(worker.chunk)
+                    worker.chunk = None
+                    worker.todo.clear()
+                    self._send_exit(worker)
+                else:
+                    self._assign(worker, worker.chunk)
         if self.collection is not None or "items" not in event:
             return  # only slot 0's children send the whole listing (see _spawn)
         items = [parse.item_from_listing(entry) for entry in event["items"]]

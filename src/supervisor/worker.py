@@ -105,6 +105,7 @@ class Worker:
     todo: deque[str] = field(default_factory=deque)
     in_flight: tuple[str, float] | None = None
     progressed: bool = False
+    stop_sent: bool = False
     output_path: Path = Path("/dev/null")
     output_head: bytes = b""
     output_saved_tail: bytes = b""
