@@ -3,6 +3,12 @@
 On a terminal the status line updates in place (``\\r``); elsewhere (CI logs)
 a plain progress line is printed every ``PLAIN_EVERY_S`` seconds. ``NO_COLOR``
 is respected. Nothing here decides anything: it prints what it is given.
+
+Every text goes through ``text.console_text`` before it is written, so a test
+id, message or note cannot move the cursor, clear the screen or set the title;
+mtest's own colour codes are added afterwards (``line(..., outcome=...)``).
+What the stream's encoding cannot carry (a lone surrogate, or anything outside
+ASCII on an ASCII terminal) is written as a backslash escape, never an error.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import time
 from typing import TextIO
 
 from supervisor.model import Outcome
+from supervisor.text import console_text
 
 PLAIN_EVERY_S = 15.0
 TTY_EVERY_S = 0.2
@@ -40,20 +47,34 @@ class Console:
         color = tty and "NO_COLOR" not in os.environ
         return cls(stream, verbosity=verbosity, tty=tty, color=color)
 
-    def paint(self, text: str, outcome: Outcome) -> str:
-        return f"\033[{_COLORS[outcome]}m{text}\033[0m" if self.color else text
+    def _paint(self, text: str, outcome: Outcome | None) -> str:
+        if outcome is None or not self.color:
+            return text
+        return f"\033[{_COLORS[outcome]}m{text}\033[0m"
+
+    @staticmethod
+    def _write(stream: TextIO, text: str) -> None:
+        """Write ``text``; what ``stream``'s encoding cannot carry becomes a backslash escape."""
+        encoding = getattr(stream, "encoding", None) or "utf-8"
+        try:
+            stream.write(text)
+        except UnicodeEncodeError:
+            stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
 
     def _clear_status(self) -> None:
         if self._status_shown:
             self.stream.write("\r\033[K")
             self._status_shown = False
 
-    def line(self, text: str, *, level: int = 0) -> None:
-        """Print ``text`` if verbosity >= ``level`` (``-q`` is -1, ``-v`` is 1)."""
+    def line(self, text: str, *, level: int = 0, outcome: Outcome | None = None) -> None:
+        """Print ``text`` if verbosity >= ``level`` (``-q`` is -1, ``-v`` is 1).
+
+        ``outcome`` colours the line (on a colour terminal) in that outcome's colour.
+        """
         if self.verbosity < level:
             return
         self._clear_status()
-        self.stream.write(text + "\n")
+        self._write(self.stream, self._paint(console_text(text), outcome) + "\n")
         self.stream.flush()
 
     def always(self, text: str) -> None:
@@ -62,14 +83,14 @@ class Console:
 
     def warn(self, text: str) -> None:
         self._clear_status()
-        sys.stderr.write(f"mtest: warning: {text}\n")
+        self._write(sys.stderr, f"mtest: warning: {console_text(text)}\n")
         sys.stderr.flush()
 
     def error(self, message: str, hint: str) -> None:
         self._clear_status()
         self.stream.flush()
         tail = f" (hint: {hint})" if hint else ""
-        sys.stderr.write(f"mtest: error: {message}{tail}\n")
+        self._write(sys.stderr, console_text(f"mtest: error: {message}{tail}") + "\n")
         sys.stderr.flush()
 
     def status_due(self) -> bool:
@@ -84,10 +105,10 @@ class Console:
         self._last_status = time.monotonic()
         if self.tty:
             width = max(20, shutil.get_terminal_size().columns - 1)
-            self.stream.write("\r\033[K" + text[:width])
+            self._write(self.stream, "\r\033[K" + console_text(text)[:width])
             self._status_shown = True
         else:
-            self.stream.write(text + "\n")
+            self._write(self.stream, console_text(text) + "\n")
         self.stream.flush()
 
     def end_status(self) -> None:

@@ -108,7 +108,7 @@ class Recorder:
         self.by_chunk.setdefault(record.chunk, []).append(record)
         self.finals[result.test_id] = record
         if report.is_problem(record):
-            self.console.line(self.console.paint(report.problem_line(record), outcome))
+            self.console.line(report.problem_line(record), outcome=outcome)
         else:
             self.console.line(f"{outcome.value.upper()} {record.test_id}", level=1)
 

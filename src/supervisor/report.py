@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from supervisor.model import Outcome, TestRecord
+from supervisor.text import clip, markdown_code, markdown_text, one_line
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -16,6 +17,11 @@ ORDER = (
     Outcome.FAILED, Outcome.ERROR, Outcome.HUNG, Outcome.CRASHED, Outcome.FLAKY,
     Outcome.PASSED, Outcome.SKIPPED, Outcome.XFAILED, Outcome.XPASSED,
 )  # fmt: skip
+MESSAGE_CHARS = 300
+"""A message is clipped to this on the console and in ``summary.md`` (the bundle has it all)."""
+ID_CHARS = 500
+SUMMARY_PROBLEMS = 500
+"""``summary.md`` lists at most this many problems: GitHub rejects a step summary over 1 MiB."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,17 +37,37 @@ class RunFacts:
     left_out: tuple[tuple[str, int, float], ...] = ()
     """(reason, count, estimated seconds) of tests not selected."""
     resumed: bool = False
+    notes: tuple[str, ...] = ()
+    """One-line things the run must tell besides outcomes (shown under "Notes")."""
+    quarantine_kinds: Mapping[str, str] = field(default_factory=dict)
+    """Test id → ``flaky`` or ``broken`` for the tests the quarantine knows."""
 
 
-def exit_code(finals: Mapping[str, TestRecord], *, interrupted: bool, selected: int) -> int:
-    """The spec's exit code: 2 interrupted, 5 nothing selected, 1 a gating problem, else 0."""
+def exit_code(
+    finals: Mapping[str, TestRecord],
+    *,
+    interrupted: bool,
+    selected: int,
+    flaky_fails: bool = False,
+) -> int:
+    """The spec's exit code: 2 interrupted, 5 nothing selected, 1 a gating problem, else 0.
+
+    With ``flaky_fails`` (``--flaky-result fail``) a ``flaky`` final outcome
+    gates too, whether the test is quarantined or not.
+    """
     if interrupted:
         return EXIT_INTERRUPTED
     if selected == 0 and not finals:
         return EXIT_NO_TESTS
-    if any(r.outcome.gating and not r.quarantined for r in finals.values()):
+    if any(_gates(r, flaky_fails) for r in finals.values()):
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _gates(record: TestRecord, flaky_fails: bool) -> bool:
+    if flaky_fails and record.outcome is Outcome.FLAKY:
+        return True
+    return record.outcome.gating and not record.quarantined
 
 
 def counts(finals: Iterable[TestRecord]) -> Counter[Outcome]:
@@ -68,14 +94,14 @@ def _count(n: int, outcome: Outcome) -> str:
 
 
 def problem_line(record: TestRecord) -> str:
-    """One line for a non-passing test, printed as it happens."""
+    """One line for a non-passing test, printed as it happens (control characters escaped)."""
     tag = record.outcome.value.upper()
     if record.quarantined:
         tag += " (quarantined)"
     if record.attempt > 1:
         tag += f" (attempt {record.attempt})"
-    message = f" - {record.message}" if record.message else ""
-    return f"{tag} {record.test_id}{message}"
+    message = f" - {clip(record.message, MESSAGE_CHARS)}" if record.message else ""
+    return one_line(f"{tag} {clip(record.test_id, ID_CHARS)}{message}")
 
 
 def is_problem(record: TestRecord) -> bool:
@@ -85,35 +111,77 @@ def is_problem(record: TestRecord) -> bool:
 def summary_markdown(
     finals: Mapping[str, TestRecord], facts: RunFacts, code: int, attempts: Sequence[TestRecord]
 ) -> str:
-    """``summary.md``: the verdict, the counts, every problem with its bundle, what did not run."""
+    """``summary.md``: the verdict, the counts, every problem with its bundle, what did not run.
+
+    Test ids are inline code spans and messages escaped text (``text.markdown_code``,
+    ``text.markdown_text``): nothing a test names itself can become HTML, a
+    link or a broken line in the rendered summary.
+    """
+    run_id = markdown_text(facts.run_id)
     lines = [
-        f"# mtest run {facts.run_id}" + (" (resumed)" if facts.resumed else ""),
+        f"# mtest run {run_id}" + (" (resumed)" if facts.resumed else ""),
         "",
-        f"**{summary_line(finals, facts)}** — exit code {code}",
+        f"**{markdown_text(summary_line(finals, facts))}** — exit code {code}",
         "",
         "| outcome | tests |",
         "|---|---|",
     ]
     tally = counts(finals.values())
     lines += [f"| {o.value} | {tally[o]} |" for o in ORDER if tally[o]]
-    problems = [r for r in finals.values() if is_problem(r)]
-    if problems:
-        lines += ["", "## Problems", ""]
-        for record in sorted(problems, key=lambda r: (ORDER.index(r.outcome), r.test_id)):
-            quarantined = " (quarantined, not gating)" if record.quarantined else ""
-            bundle = f" — `{record.bundle}`" if record.bundle else ""
-            lines.append(
-                f"- **{record.outcome.value}**{quarantined} `{record.test_id}`: "
-                f"{record.message or '(no message)'}{bundle}"
-            )
+    lines += _problems(finals, facts.quarantine_kinds)
     retried = [r for r in attempts if r.attempt > 1]
     if retried:
         lines += ["", f"Retries: {len(retried)} extra attempt(s)."]
     if facts.interrupted or facts.stopped_reason or facts.outstanding:
         reason = facts.stopped_reason or ("interrupted" if facts.interrupted else "stopped")
-        lines += ["", "## Not run", "", f"{facts.outstanding} test(s) did not run ({reason}); "
-                  "`mtest --resume` runs them."]  # fmt: skip
+        lines += ["", "## Not run", "", f"{facts.outstanding} test(s) did not run "
+                  f"({markdown_text(reason)}); `mtest --resume` runs them."]  # fmt: skip
     if facts.left_out:
         lines += ["", "## Left out by selection", ""]
-        lines += [f"- {reason}: {n} test(s), ~{secs:.1f}s" for reason, n, secs in facts.left_out]
+        lines += [
+            f"- {markdown_text(reason)}: {n} test(s), ~{secs:.1f}s"
+            for reason, n, secs in facts.left_out
+        ]
+    if facts.notes:
+        lines += ["", "## Notes", ""]
+        lines += [f"- {markdown_text(clip(note, MESSAGE_CHARS))}" for note in facts.notes]
     return "\n".join(lines) + "\n"
+
+
+def _problems(finals: Mapping[str, TestRecord], kinds: Mapping[str, str]) -> list[str]:
+    """The "Problems" section: one escaped line per problem, at most ``SUMMARY_PROBLEMS``."""
+    problems = sorted(
+        (r for r in finals.values() if is_problem(r)),
+        key=lambda r: (ORDER.index(r.outcome), r.test_id),
+    )
+    if not problems:
+        return []
+    lines = ["", "## Problems", ""]
+    for record in problems[:SUMMARY_PROBLEMS]:
+        lines.append(_problem_item(record, kinds.get(record.test_id)))
+    if len(problems) > SUMMARY_PROBLEMS:
+        lines.append(
+            f"- … and {len(problems) - SUMMARY_PROBLEMS} more: `mtest --report` and "
+            "`last-run/run.jsonl` have them all"
+        )
+    kinds_seen = Counter(kinds.values())
+    if kinds_seen:
+        tally = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds_seen.items()))
+        lines += ["", f"Quarantine: {markdown_text(tally)}."]
+    return lines
+
+
+def _problem_item(record: TestRecord, kind: str | None) -> str:
+    """``- **failed** (quarantined: flaky, not gating) `id`: message — `bundle```."""
+    tags = []
+    if record.quarantined:
+        tags.append("quarantined" + (f": {kind}" if kind else "") + ", not gating")
+    elif kind:
+        tags.append(f"{kind}, gating")
+    tag = f" ({markdown_text(', '.join(tags))})" if tags else ""
+    bundle = f" — {markdown_code(record.bundle)}" if record.bundle else ""
+    message = (
+        markdown_text(clip(record.message, MESSAGE_CHARS)) if record.message else "(no message)"
+    )
+    test_id = markdown_code(clip(record.test_id, ID_CHARS))
+    return f"- **{record.outcome.value}**{tag} {test_id}: {message}{bundle}"
