@@ -6,6 +6,7 @@ Warnings are collected in a plain list (``Store(root, warnings.append)``).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,16 @@ from hypothesis import strategies as st
 
 from supervisor.errors import MtestError
 from supervisor.model import Outcome, TestRecord
-from supervisor.store import Store, parse_records, write_atomic
+from supervisor.store import (
+    DURATIONS,
+    LAST_RUN_CAP_BYTES,
+    QUARANTINE,
+    STATE,
+    Paths,
+    Store,
+    parse_records,
+    write_atomic,
+)
 
 
 def rec(test_id: str = "tests/test_a.py::test_one", **changes: Any) -> TestRecord:
@@ -381,3 +391,162 @@ def test_a_symlink_in_failures_cannot_redirect_a_bundle(tmp_path: Path) -> None:
     with pytest.raises(MtestError):
         store.write_bundle("link.txt", "x")
     assert not outside.exists()
+
+
+# -- the state directory under attack --------------------------------------------
+
+
+def run_with(store: Store, first: list[TestRecord], attack: Any, then: list[TestRecord]) -> None:
+    """Append ``first``, let ``attack()`` do its worst, append ``then``, end the run."""
+    with store.locked("mtest (test)"):
+        store.begin_run(fresh=True)
+        for record in first:
+            store.append(record)
+        attack()
+        for record in then:
+            store.append(record)
+
+
+def test_records_survive_the_gates_directory_being_deleted_mid_run(tmp_path: Path) -> None:
+    root = tmp_path / ".gates"
+    store, warnings = new_store(root)
+    run_with(store, [rec("a")], lambda: shutil.rmtree(root), [rec("b")])
+    assert store.read_records() == [rec("a"), rec("b")]
+    assert len(store.notes) == 1 and "removed or replaced" in store.notes[0]
+    assert f"`{root}`" in store.notes[0] and "restored from mtest's open handle" in store.notes[0]
+    assert warnings == []
+
+
+def test_records_survive_the_gates_directory_being_renamed_mid_run(tmp_path: Path) -> None:
+    root = tmp_path / ".gates"
+    store, _ = new_store(root)
+    run_with(store, [rec("a")], lambda: root.rename(tmp_path / "moved"), [rec("b")])
+    assert store.read_records() == [rec("a"), rec("b")]
+    assert len(store.notes) == 1
+    # The renamed copy is left alone; the path has every record again.
+    moved = store.read_records(tmp_path / "moved" / "last-run" / "run.jsonl")
+    assert moved == [rec("a"), rec("b")]
+
+
+def test_a_replaced_run_log_is_restored_and_names_the_file(tmp_path: Path) -> None:
+    store, _ = new_store(tmp_path / ".gates")
+
+    def replace_log() -> None:
+        store.paths.run_log.unlink()
+        store.paths.run_log.write_bytes(b"written by a test\n")
+
+    run_with(store, [rec("a")], replace_log, [rec("b")])
+    assert store.read_records() == [rec("a"), rec("b")]
+    assert store.notes and f"`{store.paths.run_log}`" in store.notes[0]
+
+
+def test_deleting_the_directory_between_every_append_loses_nothing(tmp_path: Path) -> None:
+    root = tmp_path / ".gates"
+    store, _ = new_store(root)
+    records = [rec(f"t{n}") for n in range(5)]
+    with store.locked("mtest (test)"):
+        store.begin_run(fresh=True)
+        for record in records:
+            store.append(record)
+            shutil.rmtree(root, ignore_errors=True)
+            store.ensure_log()  # restores, and later appends go to the restored file
+        store.write_summary("# summary\n")
+    assert store.read_records() == records
+    assert store.read_summary() == "# summary\n"
+    assert len(store.notes) == 1, "one note, however often it happened"
+
+
+def test_writes_after_the_removal_land_in_recreated_directories(tmp_path: Path) -> None:
+    root = tmp_path / ".gates"
+    store, _ = new_store(root)
+    with store.locked("mtest (test)"):
+        store.begin_run(fresh=True)
+        store.append(rec("a"))
+        shutil.rmtree(root)
+        store.write_bundle("a.txt", "diagnosis")
+        store.write_chunk_junit(3, "<testsuites/>")
+        store.write_json(DURATIONS, {"version": 1})
+        store.write_summary("# summary\n")
+    assert (store.paths.failures / "a.txt").read_text(encoding="utf-8") == "diagnosis"
+    assert store.paths.chunk_junit(3).read_text(encoding="utf-8") == "<testsuites/>"
+    assert store.read_json(DURATIONS) == {"version": 1}
+    assert store.read_records() == [rec("a")]
+
+
+def test_a_gates_path_turned_into_a_file_becomes_notes_not_a_traceback(tmp_path: Path) -> None:
+    root = tmp_path / ".gates"
+    store, _ = new_store(root)
+
+    def replace_with_file() -> None:
+        shutil.rmtree(root)
+        root.write_text("not a directory")
+
+    with store.locked("mtest (test)"):
+        store.begin_run(fresh=True)
+        store.append(rec("a"))
+        replace_with_file()
+        store.append(rec("b"))
+        store.write_bundle("b.txt", "diagnosis")
+        store.write_json(QUARANTINE, {"version": 1})
+        store.write_summary("# summary\n")
+    assert root.read_text() == "not a directory"
+    assert any("could not write" in note and "b.txt" in note for note in store.notes)
+    assert any("run.jsonl could not be restored" in note for note in store.notes)
+
+
+def test_the_lock_is_released_when_its_file_was_deleted(tmp_path: Path) -> None:
+    root = tmp_path / ".gates"
+    store, _ = new_store(root)
+    with store.locked("mtest (test)"):
+        shutil.rmtree(root)
+    again, _ = new_store(root)
+    with again.locked("mtest (again)"):
+        assert again.paths.lock.read_text() == "mtest (again)"
+
+
+# -- the cap on last-run/ ----------------------------------------------------------
+
+
+def test_past_the_cap_a_bundle_is_a_stub_and_the_run_says_so_once(tmp_path: Path) -> None:
+    store = Store(tmp_path / ".gates", lambda message: None, cap_bytes=10_000)
+    store.begin_run(fresh=True)
+    store.append(rec("a"))
+    store.write_bundle("first.txt", "x" * 6_000)
+    store.write_bundle("second.txt", "y" * 6_000)
+    store.write_bundle("third.txt", "z" * 100)
+    store.write_chunk_junit(0, "<testsuites>" + "j" * 6_000 + "</testsuites>")
+    store.close_log()
+    assert (store.paths.failures / "first.txt").read_text() == "x" * 6_000
+    stub = (store.paths.failures / "second.txt").read_text()
+    assert "reached its cap of" in stub and "6000 bytes left out" in stub
+    assert (store.paths.failures / "third.txt").read_text() == "z" * 100, "small ones still fit"
+    assert not store.paths.chunk_junit(0).exists()
+    assert len(store.notes) == 1 and "reached its cap" in store.notes[0]
+    assert store.read_records() == [rec("a")], "records are never capped"
+
+
+def test_a_resumed_run_counts_what_last_run_already_holds(tmp_path: Path) -> None:
+    store = Store(tmp_path / ".gates", lambda message: None, cap_bytes=10_000)
+    store.begin_run(fresh=True)
+    store.write_bundle("first.txt", "x" * 6_000)
+    store.close_log()
+    resumed = Store(tmp_path / ".gates", lambda message: None, cap_bytes=10_000)
+    resumed.begin_run(fresh=False)
+    resumed.write_bundle("second.txt", "y" * 6_000)
+    resumed.close_log()
+    assert "reached its cap" in (resumed.paths.failures / "second.txt").read_text()
+
+
+def test_the_default_cap_is_a_named_quarter_gibibyte() -> None:
+    assert LAST_RUN_CAP_BYTES == 256 * 1024 * 1024
+    assert Store(Path("x"), print).cap_bytes == LAST_RUN_CAP_BYTES
+
+
+def test_every_name_under_gates_comes_from_the_store(tmp_path: Path) -> None:
+    paths = Paths(tmp_path)
+    assert paths.durations == tmp_path / DURATIONS == tmp_path / "durations.json"
+    assert paths.quarantine == tmp_path / QUARANTINE == tmp_path / "quarantine.json"
+    assert paths.state == tmp_path / STATE == tmp_path / "state.json"
+    assert paths.lock == tmp_path / "lock"
+    assert paths.run_log == tmp_path / "last-run" / "run.jsonl"
+    assert paths.chunk_junit(12) == tmp_path / "last-run" / "junit-0012.xml"

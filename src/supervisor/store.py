@@ -1,10 +1,18 @@
-"""The only module that touches ``.gates/``: lock, atomic JSON, append-only JSONL, bundles.
+"""The only module that touches ``.gates/``: names, lock, atomic JSON, append-only JSONL, bundles.
 
 Every JSON file carries ``"version": 1`` and is written to a temporary name,
 fsynced and renamed over the old one. A file that is missing, empty, truncated,
 not JSON or of another version never crashes mtest: the reader warns in one
 line and behaves as if the file were absent. ``run.jsonl`` is appended one
 flushed line per record; a partial last line (a crash mid-write) is ignored.
+
+A test may delete, rename or replace ``.gates/`` while the run goes on. Records
+still go to the ``run.jsonl`` handle mtest holds open; every other write
+recreates the directories it needs, and one that cannot be done becomes a line
+of ``Store.notes``, never a traceback. ``Store.ensure_log`` puts ``run.jsonl``
+back at its path from the open handle. ``last-run/`` holds at most
+``LAST_RUN_CAP_BYTES`` of what the store writes there; past that, a bundle is
+a short stub that says so.
 """
 
 from __future__ import annotations
@@ -25,11 +33,23 @@ from supervisor.model import FORMAT_VERSION, TestRecord
 
 Warn = Callable[[str], None]
 
+# The names under ``.gates/``, defined here only (SPEC, Files).
+LOCK = "lock"
+STATE = "state.json"
+DURATIONS = "durations.json"
+QUARANTINE = "quarantine.json"
+CACHE = "cache"
 LAST_RUN = "last-run"
 RUN_LOG = "run.jsonl"
 SUMMARY = "summary.md"
+FAILURES = "failures"
+CHILDREN = "children"
+
 FSYNC_EVERY_S = 1.0
 """``run.jsonl`` is flushed per record and fsynced at most this often (and at close)."""
+LAST_RUN_CAP_BYTES = 256 * 1024 * 1024
+"""What the store writes into ``last-run/`` (records, bundles, JUnit, summary) in one run,
+at most; bundles past it become stubs, chunk JUnit files are not written."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +58,23 @@ class Paths:
 
     @property
     def lock(self) -> Path:
-        return self.root / "lock"
+        return self.root / LOCK
+
+    @property
+    def state(self) -> Path:
+        return self.root / STATE
+
+    @property
+    def durations(self) -> Path:
+        return self.root / DURATIONS
+
+    @property
+    def quarantine(self) -> Path:
+        return self.root / QUARANTINE
+
+    @property
+    def cache(self) -> Path:
+        return self.root / CACHE
 
     @property
     def last_run(self) -> Path:
@@ -54,15 +90,14 @@ class Paths:
 
     @property
     def failures(self) -> Path:
-        return self.last_run / "failures"
+        return self.last_run / FAILURES
 
     @property
     def children(self) -> Path:
-        return self.last_run / "children"
+        return self.last_run / CHILDREN
 
-    @property
-    def cache(self) -> Path:
-        return self.root / "cache"
+    def chunk_junit(self, index: int) -> Path:
+        return self.last_run / f"junit-{index:04d}.xml"
 
     def file(self, name: str) -> Path:
         return self.root / name
@@ -71,12 +106,21 @@ class Paths:
 class Store:
     """``.gates/`` for one mtest process."""
 
-    def __init__(self, root: Path, warn: Warn) -> None:
+    def __init__(self, root: Path, warn: Warn, *, cap_bytes: int = LAST_RUN_CAP_BYTES) -> None:
         self.paths = Paths(root)
         self.warn = warn
+        self.notes: list[str] = []
+        """One line per thing the run must tell the user (directory removed, cap reached)."""
+        self.cap_bytes = cap_bytes
+        self._used = 0
         self._lock_file: IO[str] | None = None
         self._log: IO[bytes] | None = None
         self._last_sync = 0.0
+        self._root_id: tuple[int, int] | None = None
+
+    def note(self, line: str) -> None:
+        if line not in self.notes:
+            self.notes.append(line)
 
     # -- the lock -------------------------------------------------------------
 
@@ -110,10 +154,14 @@ class Store:
             yield self
         finally:
             self.close_log()
-            handle.seek(0)
-            handle.truncate()
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            handle.close()
+            # The handle stays valid when a test removed the file or its directory.
+            with contextlib.suppress(OSError):
+                handle.seek(0)
+                handle.truncate()
+            with contextlib.suppress(OSError):
+                fcntl.flock(handle, fcntl.LOCK_UN)
+            with contextlib.suppress(OSError):
+                handle.close()
             self._lock_file = None
 
     # -- JSON files -----------------------------------------------------------
@@ -157,7 +205,7 @@ class Store:
         # No indent: with one, json falls back to its pure-Python encoder (~5x slower
         # on a durations.json of thousands of tests).
         text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-        write_atomic(self.paths.file(name), text + "\n")
+        self._write(self.paths.file(name), text + "\n")
 
     # -- the run's directory ----------------------------------------------------
 
@@ -167,28 +215,69 @@ class Store:
             shutil.rmtree(self.paths.last_run, ignore_errors=True)
         for directory in (self.paths.failures, self.paths.children):
             directory.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.paths.run_log, "ab")  # noqa: SIM115 (open for the run)
+        self._root_id = _identity(self.paths.root)
+        self._used = 0 if fresh else _tree_size(self.paths.last_run)
+        # a+b: records are appended, and can be read back through the handle
+        # if a test removes the file (ensure_log).
+        self._log = open(self.paths.run_log, "a+b")  # noqa: SIM115 (open for the run)
         if fresh:
             return
         # A crash mid-write leaves a partial last line: end it so the next record stands alone.
-        size = self._log.tell()
+        size = self._log.seek(0, os.SEEK_END)
         if size:
-            with open(self.paths.run_log, "rb") as handle:
-                handle.seek(size - 1)
-                if handle.read(1) != b"\n":
-                    self._log.write(b"\n")
+            self._log.seek(size - 1)
+            if self._log.read(1) != b"\n":
+                self._log.write(b"\n")
 
     def append(self, record: TestRecord) -> None:
         assert self._log is not None, "begin_run() first"
-        self._log.write(json.dumps(record.to_json(), ensure_ascii=True).encode() + b"\n")
+        line = json.dumps(record.to_json(), ensure_ascii=True).encode() + b"\n"
+        self._log.write(line)
         self._log.flush()
+        self._used += len(line)
         now = time.monotonic()
         if now - self._last_sync >= FSYNC_EVERY_S:
             os.fsync(self._log.fileno())
             self._last_sync = now
 
+    def ensure_log(self) -> None:
+        """Make ``run.jsonl`` at its path the file mtest appends to, restoring it if needed.
+
+        A test that removed, renamed or replaced ``.gates/`` (or the file) leaves
+        mtest appending to a file no longer at the path: its content is read
+        back through the open handle, written at the path, and appending goes
+        on there. Call it before the run's notes are reported; ``close_log``
+        calls it too.
+        """
+        log = self._log
+        if log is None or _same_file(log, self.paths.run_log):
+            return
+        what = f"the state directory `{self.paths.root}`"
+        if _identity(self.paths.root) == self._root_id:
+            what = f"`{self.paths.run_log}`"
+        try:
+            log.flush()
+            log.seek(0)
+            content = log.read()
+            write_atomic_bytes(self.paths.run_log, content)
+            restored = open(self.paths.run_log, "a+b")  # noqa: SIM115 (open for the run)
+        except OSError as exc:
+            self.note(
+                f"{what} was removed or replaced during the run, and run.jsonl could not be "
+                f"restored at `{self.paths.run_log}`: {exc.strerror or exc}"
+            )
+            return
+        log.close()
+        self._log = restored
+        self._root_id = _identity(self.paths.root)
+        self.note(
+            f"{what} was removed or replaced during the run; run.jsonl was restored from "
+            "mtest's open handle (failure bundles written before that are gone)"
+        )
+
     def close_log(self) -> None:
         if self._log is not None:
+            self.ensure_log()
             self._log.flush()
             os.fsync(self._log.fileno())
             self._log.close()
@@ -210,23 +299,53 @@ class Store:
         return records
 
     def write_bundle(self, name: str, text: str) -> None:
+        """``failures/<name>``; past the cap of ``last-run/``, a stub that says so."""
         target = self.paths.failures / name
         # The name comes from bundle.bundle_name, but this is the last line of defence.
         if target.resolve().parent != self.paths.failures.resolve():
             raise MtestError(f"refusing to write a bundle outside failures/: `{name}`", code=3)
-        target.write_text(text, encoding="utf-8", errors="replace")
+        data = text.encode("utf-8", errors="replace")
+        if self._over_cap(len(data)):
+            data = (
+                f"This bundle was not kept: `{LAST_RUN}/` reached its cap of "
+                f"{_mib(self.cap_bytes)} in this run ({len(data)} bytes left out).\n"
+                "The test's record in run.jsonl still holds its outcome and message.\n"
+            ).encode()
+        # Not fsynced: a bundle is a diagnosis, and a run with many failures writes many.
+        self._write(target, data, sync=False)
 
     def write_chunk_junit(self, index: int, xml: str) -> None:
-        write_atomic(self.paths.last_run / f"junit-{index:04d}.xml", xml)
+        data = xml.encode("utf-8", errors="replace")
+        if not self._over_cap(len(data)):
+            self._write(self.paths.chunk_junit(index), data)
 
     def write_summary(self, text: str) -> None:
-        write_atomic(self.paths.summary, text)
+        self._write(self.paths.summary, text)
 
     def read_summary(self) -> str | None:
         try:
             return self.paths.summary.read_text(encoding="utf-8")
         except OSError:
             return None
+
+    def _over_cap(self, size: int) -> bool:
+        """Whether writing ``size`` more bytes into last-run/ would pass the cap (noted once)."""
+        if self._used + size <= self.cap_bytes:
+            self._used += size
+            return False
+        self.note(
+            f"`{self.paths.last_run}` reached its cap of {_mib(self.cap_bytes)}: later failure "
+            "bundles are stubs and chunk JUnit files were not written"
+        )
+        return True
+
+    def _write(self, path: Path, data: str | bytes, *, sync: bool = True) -> None:
+        """An atomic write that recreates removed directories; a failure becomes a note."""
+        raw = data.encode("utf-8", errors="replace") if isinstance(data, str) else data
+        try:
+            write_atomic_bytes(path, raw, sync=sync)
+        except OSError as exc:
+            self.note(f"could not write `{path}`: {exc.strerror or exc}")
 
 
 def parse_records(data: bytes) -> tuple[list[TestRecord], int]:
@@ -259,10 +378,51 @@ def parse_records(data: bytes) -> tuple[list[TestRecord], int]:
 
 def write_atomic(path: Path, text: str) -> None:
     """tmp + fsync + ``os.replace``: readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_atomic_bytes(path, text.encode("utf-8"))
+
+
+def write_atomic_bytes(path: Path, data: bytes, *, sync: bool = True) -> None:
+    """``write_atomic`` for bytes (``sync=False``: not fsynced). The parent directory is
+    (re)created, and once more if it vanishes between the ``mkdir`` and the write (a
+    test removing ``.gates/``)."""
+    for attempt in (1, 2):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                if sync:
+                    os.fsync(handle.fileno())
+            os.replace(tmp, path)
+            return
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _same_file(handle: IO[bytes], path: Path) -> bool:
+    """Whether ``path`` still names the file ``handle`` is open on."""
+    st = os.fstat(handle.fileno())
+    return _identity(path) == (st.st_dev, st.st_ino)
+
+
+def _tree_size(directory: Path) -> int:
+    total = 0
+    for dirpath, _, names in os.walk(directory):
+        for name in names:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):g} MiB"
