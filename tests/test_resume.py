@@ -15,7 +15,6 @@ from supervisor.config import Mode
 from supervisor.errors import MtestError
 from supervisor.model import Outcome, TestRecord
 from supervisor.resume import (
-    STATE,
     SavedState,
     ignored_flags,
     load_resume_point,
@@ -23,7 +22,7 @@ from supervisor.resume import (
     reconcile,
     save_state,
 )
-from supervisor.store import Store
+from supervisor.store import STATE, Store
 
 RUN = "20260101T000000Z-abcd"
 

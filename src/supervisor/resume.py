@@ -19,9 +19,7 @@ from typing import Any
 from supervisor.config import Config, Mode
 from supervisor.errors import MtestError
 from supervisor.model import FORMAT_VERSION, TestRecord
-from supervisor.store import Store
-
-STATE = "state.json"
+from supervisor.store import STATE, Store
 
 
 @dataclass(frozen=True, kw_only=True)
