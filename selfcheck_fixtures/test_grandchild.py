@@ -14,4 +14,4 @@ def test_leaves_a_grandchild():
     target = os.environ.get("MTEST_SELFCHECK_PIDS")
     if target:
         with Path(target).open("a") as handle:
-            handle.write(f"{child.pid}\n")
+            handle.write(f"{child.pid} grandchild\n")
