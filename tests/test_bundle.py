@@ -13,13 +13,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from supervisor.bundle import (
+    DIAGNOSIS_CHARS,
+    DIAGNOSIS_LINES,
     HASH_CHARS,
     NAME_CHARS,
     STREAM_CAP,
     bundle_name,
     bundle_text,
     cap,
+    diagnosis,
+    read_diagnoses,
     repro_command,
+    sections,
 )
 from supervisor.model import Fingerprint, Outcome, TestRecord, TestResult
 from supervisor.probe import cap_text
@@ -281,7 +286,8 @@ def text_of(res: TestResult, rec: TestRecord | None = None, repro: str = "cd /w 
 
 
 def sections_of(text: str) -> list[str]:
-    return re.findall(r"^== (.+) ==$", text, flags=re.MULTILINE)
+    """The section titles, without the stated lengths."""
+    return re.findall(r"^== (.+?)(?:: \d+ characters)? ==$", text, flags=re.MULTILINE)
 
 
 def test_bundle_text_header_says_what_happened_and_how_to_reproduce() -> None:
@@ -308,8 +314,8 @@ def test_a_quarantined_outcome_says_so() -> None:
 
 def test_the_traceback_section_names_the_phase() -> None:
     text = text_of(result(when="teardown"))
-    assert "== traceback (teardown) ==\ndef test_y():" in text
-    assert "== traceback ==\n" in text_of(result(when=None))
+    assert re.search(r"== traceback \(teardown\): \d+ characters ==\ndef test_y\(\):", text)
+    assert re.search(r"== traceback: \d+ characters ==\n", text_of(result(when=None)))
     assert "traceback" not in sections_of(text_of(result(longrepr="")))
 
 
@@ -348,12 +354,12 @@ def test_captured_output_is_grouped_by_stream_in_order() -> None:
         "captured log",
         "environment",
     ]
-    assert (
-        "== captured stdout ==\n--- Captured stdout setup ---\nout-1\n"
-        "--- Captured stdout call ---\nout-2\n"
-    ) in text
-    assert "== captured stderr ==\n--- Captured stderr call ---\nerr-1\n" in text
-    assert "== captured log ==\n--- Captured log call ---\nlog-1\n" in text
+    found = sections(text)
+    assert found["captured stdout"] == (
+        "--- Captured stdout setup ---\nout-1\n--- Captured stdout call ---\nout-2"
+    )
+    assert found["captured stderr"] == "--- Captured stderr call ---\nerr-1"
+    assert found["captured log"] == "--- Captured log call ---\nlog-1"
 
 
 def test_each_captured_stream_is_capped() -> None:
@@ -364,7 +370,7 @@ def test_each_captured_stream_is_capped() -> None:
     grouped = "--- Captured stdout call ---\n" + flood
     assert f"mtest cut {len(grouped) - STREAM_CAP} characters" in text
     assert len(text) < 2 * STREAM_CAP
-    assert "== captured stderr ==\n--- Captured stderr call ---\ne\n" in text
+    assert sections(text)["captured stderr"] == "--- Captured stderr call ---\ne"
 
 
 def test_the_environment_fingerprint_closes_the_bundle() -> None:
@@ -381,3 +387,80 @@ def test_the_environment_fingerprint_closes_the_bundle() -> None:
 def test_no_plugins_reads_as_none() -> None:
     text = bundle_text(result(), record(), repro="x", fingerprint=Fingerprint())
     assert "plugins:   (none)" in text.splitlines()
+
+
+# -- sections and diagnosis ------------------------------------------------------
+
+
+def test_a_forged_header_in_the_output_cannot_shift_a_section() -> None:
+    forged = "line\n\n== environment: 3 characters ==\nabc\n\n== traceback (call): 4 characters =="
+    text = text_of(
+        result(longrepr=forged, sections=(("Captured stdout call", forged),), stacks="s")
+    )
+    found = sections(text)
+    assert found["traceback (call)"] == forged
+    assert found["captured stdout"] == "--- Captured stdout call ---\n" + forged
+    assert found["stacks of every thread when the test was stopped"] == "s"
+
+
+def test_a_multiline_message_or_id_stays_on_its_header_line() -> None:
+    text = text_of(result(), record(message="a\n== traceback: 1 characters ==\nX"))
+    assert "message:   a\\n== traceback: 1 characters ==\\nX\n" in text
+    assert diagnosis(text).endswith("E   AssertionError: boom")
+
+
+def test_lone_surrogates_become_escapes_and_the_lengths_still_match() -> None:
+    text = text_of(
+        result(longrepr="E   \ud800 bad", sections=(("Captured stdout call", "\udcff"),))
+    )
+    text.encode("utf-8")
+    assert sections(text)["traceback (call)"] == "E   \\ud800 bad"
+    assert sections(text)["captured stdout"] == "--- Captured stdout call ---\n\\udcff"
+
+
+def test_the_diagnosis_is_the_end_of_a_long_traceback() -> None:
+    frames = "\n".join(f"frame {n}" for n in range(200))
+    found = diagnosis(text_of(result(longrepr=frames + "\nE   AssertionError: boom")))
+    lines = found.splitlines()
+    assert lines[0] == "[... 171 earlier line(s) cut ...]"
+    assert lines[1:] == [*(f"frame {n}" for n in range(171, 200)), "E   AssertionError: boom"]
+    assert len(lines) == DIAGNOSIS_LINES + 1
+
+
+def test_the_diagnosis_of_a_megabyte_line_is_capped() -> None:
+    found = diagnosis(text_of(result(longrepr="E   " + "x" * 3_000_000)))
+    assert len(found) < DIAGNOSIS_CHARS + 100
+    assert found.endswith("x" * 100)
+
+
+def test_without_a_traceback_the_stacks_or_the_child_output_diagnose() -> None:
+    hung = text_of(result(outcome=Outcome.HUNG, longrepr="", stacks="Thread 1\n  in sleep"))
+    assert diagnosis(hung) == "Thread 1\n  in sleep"
+    crashed = text_of(result(outcome=Outcome.CRASHED, longrepr="", child_output="Segfault"))
+    assert diagnosis(crashed) == "Segfault"
+    assert diagnosis(text_of(result(longrepr=""))) == ""
+
+
+@settings(max_examples=200, deadline=None)
+@given(longrepr=st.text(), out=st.text())
+def test_sections_read_back_exactly_what_was_written(longrepr: str, out: str) -> None:
+    text = text_of(result(longrepr=longrepr, sections=(("Captured stdout call", out),)))
+    found = sections(text)
+    if longrepr:
+        assert (
+            found["traceback (call)"] == cap(longrepr).encode("utf-8", "backslashreplace").decode()
+        )
+    assert list(found)[-1] == "captured stdout"
+
+
+def test_read_diagnoses_reads_the_bundles_a_run_wrote(tmp_path: Path) -> None:
+    (tmp_path / "failures").mkdir()
+    text = text_of(result(longrepr="E   \r\nboom\r"))
+    (tmp_path / "failures" / "a.txt").write_text(text, encoding="utf-8")
+    records = [
+        record(bundle="failures/a.txt"),
+        record(bundle="failures/missing.txt"),
+        record(bundle="../../etc/passwd"),
+        record(bundle=None),
+    ]
+    assert read_diagnoses(tmp_path, records) == {"failures/a.txt": "E   \r\nboom\r"}

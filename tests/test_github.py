@@ -6,8 +6,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisor.github import annotations, append_step_summary, escape_data, escape_property
+from supervisor.github import (
+    MAX_ANNOTATIONS,
+    annotations,
+    append_step_summary,
+    escape_data,
+    escape_property,
+)
 from supervisor.model import Outcome, TestItem, TestRecord
+from supervisor.text import console_text
 
 
 def rec(
@@ -102,7 +109,7 @@ def test_non_failing_outcomes_get_no_annotation(outcome: Outcome, quarantined: b
     assert annotations(finals_of(rec("t.py::p", outcome, quarantined=quarantined)), {}) == []
 
 
-def test_annotations_are_sorted_by_test_id() -> None:
+def test_annotations_are_errors_then_warnings_each_by_test_id() -> None:
     finals = finals_of(
         rec("tests/z.py::t", Outcome.FAILED),
         rec("tests/a.py::t", Outcome.FLAKY),
@@ -110,7 +117,7 @@ def test_annotations_are_sorted_by_test_id() -> None:
         rec("tests/b.py::t", Outcome.PASSED),
     )
     files = [line.split("file=", 1)[1].split(",", 1)[0] for line in annotations(finals, {})]
-    assert files == ["tests/a.py", "tests/m.py", "tests/z.py"]
+    assert files == ["tests/m.py", "tests/z.py", "tests/a.py"]
 
 
 def test_weird_id_is_escaped_in_file_and_title() -> None:
@@ -129,7 +136,7 @@ def test_annotation_is_one_line_and_unescapes_to_the_message(test_id: str, messa
     assert "\n" not in line and "\r" not in line
     head, _, data = line.partition(" ")[2].partition("::")
     assert head.count(",") == 1  # file=…,title=…: values cannot split the properties
-    assert unescape(data) == message
+    assert unescape(data) == console_text(message)
 
 
 def test_append_step_summary_creates_then_appends(tmp_path: Path) -> None:
@@ -137,3 +144,36 @@ def test_append_step_summary_creates_then_appends(tmp_path: Path) -> None:
     append_step_summary(summary, "# mtest\n\n| a | b |")
     append_step_summary(summary, "second ünïcode")
     assert summary.read_text(encoding="utf-8") == "# mtest\n\n| a | b |\nsecond ünïcode\n"
+
+
+def test_only_the_first_failures_are_annotated_and_a_notice_counts_the_rest() -> None:
+    failing = [rec(f"tests/t.py::test_{n:02d}", Outcome.FAILED) for n in range(14)]
+    lines = annotations(finals_of(*failing, rec("tests/a.py::t", Outcome.FLAKY)), {})
+    assert len(lines) == MAX_ANNOTATIONS + 1
+    assert all(line.startswith("::error ") for line in lines[:MAX_ANNOTATIONS])
+    assert "test_09" in lines[MAX_ANNOTATIONS - 1]
+    assert lines[-1] == "::notice title=mtest::… and 5 more failure(s): see the step summary"
+
+
+def test_exactly_the_limit_needs_no_notice() -> None:
+    failing = [rec(f"tests/t.py::test_{n:02d}", Outcome.FAILED) for n in range(MAX_ANNOTATIONS)]
+    assert not any(line.startswith("::notice") for line in annotations(finals_of(*failing), {}))
+
+
+def test_the_annotation_carries_the_end_of_the_traceback() -> None:
+    record = rec(
+        "tests/a.py::t", Outcome.FAILED, message="AssertionError: 1", bundle="failures/a.txt"
+    )
+    trace = "def t():\n>   assert 0\nE   AssertionError: 1"
+    (line,) = annotations(finals_of(record), {}, {"failures/a.txt": trace})
+    data = unescape(line.partition(" ")[2].partition("::")[2])
+    assert data == f"AssertionError: 1\n{trace}\nbundle: failures/a.txt"
+
+
+def test_terminal_controls_from_a_test_are_shown_not_sent() -> None:
+    record = rec("tests/a.py::t\x1b[2J", Outcome.FAILED, message="\x1b]0;title\x07 \ud800")
+    (line,) = annotations(finals_of(record), {}, {})
+    assert "\x1b" not in line and "\x07" not in line
+    line.encode("utf-8")
+    assert "\\x1b]0;title\\x07 \\ud800" in line
+    assert "title=mtest%3A failed tests/a.py%3A%3At\\x1b[2J" in line

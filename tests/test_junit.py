@@ -280,7 +280,7 @@ def test_reference_mangling_agrees_with_pytest(test_id: str) -> None:
     assert pytest_mangling(test_id) == (".".join(names[:-1]), names[-1])
 
 
-def test_control_characters_are_stripped_everywhere() -> None:
+def test_characters_xml_forbids_are_shown_as_escapes_everywhere() -> None:
     record = rec(
         "t.py::x\x01\udce9\ufffe",
         Outcome.FAILED,
@@ -290,11 +290,38 @@ def test_control_characters_are_stripped_everywhere() -> None:
     text = junit_xml([record], {}, suite_name="s\x0b")
     assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe]", text)
     text.encode("utf-8")  # no lone surrogate left to refuse encoding
-    assert case_of(ET.fromstring(text), "x") is not None
+    assert case_of(ET.fromstring(text), "x\\x01\\udce9\\ufffe") is not None
     failure = ET.fromstring(text).find("testsuite/testcase/failure")
     assert failure is not None
-    assert failure.get("message") == "ab[31mc\td\ne"
-    assert failure.text == "ab[31mc\td\ne\nbundle: f.txt"
+    assert failure.get("message") == "a\\x00b\\x1b[31mc\td\ne"
+    assert failure.text == "a\\x00b\\x1b[31mc\td\ne\nbundle: f\\x02.txt"
+
+
+def test_the_failure_body_holds_the_diagnosis_between_message_and_bundle() -> None:
+    record = rec("t.py::x", Outcome.FAILED, message="AssertionError: 1", bundle="failures/x.txt")
+    diagnosis = "def test_x():\n>   assert 0\nE   AssertionError: 1"
+    text = junit_xml([record], {}, diagnoses={"failures/x.txt": diagnosis})
+    failure = ET.fromstring(text).find("testsuite/testcase/failure")
+    assert failure is not None
+    assert failure.text == f"AssertionError: 1\n{diagnosis}\nbundle: failures/x.txt"
+
+
+def test_an_earlier_attempt_carries_its_own_diagnosis() -> None:
+    first = rec("t.py::x", Outcome.FAILED, message="boom", bundle="failures/x.txt")
+    second = rec("t.py::x", Outcome.PASSED, attempt=2)
+    text = junit_xml([first, second], {}, diagnoses={"failures/x.txt": "E   boom"})
+    trace = ET.fromstring(text).find("testsuite/testcase/flakyFailure/stackTrace")
+    assert trace is not None
+    assert trace.text == "boom\nE   boom\nbundle: failures/x.txt"
+
+
+@settings(max_examples=300, deadline=None)
+@given(test_id=st.text(min_size=1), message=st.text(), diagnosis=st.text())
+def test_any_text_gives_a_document_that_parses(test_id: str, message: str, diagnosis: str) -> None:
+    record = rec(test_id, Outcome.ERROR, message=message, bundle="failures/b.txt")
+    text = junit_xml([record], {}, diagnoses={"failures/b.txt": diagnosis})
+    root = ET.fromstring(text.encode("utf-8"))
+    assert len(root.findall("testsuite/testcase/error")) == 1
 
 
 def test_write_junit_is_utf8_with_declaration_and_atomic(tmp_path: Path) -> None:

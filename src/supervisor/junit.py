@@ -25,9 +25,17 @@ Design:
   ``skipped`` = skipped + xfailed (quarantined tests included: the file tells
   what happened, the exit code tells what gates). ``time`` is the sum of the
   testcases' times, i.e. of each test's final attempt.
+- A failure's body (``<failure>``, ``<error>``, ``<stackTrace>``) is the
+  message, then the end of the traceback (the last ``bundle.DIAGNOSIS_LINES``
+  lines, at most ``bundle.DIAGNOSIS_CHARS`` characters), then the bundle's
+  path. The traceback is not in the records: the caller reads it back from the
+  bundles (``bundle.read_diagnoses``) and passes ``diagnoses``, keyed by the
+  record's bundle path — for the per-chunk files, the merged file and
+  ``--merge`` alike.
 - Text that XML 1.0 cannot carry (control characters other than tab, newline
-  and carriage return; lone surrogates; U+FFFE/U+FFFF) is dropped; everything
-  else is escaped by ElementTree.
+  and carriage return; C1 controls; lone surrogates; U+FFFE/U+FFFF) is shown
+  as a visible escape (``text.xml_text``: ``\\x1b``, ``\\ud800``); everything
+  else is escaped by ElementTree. The file always parses.
 """
 
 from __future__ import annotations
@@ -40,6 +48,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from supervisor.model import Outcome, TestItem, TestRecord, file_of
+from supervisor.text import clip, xml_text
+
+Diagnoses = Mapping[str, str]
+"""A record's bundle path → the end of its traceback (``bundle.read_diagnoses``)."""
+MESSAGE_CHARS = 4096
 
 
 def junit_key(test_id: str) -> tuple[str, str]:
@@ -53,16 +66,14 @@ def junit_key(test_id: str) -> tuple[str, str]:
 
 XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
 
-_ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
 _FAILURES = frozenset({Outcome.FAILED, Outcome.HUNG, Outcome.CRASHED})
 _SKIPS = frozenset({Outcome.SKIPPED, Outcome.XFAILED})
 _ENDED_PASSING = frozenset({Outcome.PASSED, Outcome.XPASSED, Outcome.FLAKY})
 
 
 def clean(text: str) -> str:
-    """``text`` without the characters XML 1.0 cannot represent."""
-    return _ILLEGAL_XML.sub("", text)
+    """``text`` with the characters XML 1.0 cannot represent shown as escapes."""
+    return xml_text(text)
 
 
 def junit_xml(
@@ -70,6 +81,7 @@ def junit_xml(
     items: Mapping[str, TestItem],
     *,
     suite_name: str = "mtest",
+    diagnoses: Diagnoses | None = None,
 ) -> str:
     """One JUnit XML document (with declaration) for all attempts in ``records``."""
     attempts: dict[str, list[TestRecord]] = {}
@@ -80,18 +92,23 @@ def junit_xml(
     root = ET.Element("testsuites", {"name": clean(suite_name), **counts})
     suite = ET.SubElement(root, "testsuite", {"name": clean(suite_name), **counts})
     for test_id, history in attempts.items():
-        suite.append(_testcase(history, items.get(test_id)))
+        suite.append(_testcase(history, items.get(test_id), diagnoses or {}))
     ET.indent(root)
     return XML_DECLARATION + ET.tostring(root, encoding="unicode") + "\n"
 
 
-def write_junit(path: Path, records: Sequence[TestRecord], items: Mapping[str, TestItem]) -> None:
-    """Write ``junit_xml(records, items)`` to ``path`` as UTF-8, atomically.
+def write_junit(
+    path: Path,
+    records: Sequence[TestRecord],
+    items: Mapping[str, TestItem],
+    diagnoses: Diagnoses | None = None,
+) -> None:
+    """Write ``junit_xml(records, items, diagnoses=diagnoses)`` to ``path`` as UTF-8, atomically.
 
     A temp file in the same directory is written, fsynced and renamed over
     ``path``, so a reader never sees half a file. Parent directories are created.
     """
-    data = junit_xml(records, items).encode("utf-8")
+    data = junit_xml(records, items, diagnoses=diagnoses).encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -116,7 +133,9 @@ def _counts(finals: Sequence[TestRecord]) -> dict[str, str]:
     }
 
 
-def _testcase(history: Sequence[TestRecord], item: TestItem | None) -> ET.Element:
+def _testcase(
+    history: Sequence[TestRecord], item: TestItem | None, diagnoses: Diagnoses
+) -> ET.Element:
     """One ``<testcase>``: the final attempt's result plus the earlier failing ones."""
     final = history[-1]
     classname, name = junit_key(final.test_id)
@@ -132,13 +151,13 @@ def _testcase(history: Sequence[TestRecord], item: TestItem | None) -> ET.Elemen
     properties = _properties(final)
     if properties is not None:
         case.append(properties)
-    result = _final_result(final)
+    result = _final_result(final, diagnoses)
     if result is not None:
         case.append(result)
     kind = "flaky" if final.outcome in _ENDED_PASSING else "rerun"
     for earlier in history[:-1]:
         if earlier.outcome.gating:
-            case.append(_interim_result(kind, earlier))
+            case.append(_interim_result(kind, earlier, diagnoses))
     return case
 
 
@@ -157,39 +176,43 @@ def _properties(final: TestRecord) -> ET.Element | None:
     return properties
 
 
-def _final_result(final: TestRecord) -> ET.Element | None:
+def _final_result(final: TestRecord, diagnoses: Diagnoses) -> ET.Element | None:
     """The ``<failure>``/``<error>``/``<skipped>`` element, or None for a pass."""
     outcome = final.outcome
     if outcome in _FAILURES or outcome is Outcome.ERROR:
         tag = "error" if outcome is Outcome.ERROR else "failure"
         element = ET.Element(tag, {"message": _message(final), "type": outcome.value})
-        element.text = _details(final)
+        element.text = _details(final, diagnoses)
         return element
     if outcome is Outcome.SKIPPED:
-        return ET.Element("skipped", {"type": "pytest.skip", "message": clean(final.message)})
+        return ET.Element("skipped", {"type": "pytest.skip", "message": _message(final, "")})
     if outcome is Outcome.XFAILED:
-        return ET.Element("skipped", {"type": "pytest.xfail", "message": clean(final.message)})
+        return ET.Element("skipped", {"type": "pytest.xfail", "message": _message(final, "")})
     return None
 
 
-def _interim_result(kind: str, earlier: TestRecord) -> ET.Element:
+def _interim_result(kind: str, earlier: TestRecord, diagnoses: Diagnoses) -> ET.Element:
     """``<{kind}Failure>`` or ``<{kind}Error>`` for one earlier failing attempt."""
     suffix = "Error" if earlier.outcome is Outcome.ERROR else "Failure"
     element = ET.Element(
         f"{kind}{suffix}", {"message": _message(earlier), "type": earlier.outcome.value}
     )
-    ET.SubElement(element, "stackTrace").text = _details(earlier)
+    ET.SubElement(element, "stackTrace").text = _details(earlier, diagnoses)
     return element
 
 
-def _message(record: TestRecord) -> str:
-    """The ``message`` attribute: the record's message, else its outcome."""
-    return clean(record.message) or record.outcome.value
+def _message(record: TestRecord, default: str | None = None) -> str:
+    """The ``message`` attribute: the record's message (capped), else ``default`` or its outcome."""
+    fallback = record.outcome.value if default is None else default
+    return clean(clip(record.message, MESSAGE_CHARS)) or fallback
 
 
-def _details(record: TestRecord) -> str:
-    """Element text: the record's message, then where its failure bundle is."""
-    lines = [record.message] if record.message else []
+def _details(record: TestRecord, diagnoses: Diagnoses) -> str:
+    """Element text: the message, the end of the traceback, then where the bundle is."""
+    parts = [clip(record.message, MESSAGE_CHARS)] if record.message else []
+    found = diagnoses.get(record.bundle or "", "")
+    if found:
+        parts.append(found)
     if record.bundle is not None:
-        lines.append(f"bundle: {record.bundle}")
-    return clean("\n".join(lines))
+        parts.append(f"bundle: {record.bundle}")
+    return clean("\n".join(parts))

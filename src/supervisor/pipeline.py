@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 from supervisor import github, junit, learn, plan, report, select
+from supervisor.bundle import read_diagnoses
 from supervisor.config import Config, Mode
 from supervisor.console import Console
 from supervisor.drive import DriveOptions, Pool, Stop, StopControl
@@ -124,9 +125,11 @@ def _report(
     store.write_summary(summary)
     recorder.flush_chunks()
     items = recorder.context.items
+    # The traceback lives only in the bundles; the CI reports read it back from there.
+    diagnoses = read_diagnoses(store.paths.last_run, recorder.all_records())
     if config.junit_xml is not None:
-        junit.write_junit(config.junit_xml, recorder.all_records(), items)
-    github.publish(recorder.console.always, finals, items, summary)
+        junit.write_junit(config.junit_xml, recorder.all_records(), items, diagnoses)
+    github.publish(recorder.console.always, finals, items, summary, diagnoses=diagnoses)
     done = not facts.outstanding and not facts.interrupted
     save_state(store, config, facts.run_id, selected, done=recorder.finals, complete=done,
                exit_code=code)  # fmt: skip

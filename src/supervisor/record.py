@@ -13,6 +13,7 @@ from supervisor.console import Console
 from supervisor.model import Collection, Fingerprint, Outcome, TestItem, TestRecord, TestResult
 from supervisor.select import tier_of
 from supervisor.store import Store
+from supervisor.text import utf8_text
 
 
 def utc_now() -> str:
@@ -47,6 +48,8 @@ class Recorder:
     session: list[TestRecord] = field(default_factory=list)
     """Records written by this invocation (a resumed run learns only from these)."""
     by_chunk: dict[int, list[TestRecord]] = field(default_factory=dict)
+    diagnoses: dict[str, str] = field(default_factory=dict)
+    """Bundle path → the end of its traceback, for this session's per-chunk JUnit."""
 
     previous: list[TestRecord] = field(default_factory=list)
 
@@ -74,7 +77,9 @@ class Recorder:
         item = ctx.items.get(result.test_id)
         attempt = self.attempts.get(result.test_id, 0) + 1
         self.attempts[result.test_id] = attempt
-        outcome, message, earlier_bundle = result.outcome, result.message, None
+        # A lone surrogate in a message would make every later writer raise:
+        # the record carries it as a visible escape instead.
+        outcome, message, earlier_bundle = result.outcome, utf8_text(result.message), None
         previous = self.finals.get(result.test_id)
         if outcome is Outcome.PASSED and previous is not None and previous.outcome.retryable:
             # Passed on a retry. The passing attempt has nothing to diagnose:
@@ -98,11 +103,13 @@ class Recorder:
         )
         if record.bundle is None and outcome not in _NOTHING_TO_DIAGNOSE:
             name = bundle.bundle_name(result.test_id, attempt)
-            record = dataclasses.replace(record, bundle=f"failures/{name}")
+            path = f"failures/{name}"
+            record = dataclasses.replace(record, bundle=path)
             text = bundle.bundle_text(
                 result, record, repro=self._repro(result.test_id), fingerprint=ctx.fingerprint
             )
             self.store.write_bundle(name, text)
+            self.diagnoses[path] = bundle.diagnosis(text)
         self.store.append(record)
         self.session.append(record)
         self.by_chunk.setdefault(record.chunk, []).append(record)
@@ -115,7 +122,8 @@ class Recorder:
     def flush_chunks(self) -> None:
         """Write ``last-run/junit-NNNN.xml``: each chunk's records as JUnit XML."""
         for index, records in sorted(self.by_chunk.items()):
-            self.store.write_chunk_junit(index, junit.junit_xml(records, self.context.items))
+            xml = junit.junit_xml(records, self.context.items, diagnoses=self.diagnoses)
+            self.store.write_chunk_junit(index, xml)
         self.by_chunk.clear()
 
     def record_new(self, result: TestResult) -> None:

@@ -9,6 +9,7 @@ import os
 import shutil
 
 from supervisor import github, learn, report
+from supervisor.bundle import read_diagnoses
 from supervisor.config import Config
 from supervisor.console import Console
 from supervisor.errors import MtestError
@@ -106,7 +107,8 @@ def merge_view(config: Config, console: Console) -> int:
         store.write_json(DURATIONS, durations.to_json())
         store.write_json(QUARANTINE, learn.merge_quarantine(quarantines).to_json())
         if config.junit_xml is not None:
-            write_junit(config.junit_xml, records, {})
+            diagnoses = read_diagnoses(store.paths.last_run, records)
+            write_junit(config.junit_xml, records, {}, diagnoses)
         # The shards printed their annotations already; the merge adds the summary.
         github.publish(console.always, {}, {}, summary)
         console.line(
