@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -14,17 +15,22 @@ from supervisor.learn import (
     DEFAULT_STARTUP_S,
     DEFAULT_UNKNOWN_S,
     FAIL,
+    FLAKY,
     HISTORY_LEN,
     PASS,
+    RETENTION_RUNS,
     WINDOW,
     Durations,
     Quarantine,
+    QuarantineKind,
     Sample,
     State,
     estimates,
     failure_recency,
     fixed_costs,
+    merge_durations,
     merge_quarantine,
+    retention_note,
     update_durations,
     update_quarantine,
 )
@@ -295,32 +301,87 @@ def state_of(q: Quarantine) -> State | None:
     return None if entry is None else entry.state
 
 
-def test_acceptance_fail_4_pass_3_fail_1() -> None:
-    F, P = Outcome.FAILED, Outcome.PASSED
+def gate_runs(outcomes: list[Outcome]) -> tuple[list[int], list[State | None], Quarantine]:
+    """Exit code (of this one test) and state after each run, reading quarantine BEFORE the run."""
     q, exit_codes, states = Quarantine(), [], []
-    for i, outcome in enumerate([F, F, F, F, P, P, P, F], start=1):
-        gating_off = q.quarantined_ids()  # read BEFORE the run
+    for i, outcome in enumerate(outcomes, start=1):
+        gating_off = q.quarantined_ids()
         finals = {T: rec(outcome, run_id=f"r{i}", message=f"AssertionError: run {i}")}
         failing = any(r.outcome.gating and t not in gating_off for t, r in finals.items())
         exit_codes.append(1 if failing else 0)
         q = update_quarantine(q, finals, now=f"ts{i}", run_id=f"r{i}")
         states.append(state_of(q))
-        if i in (3, 4):
-            assert q.quarantined_ids() == {T}
-    assert exit_codes == [1, 1, 1, 0, 0, 0, 0, 1]
-    W, Q = State.WATCHED, State.QUARANTINED
-    assert states == [W, W, Q, Q, Q, Q, None, W]
-    assert q.entries[T].recent == (FAIL,)  # released: history forgotten
+    return exit_codes, states, q
+
+
+def test_a_regression_fails_every_run_and_is_never_quarantined() -> None:
+    F, P = Outcome.FAILED, Outcome.PASSED
+    codes, states, q = gate_runs([P, P] + [F] * 12)
+    assert codes == [0, 0] + [1] * 12
+    assert states == [None, None] + [State.WATCHED] * 12
+    assert q.kinds() == {T: QuarantineKind.BROKEN}
+
+
+def test_fail_4_pass_3_fail_1_is_a_fixed_regression_not_a_flaky_test() -> None:
+    F, P = Outcome.FAILED, Outcome.PASSED
+    codes, states, q = gate_runs([F, F, F, F, P, P, P, F])
+    assert codes == [1, 1, 1, 1, 0, 0, 0, 1]
+    assert states == [State.WATCHED] * 8
+    assert q.entries[T].recent == (FAIL, PASS, PASS, PASS, FAIL)
+    assert q.kinds() == {T: QuarantineKind.FLAKY}, "a pass between two failures: it flips"
+
+
+def test_a_test_that_flips_is_quarantined_and_stops_gating() -> None:
+    F, P = Outcome.FAILED, Outcome.PASSED
+    codes, states, q = gate_runs([F, P, F, P, F, P, F])
+    assert states == [State.WATCHED] * 4 + [State.QUARANTINED] * 3
+    assert codes == [1, 0, 1, 0, 1, 0, 0], "the failure after entering quarantine does not gate"
+    assert q.kinds() == {T: QuarantineKind.FLAKY}
+
+
+def test_passing_on_a_retry_is_evidence_of_flipping() -> None:
+    codes, states, q = gate_runs([Outcome.FLAKY, Outcome.FAILED, Outcome.FAILED, Outcome.FAILED])
+    assert states == [State.WATCHED] * 2 + [State.QUARANTINED] * 2
+    assert codes == [0, 1, 1, 0]
+    assert q.kinds() == {T: QuarantineKind.FLAKY}
+
+
+def test_a_quarantined_test_that_keeps_failing_gates_again() -> None:
+    F, P = Outcome.FAILED, Outcome.PASSED
+    codes, states, q = gate_runs([F, P, F, P, F] + [F] * 5)
+    # The window loses its last pass between failures after three more failures.
+    assert states[4:] == [State.QUARANTINED] * 3 + [State.WATCHED] * 3
+    assert codes[-3:] == [0, 1, 1]
+    assert q.kinds() == {T: QuarantineKind.BROKEN}
+    assert q.entries[T].since == "ts8"
 
 
 def test_entry_says_when_and_why() -> None:
-    after = run_quarantine([Outcome.FAILED, Outcome.ERROR, Outcome.HUNG, Outcome.CRASHED])
+    F, P = Outcome.FAILED, Outcome.PASSED
+    after = run_quarantine([F, P, Outcome.ERROR, P, Outcome.HUNG, Outcome.CRASHED])
     entry = after[-1].entries[T]
     assert entry.state is State.QUARANTINED
-    assert entry.since == "ts3"
-    assert entry.last_failure == "boom 4"
-    assert entry.failure_runs == ("r1", "r2", "r3", "r4")
+    assert entry.since == "ts5"
+    assert entry.last_failure == "boom 6"
+    assert entry.failure_runs == ("r1", "r3", "r5", "r6")
     assert after[0].entries[T].since == "ts1"
+
+
+def test_kinds_leave_out_a_test_recovering_from_one_failure() -> None:
+    after = run_quarantine([Outcome.FAILED, Outcome.PASSED])
+    assert after[0].kinds() == {T: QuarantineKind.BROKEN}
+    assert after[1].watched_ids() == {T} and after[1].kinds() == {}
+
+
+def test_a_quarantined_broken_test_from_an_older_mtest_loads_as_watched() -> None:
+    data = _entry_json(state="quarantined", recent=["pass", "fail", "fail", "fail"])
+    q = Quarantine.from_json(data)
+    assert q.quarantined_ids() == frozenset() and q.watched_ids() == {T}
+    assert q.kinds() == {T: QuarantineKind.BROKEN}
+    flipping_one = Quarantine.from_json(
+        _entry_json(state="quarantined", recent=["fail", "pass", "fail"])
+    )
+    assert flipping_one.quarantined_ids() == {T}
 
 
 def test_scattered_fails_stay_watched_until_three_fall_in_the_window() -> None:
@@ -341,16 +402,16 @@ def test_watched_test_is_removed_once_its_window_holds_no_fail() -> None:
 def test_passing_test_gets_no_entry_and_xfail_xpass_count_as_passes() -> None:
     after = run_quarantine([Outcome.PASSED, Outcome.XFAILED, Outcome.XPASSED])
     assert all(q.entries == {} for q in after)
-    released = run_quarantine(
-        [Outcome.FAILED] * 3 + [Outcome.XFAILED, Outcome.XPASSED, Outcome.PASSED]
-    )
+    F, P = Outcome.FAILED, Outcome.PASSED
+    released = run_quarantine([F, P, F, P, F, Outcome.XFAILED, Outcome.XPASSED, Outcome.PASSED])
     assert [state_of(q) for q in released][-2:] == [State.QUARANTINED, None]
 
 
-def test_flaky_counts_as_a_fail() -> None:
+def test_flaky_counts_as_a_fail_and_as_flipping() -> None:
     after = run_quarantine([Outcome.FLAKY] * 3)
     assert after[-1].quarantined_ids() == {T}
     assert after[-1].watched_ids() == frozenset()
+    assert after[-1].entries[T].recent == (FLAKY,) * 3
 
 
 def test_skipped_and_absent_tests_keep_their_entry() -> None:
@@ -363,7 +424,9 @@ def test_skipped_and_absent_tests_keep_their_entry() -> None:
 
 
 def test_quarantine_round_trips_through_json() -> None:
-    q = run_quarantine([Outcome.FAILED, Outcome.PASSED, Outcome.HUNG, Outcome.CRASHED])[-1]
+    outcomes = [Outcome.FAILED, Outcome.PASSED, Outcome.HUNG, Outcome.FLAKY, Outcome.CRASHED]
+    q = run_quarantine(outcomes)[-1]
+    assert q.quarantined_ids() == {T}
     data = via_json(q.to_json())
     assert data["version"] == 1
     assert Quarantine.from_json(data) == q
@@ -408,16 +471,26 @@ def test_malformed_quarantine_raises_value_error(data: Any) -> None:
         Quarantine.from_json(data)
 
 
+def flips(window: list[str]) -> bool:
+    """The issue's evidence of flipping, as a pattern: a retry that passed, or F P+ F."""
+    text = "".join({PASS: "P", FAIL: "F", FLAKY: "~"}[v] for v in window)
+    return "~" in text or re.search("[F~]P+[F~]", text) is not None
+
+
 def reference(verdicts: list[str]) -> tuple[bool, bool]:
-    """(quarantined, tracked) straight from the contract's wording."""
+    """(quarantined, tracked) straight from the issue's wording."""
     quarantined, since_release = False, []
     for verdict in verdicts:
         since_release.append(verdict)
+        window = since_release[-WINDOW:]
+        fails = sum(1 for v in window if v != PASS)
         if quarantined and since_release[-3:] == [PASS] * 3:
             quarantined, since_release = False, []
-        elif not quarantined and since_release[-WINDOW:].count(FAIL) >= 3:
-            quarantined = True
-    return quarantined, quarantined or FAIL in since_release[-WINDOW:]
+        elif quarantined:
+            quarantined = flips(window)
+        else:
+            quarantined = fails >= 3 and flips(window)
+    return quarantined, quarantined or any(v != PASS for v in since_release[-WINDOW:])
 
 
 VERDICT = {
@@ -425,6 +498,7 @@ VERDICT = {
     Outcome.PASSED: PASS,
     Outcome.XFAILED: PASS,
     Outcome.XPASSED: PASS,
+    Outcome.FLAKY: FLAKY,
 }  # every other outcome is a FAIL
 
 
@@ -437,9 +511,9 @@ def trailing_passes(recent: tuple[str, ...]) -> int:
     return count
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(list(Outcome)), max_size=30))
-def test_quarantine_invariants(outcomes: list[Outcome]) -> None:
+def test_quarantine_matches_the_reference_model(outcomes: list[Outcome]) -> None:
     q, verdicts = Quarantine(), []
     for i, outcome in enumerate(outcomes):
         before = q
@@ -456,13 +530,59 @@ def test_quarantine_invariants(outcomes: list[Outcome]) -> None:
             entry = q.entries[T]
             assert len(entry.recent) <= WINDOW
             assert entry.recent[-1] == verdict
-            assert FAIL in entry.recent
+            assert any(v != PASS for v in entry.recent)
             assert entry.consecutive_passes == trailing_passes(entry.recent)
             if entry.state is State.QUARANTINED:
                 assert entry.consecutive_passes < 3
-            else:
-                assert 1 <= entry.recent.count(FAIL) <= 2
+                assert q.kinds()[T] is QuarantineKind.FLAKY
         assert Quarantine.from_json(via_json(q.to_json())) == q
+
+
+FAILING = st.sampled_from([Outcome.FAILED, Outcome.ERROR, Outcome.HUNG, Outcome.CRASHED])
+PASSING = st.sampled_from([Outcome.PASSED, Outcome.XFAILED, Outcome.XPASSED])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    passes=st.lists(PASSING | st.just(Outcome.SKIPPED), max_size=8),
+    fails=st.lists(FAILING | st.just(Outcome.SKIPPED), min_size=1, max_size=20),
+)
+def test_passing_then_failing_is_never_quarantined(
+    passes: list[Outcome], fails: list[Outcome]
+) -> None:
+    """P* F+ (a regression): never quarantined, at any run, however many runs it failed."""
+    q = Quarantine()
+    for i, outcome in enumerate(passes + fails):
+        q = update_quarantine(q, {T: rec(outcome)}, now=f"ts{i}", run_id=f"r{i}")
+        assert T not in q.quarantined_ids()
+    if any(outcome is not Outcome.SKIPPED for outcome in fails):
+        assert q.kinds() == {T: QuarantineKind.BROKEN}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    history=st.lists(st.sampled_from(list(Outcome)), max_size=20),
+    fails=st.lists(FAILING, min_size=WINDOW, max_size=WINDOW + 5),
+)
+def test_whatever_came_before_a_window_of_failures_gates(
+    history: list[Outcome], fails: list[Outcome]
+) -> None:
+    """After a full window of failures a test gates, even if it was quarantined as flaky."""
+    q = Quarantine()
+    for i, outcome in enumerate(history + fails):
+        q = update_quarantine(q, {T: rec(outcome)}, now=f"ts{i}", run_id=f"r{i}")
+    assert T not in q.quarantined_ids()
+    assert q.kinds() == {T: QuarantineKind.BROKEN}
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["FPFPF", "FPPFF", "FFPFF", "FPFFF", "~F~", "~~~", "F~F"],
+)
+def test_flipping_patterns_are_quarantined(pattern: str) -> None:
+    outcome = {"F": Outcome.FAILED, "P": Outcome.PASSED, "~": Outcome.FLAKY}
+    after = run_quarantine([outcome[c] for c in pattern])
+    assert after[-1].quarantined_ids() == {T}
 
 
 def test_merge_quarantine_takes_each_entry_from_the_shard_that_ran_the_test() -> None:
@@ -471,14 +591,17 @@ def test_merge_quarantine_takes_each_entry_from_the_shard_that_ran_the_test() ->
         return update_quarantine(q, finals, now=f"2026-01-0{run}T00:00:00Z", run_id=f"r{run}")
 
     base = Quarantine()
-    for run in (1, 2, 3):  # a.py::t quarantined, b.py::t watched, before the split
-        base = step(step(base, "a.py::t", Outcome.FAILED, run), "b.py::t", Outcome.FAILED, 1)
-    base = step(base, "c.py::t", Outcome.FAILED, 4)
+    F, P = Outcome.FAILED, Outcome.PASSED
+    for run, outcome in enumerate([F, P, F, P, F], start=1):  # a.py::t flips: quarantined
+        base = step(base, "a.py::t", outcome, run)
+    base = step(base, "b.py::t", F, 1)  # watched, before the split
+    base = step(base, "c.py::t", F, 4)
+    assert base.quarantined_ids() == {"a.py::t"}
     # Shard 1 ran a.py::t (passed three times: released); shard 2 ran b.py::t (failed again).
     shard1 = base
-    for run in (5, 6, 7):
+    for run in (6, 7, 8):
         shard1 = step(shard1, "a.py::t", Outcome.PASSED, run)
-    shard2 = step(base, "b.py::t", Outcome.FAILED, 5)
+    shard2 = step(base, "b.py::t", Outcome.FAILED, 6)
     ran1, ran2 = frozenset({"a.py::t"}), frozenset({"b.py::t"})
     for order in ([(shard1, ran1), (shard2, ran2)], [(shard2, ran2), (shard1, ran1)]):
         merged = merge_quarantine(order)
@@ -486,3 +609,96 @@ def test_merge_quarantine_takes_each_entry_from_the_shard_that_ran_the_test() ->
         assert merged.entries["b.py::t"] == shard2.entries["b.py::t"], "shard 2's new failure"
         assert merged.entries["c.py::t"] == base.entries["c.py::t"], "run by neither: unchanged"
     assert merge_quarantine([]) == Quarantine()
+
+
+# --- retention: tests that are gone ------------------------------------------------
+
+GONE = "tests/test_old.py::test_renamed"
+
+
+def runs_without(durations: Durations, n: int, collected: frozenset[str] | None) -> Durations:
+    """``n`` runs that record only T; ``collected`` is what each run collected."""
+    for i in range(n):
+        records = [rec(Outcome.PASSED, run_id=f"x{i}", ts=f"x{i}")]
+        durations = update_durations(
+            durations, records, startup_s=None, collect_s=None, collected=collected
+        )
+    return durations
+
+
+def test_a_test_not_collected_for_the_retention_is_dropped_from_durations() -> None:
+    old = update_durations(
+        Durations(), [rec(Outcome.PASSED, test_id=GONE)], startup_s=None, collect_s=None
+    )
+    almost = runs_without(old, RETENTION_RUNS - 1, frozenset({T}))
+    assert GONE in almost.tests and almost.absent == {GONE: RETENTION_RUNS - 1}
+    assert retention_note(old, almost) is None
+    gone = runs_without(almost, 1, frozenset({T}))
+    assert set(gone.tests) == {T} and gone.absent == {}
+    note = retention_note(almost, gone)
+    assert note is not None and "1 test(s)" in note and f"last {RETENTION_RUNS} runs" in note
+
+
+def test_being_collected_again_resets_the_count() -> None:
+    old = update_durations(
+        Durations(), [rec(Outcome.PASSED, test_id=GONE)], startup_s=None, collect_s=None
+    )
+    away = runs_without(old, RETENTION_RUNS - 1, frozenset({T}))
+    back = runs_without(away, 1, frozenset({T, GONE}))  # collected, deselected: still exists
+    assert back.absent == {}
+    assert GONE in runs_without(back, RETENTION_RUNS - 1, frozenset({T})).tests
+
+
+def test_without_the_collected_ids_nothing_is_dropped() -> None:
+    old = update_durations(
+        Durations(), [rec(Outcome.PASSED, test_id=GONE)], startup_s=None, collect_s=None
+    )
+    kept = runs_without(old, RETENTION_RUNS * 2, None)
+    assert GONE in kept.tests and kept.absent == {}
+
+
+def test_absence_counts_round_trip_and_an_older_file_without_them_loads() -> None:
+    old = update_durations(
+        Durations(), [rec(Outcome.PASSED, test_id=GONE)], startup_s=None, collect_s=None
+    )
+    away = runs_without(old, 3, frozenset({T}))
+    data = via_json(away.to_json())
+    assert data["absent"] == {GONE: 3}
+    assert Durations.from_json(data) == away
+    del data["absent"]
+    assert Durations.from_json(data).absent == {}
+    with pytest.raises(ValueError):
+        Durations.from_json({**via_json(away.to_json()), "absent": {GONE: -1}})
+
+
+def test_merged_durations_keep_the_smaller_absence() -> None:
+    old = update_durations(
+        Durations(), [rec(Outcome.PASSED, test_id=GONE)], startup_s=None, collect_s=None
+    )
+    assert merge_durations(runs_without(old, 4, frozenset({T})), old).absent == {}
+    merged = merge_durations(
+        runs_without(old, 4, frozenset({T})), runs_without(old, 2, frozenset())
+    )
+    assert merged.absent == {GONE: 2}
+
+
+def test_a_quarantine_entry_not_collected_for_the_retention_is_dropped() -> None:
+    F, P = Outcome.FAILED, Outcome.PASSED
+    q = run_quarantine([F, P, F, P, F])[-1]
+    assert q.quarantined_ids() == {T}
+    other = {"b.py::t": rec(P, test_id="b.py::t")}
+    for i in range(RETENTION_RUNS - 1):
+        q = update_quarantine(q, other, now=f"n{i}", run_id=f"n{i}", collected={"b.py::t"})
+    assert q.entries[T].absent_runs == RETENTION_RUNS - 1
+    assert Quarantine.from_json(via_json(q.to_json())) == q
+    seen = update_quarantine(q, other, now="s", run_id="s", collected={"b.py::t", T})
+    assert seen.entries[T].absent_runs == 0
+    assert update_quarantine(q, other, now="s", run_id="s") == q, "not known: kept as is"
+    gone = update_quarantine(q, other, now="g", run_id="g", collected={"b.py::t"})
+    assert gone.entries == {}
+
+
+def test_an_older_quarantine_entry_without_an_absence_count_loads() -> None:
+    data = _entry_json()
+    assert "absent_runs" not in data["entries"][0]
+    assert Quarantine.from_json(data).entries[T].absent_runs == 0

@@ -8,9 +8,17 @@ the run's records (no clock, no files — timestamps arrive as ISO strings):
   per-test estimates the planner packs by, the failure recency the scheduler
   runs first by, and the start-up/collection costs of a chunk.
 * ``Quarantine`` (``.gates/quarantine.json``): the quarantine state machine.
-  A test with a failure in its window is *watched*; ``QUARANTINE_FAILS`` fails
-  within its last ``WINDOW`` runs make it *quarantined* (it runs but does not
-  gate); ``RELEASE_PASSES`` consecutive passes release it and forget it.
+  A test with a failure in its window is *watched*. Quarantine (it runs but
+  does not gate) is for flaky tests only: ``QUARANTINE_FAILS`` fails within
+  its last ``WINDOW`` runs *and* evidence of flipping in that window (a pass
+  between two failures, or a ``flaky`` outcome: it passed on a retry). A test
+  that started failing and keeps failing is *broken*, a regression: it is
+  never quarantined and a quarantined test whose window turns into that
+  shape gates again. ``RELEASE_PASSES`` consecutive passes release a
+  quarantined test and forget it.
+
+Both forget a test that was not collected in ``RETENTION_RUNS`` runs in a row
+(when the caller says what was collected), so renamed tests do not grow them.
 
 ``from_json`` raises ``ValueError`` on anything malformed; the store treats
 that as "file absent" (SPEC, Files).
@@ -21,7 +29,7 @@ from __future__ import annotations
 import enum
 import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -43,8 +51,13 @@ QUARANTINE_FAILS = 3
 """Fails within ``WINDOW`` runs that quarantine a test."""
 RELEASE_PASSES = 3
 """Consecutive passes that release a quarantined test."""
+RETENTION_RUNS = 10
+"""Runs in a row in which a test was not collected before its history is dropped."""
 PASS = "pass"
 FAIL = "fail"
+FLAKY = "flaky"
+"""A run that failed and passed on a retry: a failure, and evidence of flipping."""
+_VERDICTS = frozenset({PASS, FAIL, FLAKY})
 
 # Outcomes that teach nothing about a test's duration.
 _NO_SAMPLE = frozenset({Outcome.SKIPPED})
@@ -135,6 +148,8 @@ class Durations:
     tests: Mapping[str, tuple[Sample, ...]] = field(default_factory=dict)
     startup_s: float | None = None
     collect_s: float | None = None
+    absent: Mapping[str, int] = field(default_factory=dict)
+    """Test id → runs in a row it was not collected (only tests with a count)."""
 
     def to_json(self) -> dict[str, Any]:
         """Compact on disk: a table of runs, then ``[run, outcome, seconds]`` per sample.
@@ -160,6 +175,7 @@ class Durations:
             "collect_s": self.collect_s,
             "runs": [{"run_id": run_id, "ts": first[run_id]} for run_id in index],
             "tests": tests,
+            "absent": {test_id: self.absent[test_id] for test_id in sorted(self.absent)},
         }
 
     @classmethod
@@ -178,10 +194,12 @@ class Durations:
             samples = tuple(_sample(entry, runs, test_id) for entry in raw_samples)
             if samples:
                 tests[str(test_id)] = samples[-HISTORY_LEN:]
+        raw_absent = _obj(obj.get("absent", {}), "durations `absent`")
         return cls(
             tests=tests,
             startup_s=_opt_seconds(obj, "startup_s", "durations"),
             collect_s=_opt_seconds(obj, "collect_s", "durations"),
+            absent={t: _int(raw_absent, t, "durations `absent`") for t in raw_absent if t in tests},
         )
 
 
@@ -221,9 +239,15 @@ def update_durations(
     *,
     startup_s: float | None,
     collect_s: float | None,
+    collected: Collection[str] | None = None,
 ) -> Durations:
     """Add one sample per test of this run (its last record; skips add none)
-    and fold this run's measured fixed costs (``None``: not measured) in."""
+    and fold this run's measured fixed costs (``None``: not measured) in.
+
+    With ``collected`` (every test id this run collected), a test neither
+    collected nor recorded in ``RETENTION_RUNS`` runs in a row is dropped;
+    ``None`` (not known) keeps every test and its count.
+    """
     tests = dict(old.tests)
     for test_id, record in _last_per_test(records).items():
         if record.outcome in _NO_SAMPLE or not math.isfinite(record.duration_s):
@@ -235,10 +259,33 @@ def update_durations(
             duration_s=round(max(0.0, record.duration_s), 6),
         )
         tests[test_id] = (*tests.get(test_id, ()), sample)[-HISTORY_LEN:]
+    absent = dict(old.absent)
+    if collected is not None:
+        seen = {r.test_id for r in records}
+        for test_id in list(tests):
+            if test_id in collected or test_id in seen:
+                absent.pop(test_id, None)
+            elif absent.get(test_id, 0) + 1 >= RETENTION_RUNS:
+                del tests[test_id]
+                absent.pop(test_id, None)
+            else:
+                absent[test_id] = absent.get(test_id, 0) + 1
     return Durations(
         tests=tests,
         startup_s=_smooth(old.startup_s, startup_s),
         collect_s=_smooth(old.collect_s, collect_s),
+        absent=absent,
+    )
+
+
+def retention_note(old: Durations, new: Durations) -> str | None:
+    """The run's note when ``update_durations`` dropped tests that are gone, else ``None``."""
+    dropped = len(set(old.tests) - set(new.tests))
+    if not dropped:
+        return None
+    return (
+        f"forgot the history of {dropped} test(s) not collected in the last {RETENTION_RUNS} "
+        "runs (durations.json, quarantine.json)"
     )
 
 
@@ -255,10 +302,18 @@ def merge_durations(a: Durations, b: Durations) -> Durations:
         known = [v for v in (x, y) if v is not None]
         return sum(known) / len(known) if known else None
 
+    # A shard that collected the test more recently knows it exists: the smaller count.
+    counts = [{t: d.absent.get(t, 0) for t in d.tests} for d in (a, b)]
+    absent = {
+        test_id: n
+        for test_id in tests
+        if (n := min(c[test_id] for c in counts if test_id in c)) > 0
+    }
     return Durations(
         tests=tests,
         startup_s=mean(a.startup_s, b.startup_s),
         collect_s=mean(a.collect_s, b.collect_s),
+        absent=absent,
     )
 
 
@@ -312,9 +367,36 @@ def fixed_costs(durations: Durations) -> tuple[float, float]:
 
 class State(enum.StrEnum):
     WATCHED = "watched"
-    """One or two fails in the window: reported, still gates."""
+    """A failure in the window: reported, still gates."""
     QUARANTINED = "quarantined"
-    """Runs but does not gate until ``RELEASE_PASSES`` consecutive passes."""
+    """Flaky: runs but does not gate until ``RELEASE_PASSES`` consecutive passes."""
+
+
+class QuarantineKind(enum.StrEnum):
+    """What a tracked test's window shows."""
+
+    FLAKY = "flaky"
+    """It flips: a pass between two failures, or a pass on a retry."""
+    BROKEN = "broken"
+    """It started failing and keeps failing: a regression, never quarantined."""
+
+
+def _is_fail(verdict: str) -> bool:
+    return verdict != PASS
+
+
+def flipping(recent: Sequence[str]) -> bool:
+    """Evidence of flakiness in a window: a ``FLAKY`` run, or a pass between two failures."""
+    if FLAKY in recent:
+        return True
+    fails = [i for i, verdict in enumerate(recent) if _is_fail(verdict)]
+    return bool(fails) and PASS in recent[fails[0] : fails[-1]]
+
+
+def consistently_failing(recent: Sequence[str]) -> bool:
+    """A window that ends failing with no pass since its first failure (``P* F+``)."""
+    fails = [i for i, verdict in enumerate(recent) if _is_fail(verdict)]
+    return bool(fails) and FLAKY not in recent and PASS not in recent[fails[0] :]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -324,7 +406,7 @@ class QuarantineEntry:
     test_id: str
     state: State
     recent: tuple[str, ...]
-    """``PASS``/``FAIL`` of the last ``WINDOW`` runs that moved it, oldest first."""
+    """``PASS``/``FAIL``/``FLAKY`` of the last ``WINDOW`` runs that moved it, oldest first."""
     consecutive_passes: int
     since: str
     """Timestamp of the run in which it entered ``state``."""
@@ -332,6 +414,17 @@ class QuarantineEntry:
     """Message of its last gating failure."""
     failure_runs: tuple[str, ...]
     """Run ids of its last ``WINDOW`` failures, oldest first."""
+    absent_runs: int = 0
+    """Runs in a row in which it was not collected (``RETENTION_RUNS`` forget it)."""
+
+    @property
+    def kind(self) -> QuarantineKind | None:
+        """``FLAKY`` or ``BROKEN`` by its window; ``None`` for a test recovering from one fail."""
+        if flipping(self.recent):
+            return QuarantineKind.FLAKY
+        if consistently_failing(self.recent):
+            return QuarantineKind.BROKEN
+        return None
 
     def to_json(self) -> dict[str, Any]:
         # Nested inside Quarantine, which carries the version.
@@ -343,19 +436,24 @@ class QuarantineEntry:
             "since": self.since,
             "last_failure": self.last_failure,
             "failure_runs": list(self.failure_runs),
+            "absent_runs": self.absent_runs,
         }
 
     @classmethod
     def from_json(cls, data: object) -> QuarantineEntry:
+        """One entry; a quarantined entry without flipping in its window (written by an
+        mtest that quarantined any three failures) reads as watched: it gates."""
         obj = _obj(data, "quarantine entry")
         what = "quarantine entry"
         recent = _strs(obj, "recent", what)
-        if len(recent) > WINDOW or not set(recent) <= {PASS, FAIL}:
-            raise ValueError(f"{what}: `recent` must be at most {WINDOW} of 'pass'/'fail'")
+        if len(recent) > WINDOW or not set(recent) <= _VERDICTS:
+            raise ValueError(f"{what}: `recent` must be at most {WINDOW} of 'pass'/'fail'/'flaky'")
         try:
             state = State(_str(obj, "state", what))
         except ValueError as exc:
             raise ValueError(f"{what}: unknown state {obj.get('state')!r}") from exc
+        if state is State.QUARANTINED and not flipping(recent):
+            state = State.WATCHED
         return cls(
             test_id=_str(obj, "test_id", what),
             state=state,
@@ -364,6 +462,7 @@ class QuarantineEntry:
             since=_str(obj, "since", what),
             last_failure=_str(obj, "last_failure", what),
             failure_runs=_strs(obj, "failure_runs", what),
+            absent_runs=_int(obj, "absent_runs", what) if "absent_runs" in obj else 0,
         )
 
 
@@ -378,6 +477,11 @@ class Quarantine:
 
     def watched_ids(self) -> frozenset[str]:
         return frozenset(t for t, e in self.entries.items() if e.state is State.WATCHED)
+
+    def kinds(self) -> dict[str, QuarantineKind]:
+        """Test id → ``FLAKY`` (every quarantined test; watched ones that flip) or
+        ``BROKEN`` (watched, failing since its first failure in the window)."""
+        return {t: kind for t, e in self.entries.items() if (kind := e.kind) is not None}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -399,7 +503,9 @@ class Quarantine:
 
 
 def _verdict(outcome: Outcome) -> str | None:
-    """``FAIL``/``PASS`` for outcomes that move the state machine, else ``None``."""
+    """``FAIL``/``FLAKY``/``PASS`` for outcomes that move the state machine, else ``None``."""
+    if outcome is Outcome.FLAKY:
+        return FLAKY
     if outcome in _FAILURES:
         return FAIL
     if outcome in _PASSES:
@@ -413,7 +519,7 @@ def _step(
     """One test's transition for one run; ``None`` means "no entry" (healthy)."""
     verdict = _verdict(record.outcome)
     if verdict is None:
-        return entry
+        return None if entry is None else replace(entry, absent_runs=0)
     if entry is None:
         if verdict == PASS:
             return None
@@ -430,27 +536,44 @@ def _step(
         entry,
         recent=(*entry.recent, verdict)[-WINDOW:],
         consecutive_passes=entry.consecutive_passes + 1 if verdict == PASS else 0,
+        absent_runs=0,
     )
-    if verdict == FAIL:
+    if verdict != PASS:
         moved = replace(
             moved,
             last_failure=record.message,
             failure_runs=(*entry.failure_runs, run_id)[-WINDOW:],
         )
+    return _settle(moved, now=now)
+
+
+def _settle(moved: QuarantineEntry, *, now: str) -> QuarantineEntry | None:
+    """The state a moved entry ends in: released, quarantined, watched or forgotten."""
+    flips = flipping(moved.recent)
     if moved.state is State.QUARANTINED:
-        return None if moved.consecutive_passes >= RELEASE_PASSES else moved
-    fails = moved.recent.count(FAIL)
-    if fails >= QUARANTINE_FAILS:
+        if moved.consecutive_passes >= RELEASE_PASSES:
+            return None
+        # No flip left in the window: it fails every time now, a regression that gates.
+        return moved if flips else replace(moved, state=State.WATCHED, since=now)
+    fails = sum(1 for verdict in moved.recent if _is_fail(verdict))
+    if fails >= QUARANTINE_FAILS and flips:
         return replace(moved, state=State.QUARANTINED, since=now)
     return moved if fails else None
 
 
 def update_quarantine(
-    old: Quarantine, finals: Mapping[str, TestRecord], *, now: str, run_id: str
+    old: Quarantine,
+    finals: Mapping[str, TestRecord],
+    *,
+    now: str,
+    run_id: str,
+    collected: Collection[str] | None = None,
 ) -> Quarantine:
     """Move every test of this run (``finals``: test id → its final record)
     through the state machine. Skipped tests and tests absent from ``finals``
-    keep their entry unchanged."""
+    keep their place; with ``collected`` (every test id this run collected),
+    an entry whose test was not collected in ``RETENTION_RUNS`` runs in a row
+    is dropped."""
     entries = dict(old.entries)
     for test_id, record in finals.items():
         new = _step(entries.get(test_id), test_id, record, now=now, run_id=run_id)
@@ -458,6 +581,15 @@ def update_quarantine(
             entries.pop(test_id, None)
         else:
             entries[test_id] = new
+    if collected is not None:
+        for test_id, entry in list(entries.items()):
+            if test_id in finals or test_id in collected:
+                if entry.absent_runs:
+                    entries[test_id] = replace(entry, absent_runs=0)
+            elif entry.absent_runs + 1 >= RETENTION_RUNS:
+                del entries[test_id]
+            else:
+                entries[test_id] = replace(entry, absent_runs=entry.absent_runs + 1)
     return Quarantine(entries=entries)
 
 
