@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisor.cli import make_config
+from supervisor.args import make_config
 from supervisor.config import Mode
 from supervisor.errors import MtestError
 from supervisor.model import Outcome, TestRecord
@@ -248,7 +248,7 @@ def test_the_run_log_is_the_truth_when_the_state_lags_behind(tmp_path: Path) -> 
     assert [r.test_id for r in point.records] == ["t::a", "t::b"]
     # The resumed run keeps the original options, runs (not resumes) and keeps this gates dir.
     assert point.config.mode is Mode.RUN
-    assert (point.config.jobs, point.config.pytest_args) == (2, ("-x",))
+    assert (point.config.jobs, point.config.maxfail) == (2, 1)
     assert point.config.verbosity == 1
     assert point.config.gates_dir == resume_config.gates_dir
 

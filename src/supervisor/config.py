@@ -10,6 +10,7 @@ from __future__ import annotations
 import configparser
 import enum
 import importlib.util
+import math
 import os
 import re
 import shutil
@@ -36,6 +37,15 @@ class Mode(enum.Enum):
     QUARANTINE = "quarantine"
     SELF_CHECK = "self-check"
     MERGE = "merge"
+    COLLECT_ONLY = "collect-only"
+    """List the selected test ids and exit (``--collect-only``); nothing is recorded."""
+
+
+class FlakyResult(enum.Enum):
+    """Whether a ``flaky`` test (failed, then passed on a retry) fails the run."""
+
+    PASS = "pass"
+    FAIL = "fail"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +74,9 @@ class Config:
     merge_dirs: tuple[Path, ...]
     verbosity: int
     argv: tuple[str, ...]
+    maxfail: int | None = None
+    """``-x`` (1) / ``--maxfail N``: stop the run after N gating failures."""
+    flaky_result: FlakyResult = FlakyResult.PASS
 
     @property
     def child_args(self) -> tuple[str, ...]:
@@ -82,9 +95,10 @@ def parse_duration(text: str, origin: str) -> float:
         if match and any(match.groups()):
             hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
             seconds = hours * 3600 + minutes * 60 + secs
-    if seconds is None or seconds <= 0 or seconds != seconds:
+    if seconds is None or not 0 < seconds < math.inf:
         raise MtestError(
-            f"invalid {origin} `{text}`", hint="expected a positive duration like 90s, 5m or 1h30m"
+            f"invalid {origin} `{text}`",
+            hint="expected a finite, positive duration like 90s, 5m or 1h30m",
         )
     return seconds
 
@@ -96,8 +110,8 @@ def parse_positive(text: object, origin: str, *, integer: bool, allow_zero: bool
         value = int(str(text)) if integer else float(str(text))
     except ValueError:
         value = -1
-    if value < 0 or (value == 0 and not allow_zero) or value != value:
-        kind = "whole number" if integer else "number of seconds"
+    if not 0 <= value < math.inf or (value == 0 and not allow_zero):
+        kind = "whole number" if integer else "finite number of seconds"
         floor = "0 or more" if allow_zero else "greater than 0"
         raise MtestError(f"invalid {origin} `{text}`", hint=f"expected a {kind}, {floor}")
     return value
@@ -207,7 +221,7 @@ def load_tool_config(rootdir: Path) -> tuple[dict[str, Any], str]:
 
 _KNOWN_KEYS = frozenset(
     {"jobs", "timeout", "kill_grace", "retries", "tiers", "gates_dir", "python",
-     "budget", "skip_quarantined", "fail_fast", "pytest_args"}
+     "budget", "skip_quarantined", "fail_fast", "pytest_args", "flaky_result"}
 )  # fmt: skip
 
 
@@ -260,3 +274,69 @@ def default_python() -> tuple[str, str]:
         if probe.returncode == 0:
             return found, f"`{name}` on PATH, since mtest's interpreter has no pytest"
     return own, "mtest's interpreter"
+
+
+# -- files and programs named by the user, checked before any test runs -----------
+
+PYTHON_CHECK_TIMEOUT_S = 60.0
+"""A generous bound: a loaded machine may take seconds to start an interpreter."""
+_PYTHON_MARK = "mtest-python-ok"
+
+
+def check_junit_target(path: Path, origin: str) -> Path:
+    """``path`` can be written as a file: not a directory, in a writable directory."""
+    hint = "name a file in a writable directory, e.g. --junit-xml junit.xml"
+    if path.is_dir():
+        raise MtestError(f"invalid {origin} `{path}`: it is a directory", hint=hint)
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is None or not parent.is_dir():
+        raise MtestError(f"invalid {origin} `{path}`: `{parent}` is not a directory", hint=hint)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise MtestError(f"invalid {origin} `{path}`: the file is not writable", hint=hint)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise MtestError(f"invalid {origin} `{path}`: `{parent}` is not writable", hint=hint)
+    return path
+
+
+def check_python(python: str, origin: str, cwd: Path) -> None:
+    """``python`` names a Python interpreter: an executable file that runs ``-c``.
+
+    Cheap on purpose: it exists, is a file, may be executed, and runs one
+    line of Python (a text file, a directory or a shell script fails here, in
+    one line, instead of as a worker that dies before listing the tests).
+    """
+    hint = "name a Python interpreter, e.g. --python .venv/bin/python"
+    if os.sep not in python:
+        found = shutil.which(python)
+        if found is None:
+            raise MtestError(f"invalid {origin} `{python}`: not found on PATH", hint=hint)
+        path = Path(found)
+    else:
+        path = cwd / python
+    if not path.exists():
+        raise MtestError(f"invalid {origin} `{python}`: no such file", hint=hint)
+    if not path.is_file():
+        raise MtestError(f"invalid {origin} `{python}`: not a file", hint=hint)
+    if not os.access(path, os.X_OK):
+        raise MtestError(f"invalid {origin} `{python}`: not executable", hint=hint)
+    try:
+        done = subprocess.run(
+            [str(path), "-c", f"print({_PYTHON_MARK!r})"],
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=PYTHON_CHECK_TIMEOUT_S,
+            check=False, cwd=cwd,
+        )  # fmt: skip
+    except OSError as exc:
+        raise MtestError(
+            f"invalid {origin} `{python}`: cannot run it ({exc.strerror})", hint=hint
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise MtestError(
+            f"invalid {origin} `{python}`: `-c` did not finish in {PYTHON_CHECK_TIMEOUT_S:.0f}s",
+            hint=hint,
+        ) from None
+    if done.returncode != 0 or _PYTHON_MARK not in done.stdout.decode(errors="replace"):
+        raise MtestError(
+            f"invalid {origin} `{python}`: it does not run Python code "
+            f"(`{python} -c ...` exited {done.returncode})",
+            hint=hint,
+        )

@@ -125,7 +125,7 @@ def load_state(store: Store) -> SavedState | None:
 
 def load_resume_point(store: Store, config: Config) -> ResumePoint:
     """The interrupted run to continue, or exit 4 when there is none."""
-    from supervisor.cli import make_config
+    from supervisor.args import make_config
 
     state = load_state(store)
     if state is None or state.complete:

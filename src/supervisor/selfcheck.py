@@ -209,7 +209,7 @@ def run(config: Config, console: Console) -> int:
 
 
 def _check_config(config: Config, work: Path) -> Config:
-    from supervisor.cli import make_config
+    from supervisor.args import make_config
 
     argv = ["--timeout", TIMEOUT_S, "--kill-grace", GRACE_S, "-j", JOBS, "-q",
             "--gates-dir", str(work / ".gates")]  # fmt: skip

@@ -1,0 +1,255 @@
+"""argv → ``Config``: mtest's command line, ``[tool.mtest]`` and pytest's own options.
+
+``make_config`` is the one way to build a ``Config``; ``cli``, ``resume`` and
+``selfcheck`` use it. It raises ``MtestError`` (exit 4) for anything wrong,
+before any test runs; it prints nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from supervisor import __version__, pytestopts, select
+from supervisor.config import (
+    DEFAULT_KILL_GRACE_S,
+    Config,
+    FlakyResult,
+    Mode,
+    check_junit_target,
+    check_keys,
+    check_python,
+    default_python,
+    find_rootdir,
+    flag_of,
+    load_tool_config,
+    parse_duration,
+    parse_jobs,
+    parse_positive,
+    text_of,
+    tier_map_from,
+)
+from supervisor.errors import MtestError
+
+_MODES = (
+    ("resume", Mode.RESUME), ("report", Mode.REPORT), ("quarantine", Mode.QUARANTINE),
+    ("self_check", Mode.SELF_CHECK), ("merge", Mode.MERGE), ("collect_only", Mode.COLLECT_ONLY),
+)  # fmt: skip
+_RUNS_TESTS = frozenset({Mode.RUN, Mode.COLLECT_ONLY, Mode.SELF_CHECK})
+_MTEST_OWN = frozenset({"-h", "--help", "--version"})
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        hint = "pytest's own options go after `--`" if "unrecognized" in message else ""
+        raise MtestError(message, hint=hint or "see `mtest --help`")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="mtest",
+        description="Run pytest from the outside: every test gets one honest outcome, "
+        "whatever it does.",
+        epilog="Options after `--` go to pytest (-x, --maxfail and --collect-only are "
+        "honoured by mtest across all workers). Docs: docs/user-guide.md",
+    )
+    p.add_argument("paths", nargs="*", metavar="PATH", help="what to collect, as for pytest")
+    p.add_argument("--tier", metavar="SPEC", help="tiers to run: 0, 0-2, 1,3 (default 0-3)")
+    p.add_argument("--budget", metavar="DUR", help="wall-clock cap for the run: 90s, 5m, 1h30m")
+    modes = p.add_mutually_exclusive_group()
+    modes.add_argument("--resume", action="store_true", help="continue the last interrupted run")
+    modes.add_argument("--report", action="store_true", help="print the last run's summary")
+    modes.add_argument("--quarantine", action="store_true", help="list quarantined/watched tests")
+    modes.add_argument("--self-check", action="store_true", help="prove this install works")
+    modes.add_argument("--merge", nargs="+", metavar="DIR", help="join shards' gates directories")
+    modes.add_argument(
+        "--collect-only", "--co", action="store_true", help="list the selected tests and exit"
+    )
+    _add_pytest_like(p)
+    p.add_argument(
+        "--fail-fast", action=argparse.BooleanOptionalAction, help="stop launching after a failure"
+    )
+    p.add_argument("-j", "--jobs", metavar="N", help="chunks at once; `auto` = usable CPUs")
+    p.add_argument("--timeout", metavar="S", help="per-test wall-clock limit in seconds")
+    p.add_argument("--kill-grace", metavar="S", help="seconds from SIGTERM to SIGKILL (5)")
+    p.add_argument("--retries", metavar="N", help="re-run failed/hung/crashed tests alone")
+    p.add_argument(
+        "--flaky-result", choices=[f.value for f in FlakyResult],
+        help="whether flaky tests fail the run (default: pass)",
+    )  # fmt: skip
+    p.add_argument(
+        "--skip-quarantined",
+        action=argparse.BooleanOptionalAction,
+        help="do not run quarantined tests",
+    )
+    p.add_argument("--junit-xml", metavar="PATH", help="also write one merged JUnit XML")
+    p.add_argument("--shard", metavar="K/N", help="run only shard K of N")
+    p.add_argument("--gates-dir", metavar="DIR", help="state directory (default .gates)")
+    p.add_argument("--python", metavar="PATH", help="interpreter that runs pytest")
+    p.add_argument("-q", "--quiet", action="count", default=0, help="less output")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more output")
+    p.add_argument("--version", action="version", version=f"mtest {__version__}")
+    return p
+
+
+def _add_pytest_like(p: argparse.ArgumentParser) -> None:
+    """The pytest options users type at the top level; mtest honours them across workers."""
+    p.add_argument("-k", dest="keyword", metavar="EXPR", help="as pytest's -k (given to pytest)")
+    p.add_argument("-m", dest="markexpr", metavar="EXPR", help="as pytest's -m (given to pytest)")
+    p.add_argument(
+        "-x", "--exitfirst", action="store_true", help="stop the run after the first failure"
+    )
+    p.add_argument("--maxfail", metavar="N", help="stop the run after N failures")
+
+
+def split_argv(argv: Sequence[str]) -> tuple[list[str], tuple[str, ...]]:
+    """mtest's own arguments, and pytest's (after the first ``--``)."""
+    argv = list(argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    return argv[:split], tuple(argv[split + 1 :])
+
+
+def make_config(argv: Sequence[str], cwd: Path) -> Config:
+    """Parse the command line, read ``[tool.mtest]``, validate everything."""
+    own, after = split_argv(argv)
+    for arg in own:
+        name = arg.partition("=")[0]
+        if name in pytestopts.REFUSED and name not in _MTEST_OWN:
+            raise pytestopts.refuse(name, "on the command line")
+    ns = build_parser().parse_args(own)
+    rootdir = find_rootdir((*after, *ns.paths), cwd)
+    table, origin = load_tool_config(rootdir)
+    check_keys(table, origin)
+    extra = table.get("pytest_args", [])
+    if not isinstance(extra, list) or not all(isinstance(a, str) for a in extra):
+        raise MtestError(f"invalid `pytest_args` in {origin}", hint="expected a list of strings")
+    from_table = pytestopts.take(extra, f"`pytest_args` in {origin}")
+    from_argv = pytestopts.take(after, "after `--`")
+    mode = _mode(ns, collect_only=from_table.collect_only or from_argv.collect_only)
+    return Config(
+        mode=mode,
+        paths=tuple(ns.paths),
+        pytest_args=(*from_table.child_args, *from_argv.child_args, *_selection(ns)),
+        cwd=cwd,
+        rootdir=rootdir,
+        gates_dir=_gates_dir(_pick(ns.gates_dir, "gates_dir", table, origin), ns, cwd, rootdir),
+        maxfail=_maxfail(ns, from_argv.maxfail or from_table.maxfail),
+        merge_dirs=tuple((cwd / d).resolve() for d in ns.merge or ()),
+        verbosity=ns.verbose - ns.quiet,
+        argv=tuple(argv),
+        **_values(ns, table, origin, cwd, check=mode in _RUNS_TESTS),
+    )
+
+
+def _pick(
+    flag: object, key: str, table: Mapping[str, Any], origin: str
+) -> tuple[object, str] | None:
+    """A flag's value and its name, else the table's value and where it is, else ``None``."""
+    if flag is not None:
+        return flag, f"--{key.replace('_', '-')}"
+    if key in table:
+        return table[key], f"`{key}` in {origin}"
+    return None
+
+
+def _values(
+    ns: argparse.Namespace, table: Mapping[str, Any], origin: str, cwd: Path, *, check: bool
+) -> dict[str, Any]:
+    """The settings that a flag or ``[tool.mtest]`` may give, validated."""
+    jobs = _pick(ns.jobs, "jobs", table, origin)
+    timeout = _pick(ns.timeout, "timeout", table, origin)
+    grace = _pick(ns.kill_grace, "kill_grace", table, origin)
+    retries = _pick(ns.retries, "retries", table, origin)
+    budget = _pick(ns.budget, "budget", table, origin)
+    try:
+        tiers = frozenset({0, 1, 2, 3}) if ns.tier is None else select.parse_tiers(ns.tier)
+        shard = None if ns.shard is None else select.parse_shard(ns.shard)
+    except ValueError as exc:
+        flag = "--tier" if ns.tier is not None and "tier" in str(exc) else "--shard"
+        raise MtestError(str(exc), hint=f"see `mtest --help` for {flag}") from None
+    python, python_origin = _python(ns, table, origin, cwd, check=check)
+    return {
+        "python": python,
+        "python_origin": python_origin,
+        "jobs": 1 if jobs is None else parse_jobs(*jobs),
+        "timeout_s": None if timeout is None else parse_positive(*timeout, integer=False),
+        "kill_grace_s": DEFAULT_KILL_GRACE_S
+        if grace is None
+        else parse_positive(*grace, integer=False, allow_zero=True),
+        "retries": 0
+        if retries is None
+        else int(parse_positive(*retries, integer=True, allow_zero=True)),
+        "tiers": tiers,
+        "tier_map": tier_map_from(table, origin),
+        "budget_s": None if budget is None else parse_duration(str(budget[0]), budget[1]),
+        "shard": shard,
+        "fail_fast": flag_of(table, "fail_fast", origin) if ns.fail_fast is None else ns.fail_fast,
+        "skip_quarantined": flag_of(table, "skip_quarantined", origin)
+        if ns.skip_quarantined is None
+        else ns.skip_quarantined,
+        "flaky_result": _flaky_result(_pick(ns.flaky_result, "flaky_result", table, origin)),
+        "junit_xml": None
+        if ns.junit_xml is None
+        else check_junit_target((cwd / ns.junit_xml).resolve(), "--junit-xml"),
+    }
+
+
+def _python(
+    ns: argparse.Namespace, table: Mapping[str, Any], origin: str, cwd: Path, *, check: bool
+) -> tuple[str, str]:
+    """The interpreter for pytest and where it came from; a named one must be a Python."""
+    picked = _pick(ns.python, "python", table, origin)
+    if picked is None:
+        return default_python()
+    python = text_of(*picked)
+    if check:
+        check_python(python, picked[1], cwd)
+    return python, picked[1]
+
+
+def _flaky_result(picked: tuple[object, str] | None) -> FlakyResult:
+    if picked is None:
+        return FlakyResult.PASS
+    value, where = picked
+    for choice in FlakyResult:
+        if value == choice.value:
+            return choice
+    raise MtestError(f"invalid {where} {value!r}", hint='expected "pass" or "fail"')
+
+
+def _mode(ns: argparse.Namespace, *, collect_only: bool) -> Mode:
+    given = vars(ns)
+    chosen = [mode for attr, mode in _MODES if given[attr]]
+    if collect_only and Mode.COLLECT_ONLY not in chosen:
+        chosen.append(Mode.COLLECT_ONLY)
+    if len(chosen) > 1:
+        names = " and ".join(f"--{m.value}" for m in chosen)
+        raise MtestError(f"{names} cannot be used together", hint="pick one")
+    return chosen[0] if chosen else Mode.RUN
+
+
+def _selection(ns: argparse.Namespace) -> tuple[str, ...]:
+    """Top-level ``-k``/``-m``, given to every pytest child as pytest options."""
+    keyword = () if ns.keyword is None else ("-k", ns.keyword)
+    markexpr = () if ns.markexpr is None else ("-m", ns.markexpr)
+    return (*keyword, *markexpr)
+
+
+def _maxfail(ns: argparse.Namespace, from_pytest_args: int | None) -> int | None:
+    """``-x``/``--maxfail`` at the top level win over the ones given to pytest."""
+    if ns.maxfail is not None:
+        return pytestopts.parse_maxfail(ns.maxfail, "") or None
+    if ns.exitfirst:
+        return 1
+    return from_pytest_args
+
+
+def _gates_dir(
+    picked: tuple[object, str] | None, ns: argparse.Namespace, cwd: Path, root: Path
+) -> Path:
+    """``--gates-dir`` is relative to the cwd; ``[tool.mtest] gates_dir`` to its rootdir."""
+    if picked is None:
+        return root / ".gates"
+    return ((cwd if ns.gates_dir is not None else root) / text_of(*picked)).resolve()
