@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from supervisor.model import Outcome, TestRecord, final_records
 from supervisor.report import (
+    SUMMARY_PROBLEMS,
     RunFacts,
     exit_code,
     problem_line,
@@ -234,3 +235,87 @@ def test_summary_markdown_says_when_a_run_was_resumed() -> None:
 
 def test_summary_line_of_a_merge_has_no_time() -> None:
     assert summary_line({}, RunFacts(run_id="a + b", elapsed_s=None)) == "no tests ran"
+
+
+# -- flaky-result, quarantine kinds, notes --------------------------------------
+
+
+@pytest.mark.parametrize("quarantined", [False, True])
+def test_flaky_fails_makes_a_flaky_outcome_gate_quarantined_or_not(quarantined: bool) -> None:
+    finals = finals_of(rec("a", Outcome.FLAKY, quarantined=quarantined), rec("b", Outcome.PASSED))
+    assert exit_code(finals, interrupted=False, selected=2) == 0
+    assert exit_code(finals, interrupted=False, selected=2, flaky_fails=True) == 1
+
+
+def test_flaky_fails_changes_nothing_without_a_flaky_outcome() -> None:
+    finals = finals_of(rec("a", Outcome.PASSED), rec("b", Outcome.FAILED, quarantined=True))
+    assert exit_code(finals, interrupted=False, selected=2, flaky_fails=True) == 0
+
+
+def test_the_summary_tells_flaky_from_broken_quarantine() -> None:
+    finals = finals_of(
+        rec("t.py::f", Outcome.FAILED, quarantined=True, message="m"),
+        rec("t.py::b", Outcome.FAILED, message="m"),
+    )
+    facts = dataclasses.replace(FACTS, quarantine_kinds={"t.py::f": "flaky", "t.py::b": "broken"})
+    text = summary_markdown(finals, facts, 1, [])
+    assert "- **failed** (broken, gating) `t.py::b`: m" in text
+    assert "- **failed** (quarantined: flaky, not gating) `t.py::f`: m" in text
+    assert "Quarantine: 1 broken, 1 flaky." in text
+
+
+def test_notes_are_listed_and_escaped() -> None:
+    facts = dataclasses.replace(FACTS, notes=("a <b>note</b>", "thread left by `t.py::x`\nmore"))
+    text = summary_markdown({}, facts, 0, [])
+    assert text.endswith(
+        "## Notes\n\n- a \\<b\\>note\\</b\\>\n- thread left by \\`t.py::x\\`\\\\nmore\n"
+    )
+
+
+def test_no_notes_no_heading() -> None:
+    assert "Notes" not in summary_markdown({}, FACTS, 0, [])
+
+
+# -- hostile text ----------------------------------------------------------------
+
+
+HOSTILE_ID = "t.py::test[<script>alert(1)</script>|`x`*y*[l](http://z)]"
+
+
+def test_a_hostile_id_and_message_stay_inert_in_the_summary() -> None:
+    record = rec(HOSTILE_ID, Outcome.FAILED, message="<img src=x>|*b*\n# heading\x1b[2J")
+    text = summary_markdown(finals_of(record), FACTS, 1, [])
+    (line,) = [line for line in text.splitlines() if line.startswith("- **failed**")]
+    assert line == (
+        "- **failed** ``t.py::test[<script>alert(1)</script>|`x`*y*[l](http://z)]``: "
+        "\\<img src=x\\>\\|\\*b\\*\\\\n\\# heading\\\\x1b\\[2J"
+    )
+
+
+def test_a_megabyte_message_is_clipped_in_the_summary_and_on_the_console() -> None:
+    record = rec("t.py::x", Outcome.FAILED, message="x" * 2_000_000)
+    text = summary_markdown(finals_of(record), FACTS, 1, [])
+    assert len(text) < 2000
+    assert "more characters" in text
+    assert len(problem_line(record)) < 400
+
+
+def test_the_problem_line_is_one_line_without_controls() -> None:
+    line = problem_line(rec("t.py::x\x1b[H", Outcome.FAILED, message="a\nb\x07\ud800"))
+    assert line == "FAILED t.py::x\\x1b[H - a\\nb\\x07\\ud800"
+
+
+def test_the_problem_list_is_capped_for_githubs_step_summary() -> None:
+    finals = finals_of(*(rec(f"t.py::x{n}", Outcome.FAILED) for n in range(SUMMARY_PROBLEMS + 7)))
+    text = summary_markdown(finals, FACTS, 1, [])
+    assert sum(line.startswith("- **failed**") for line in text.splitlines()) == SUMMARY_PROBLEMS
+    assert "- … and 7 more: `mtest --report` and `last-run/run.jsonl` have them all" in text
+
+
+@settings(max_examples=200, deadline=None)
+@given(test_id=st.text(min_size=1), message=st.text())
+def test_any_id_and_message_give_one_problem_line(test_id: str, message: str) -> None:
+    text = summary_markdown(finals_of(rec(test_id, Outcome.FAILED, message=message)), FACTS, 1, [])
+    text.encode("utf-8")
+    problems = text.split("## Problems\n\n", 1)[1].splitlines()
+    assert problems[0].startswith("- **failed** `") and len(problems) == 1
