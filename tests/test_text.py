@@ -162,20 +162,17 @@ def test_tail_is_bounded(text: str, lines: int, chars: int) -> None:
 # -- the console --------------------------------------------------------------
 
 
-class Strict(io.StringIO):
+class Strict(io.TextIOWrapper):
     """A stream that refuses what its encoding cannot carry, like a real stdout."""
 
     def __init__(self, encoding: str) -> None:
-        super().__init__()
-        self._encoding = encoding
+        super().__init__(io.BytesIO(), encoding=encoding, errors="strict", newline="")
 
-    @property
-    def encoding(self) -> str:
-        return self._encoding
-
-    def write(self, text: str) -> int:
-        text.encode(self._encoding)
-        return super().write(text)
+    def getvalue(self) -> str:
+        self.flush()
+        buffer = self.buffer
+        assert isinstance(buffer, io.BytesIO)
+        return buffer.getvalue().decode(self.encoding)
 
 
 def test_a_test_cannot_clear_the_screen_but_mtest_still_colours() -> None:
