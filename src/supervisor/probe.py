@@ -8,11 +8,19 @@ It is the supervisor's eyes inside the child. It
 * runs the tests the supervisor names, chunk by chunk, from files of node ids
   read over a pipe (``MTEST_CONTROL_FD``) instead of thousands of command-line
   arguments, so the suite is collected once per child however many chunks it runs;
+  between tests it reads that pipe without waiting, so a ``stop`` ends the chunk
+  after the test in flight;
+* speaks only from the worker process itself: every event carries the sender's
+  pid, and a copy made by ``os.fork()`` inside a test writes nothing, reads no
+  command and leaves as soon as it returns into the run loop;
+* says which test left a non-daemon thread running, and reports failures at
+  session end that no test's report carries (``session_error``);
 * turns ``KeyboardInterrupt`` and ``pytest.exit()`` raised inside a test into an
   ordinary failure of that test, so one test cannot end the session;
 * registers faulthandler on ``SIGUSR2`` (``MTEST_STACKS``) so the supervisor can
   get every thread's stack before it kills a hung child, even when a C loop
-  holds the GIL;
+  holds the GIL, and arms ``faulthandler.dump_traceback_later`` for each test's
+  limit, which needs no signal (a test may have replaced the SIGUSR2 handler);
 * dies with its supervisor (``PR_SET_PDEATHSIG`` where Linux has it, and a
   watcher thread everywhere).
 
@@ -27,11 +35,14 @@ import ctypes
 import faulthandler
 import json
 import os
+import select
 import signal
 import sys
 import threading
 import time
-from collections.abc import Generator, Iterable, Sequence
+import traceback
+from collections import deque
+from collections.abc import Generator, Sequence
 from typing import IO, Any
 
 import pytest
@@ -44,6 +55,14 @@ MESSAGE_CHARS = 500
 STRUCTURAL_MARKERS = frozenset({"parametrize", "usefixtures", "filterwarnings"})
 PARENT_POLL_S = 0.5
 STACKS_SIGNAL = signal.SIGUSR2
+# pytest's exit statuses that say nothing beyond the tests' own reports.
+QUIET_EXIT_STATUSES = frozenset({0, 5})  # OK, NO_TESTS_COLLECTED
+
+# The real clock and process id, taken before any test can patch them: a test
+# that patches ``time.monotonic`` and leaks the patch must not move the probe's.
+_monotonic = time.monotonic
+_sleep = time.sleep
+_getpid = os.getpid
 
 _FAIL = "failed"
 _PASS = "passed"
@@ -94,6 +113,20 @@ def outcome_of(phases: Sequence[tuple[str, str, bool]]) -> tuple[str, int]:
     return decided
 
 
+def error_line(text: str) -> str:
+    """The line of a failure's text that says what went wrong.
+
+    pytest marks the exception's lines with ``E`` (``E   fixture 'x' not
+    found``); the first of them is the headline. Without one, the last
+    non-blank line.
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("E ") or line == "E":
+            return line[1:].strip()[:MESSAGE_CHARS]
+    return lines[-1][:MESSAGE_CHARS] if lines else ""
+
+
 def _message(report: pytest.TestReport, outcome: str) -> str:
     if outcome in ("skipped", "xfailed") or report.skipped:
         reason: str = getattr(report, "wasxfail", "")
@@ -107,36 +140,162 @@ def _message(report: pytest.TestReport, outcome: str) -> str:
     message = getattr(crash, "message", None)
     if isinstance(message, str) and message:
         return first_line(message)
-    lines = [line for line in report.longreprtext.splitlines() if line.strip()]
-    return lines[-1].strip()[:MESSAGE_CHARS] if lines else ""
+    return error_line(report.longreprtext)
+
+
+def _to_devnull(fd: int) -> None:
+    """Point ``fd`` at /dev/null, keeping its number taken (nothing else reuses it)."""
+    with contextlib.suppress(OSError):
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, fd)
+        os.close(null)
 
 
 class EventWriter:
-    """Append-only JSONL; ``flush=True`` for events the supervisor must see at once."""
+    """Append-only JSONL; ``flush=True`` for events the supervisor must see at once.
+
+    Every event carries the sender's pid. Only the process that opened the
+    stream writes to it: a forked copy (``silence``, or a pid that is not ours,
+    for a fork that skipped Python's at-fork hooks) writes nothing, and what
+    the parent had buffered at the fork goes to /dev/null in the copy.
+    """
 
     def __init__(self, path: str) -> None:
         self._file: IO[bytes] = open(path, "ab")  # noqa: SIM115 (lives as long as the child)
+        self.pid = _getpid()
+        self.silent = False
 
     def emit(self, event: dict[str, Any], *, flush: bool = False) -> None:
+        if self.silent or _getpid() != self.pid:
+            self.silence()
+            return
+        event["pid"] = self.pid
         self._file.write(json.dumps(event, ensure_ascii=True).encode() + b"\n")
         if flush:
             self._file.flush()
 
     def flush(self) -> None:
-        self._file.flush()
+        if not self.silent:
+            self._file.flush()
+
+    def silence(self) -> None:
+        if not self.silent:
+            self.silent = True
+            _to_devnull(self._file.fileno())
+
+
+class Control:
+    """The supervisor's commands, one per line: ``run N PATH``, ``stop``, ``exit``.
+
+    ``next_command`` waits for the next ``run``/``exit``; ``stop_requested``
+    reads what has arrived without waiting, between tests. A ``stop`` ends the
+    chunk that is running when it is read; one read between chunks is stale.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.closed = False
+        self.stopped = False
+        self._lines: deque[str] = deque()
+        self._partial = b""
+        self._poll = select.poll()  # not select.select: the fd number may exceed FD_SETSIZE
+        self._poll.register(fd, select.POLLIN)
+
+    def next_command(self) -> str | None:
+        """The next ``run``/``exit`` line; ``None`` when the supervisor is gone."""
+        while True:
+            while not self._lines and not self.closed:
+                self._read(None)
+            if not self._lines:
+                return None
+            line = self._lines.popleft()
+            if line != "stop":
+                return line
+
+    def start_chunk(self) -> None:
+        self.stopped = False
+
+    def stop_requested(self) -> bool:
+        """Whether the running chunk must end after the test in flight (never waits)."""
+        while not self.closed and self._read(0):
+            pass
+        if "stop" in self._lines:
+            self.stopped = True
+            self._lines = deque(line for line in self._lines if line != "stop")
+        return self.stopped or self.closed
+
+    def _read(self, timeout_ms: int | None) -> bool:
+        if not self._poll.poll(timeout_ms):
+            return False
+        try:
+            data = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return False
+        if not data:  # the supervisor is gone
+            self.closed = True
+            return False
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        self._lines.extend(line.decode("utf-8", "replace") for line in lines)
+        return True
+
+
+def marker_timeout(item: pytest.Item) -> float | None:
+    """The test's ``@pytest.mark.timeout(seconds)``, when it has a positive one."""
+    limit = item.get_closest_marker("timeout")
+    if limit is None:
+        return None
+    value = limit.args[0] if limit.args else limit.kwargs.get("timeout")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None
+
+
+def env_timeout() -> float | None:
+    """The run's per-test limit as the supervisor passed it (``MTEST_TIMEOUT``)."""
+    try:
+        seconds = float(os.environ.get("MTEST_TIMEOUT", ""))
+    except ValueError:
+        return None
+    return seconds if 0 < seconds < float("inf") else None
+
+
+def _format_error(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
 class Probe:
     """The plugin instance: one per child, holding the child's event stream."""
 
-    def __init__(self, config: pytest.Config, events: EventWriter, control_fd: int) -> None:
+    def __init__(
+        self, config: pytest.Config, events: EventWriter, control_fd: int, stacks: IO[str] | None
+    ) -> None:
         self.config = config
         self.events = events
-        self.control = os.fdopen(control_fd, "rb")
+        self.pid = events.pid
+        self.control = Control(control_fd)
         self.notify_fd = int(os.environ.get("MTEST_NOTIFY_FD", "-1"))
+        self.stacks = stacks
+        self.timeout = env_timeout()
         self.reports: list[pytest.TestReport] = []
         self.reruns: list[pytest.TestReport] = []
         self.collecting: set[str] = set()
+        self.failures = 0
+        self.interrupted = False
+        os.register_at_fork(after_in_child=self._in_forked_copy)
+
+    def _in_forked_copy(self) -> None:
+        """A test forked this process: the copy must not speak for the worker."""
+        self.events.silence()
+        _to_devnull(self.control.fd)
+        self.control.closed = True
+        if self.notify_fd >= 0:
+            _to_devnull(self.notify_fd)
+            self.notify_fd = -1
+
+    def _leave_if_copy(self) -> None:
+        """A forked copy that returned into the run loop runs nothing more."""
+        if _getpid() != self.pid:
+            os._exit(0)
 
     # -- collection ---------------------------------------------------------
 
@@ -151,6 +310,8 @@ class Probe:
         if report.nodeid in self.collecting:
             self.collecting.discard(report.nodeid)
             self.events.emit({"e": "cend", "file": report.nodeid})
+        if report.failed:
+            self.failures += 1
         if report.failed or report.skipped:
             outcome = "error" if report.failed else "skipped"
             text = report.longreprtext
@@ -179,7 +340,7 @@ class Probe:
         event: dict[str, Any] = {"e": "collected", "count": len(session.items)}
         if os.environ.get("MTEST_LISTING", "full") == "full":
             event["items"] = [self._describe(item) for item in session.items]
-        event["t"] = time.monotonic()
+        event["t"] = _monotonic()
         self.events.emit(event, flush=True)
         self._notify()
 
@@ -189,13 +350,7 @@ class Probe:
             if mark.name not in STRUCTURAL_MARKERS and mark.name not in markers:
                 markers.append(mark.name)
         line = item.location[1]
-        timeout: float | None = None
-        limit = item.get_closest_marker("timeout")
-        if limit is not None:
-            value = limit.args[0] if limit.args else limit.kwargs.get("timeout")
-            if isinstance(value, int | float) and value > 0:
-                timeout = float(value)
-        return [item.nodeid, None if line is None else line + 1, markers, timeout]
+        return [item.nodeid, None if line is None else line + 1, markers, marker_timeout(item)]
 
     # -- running ------------------------------------------------------------
 
@@ -204,7 +359,8 @@ class Probe:
         """Run the chunks the supervisor sends until it says ``exit`` (or goes away)."""
         self._announce(session)
         by_id = {item.nodeid: item for item in session.items}
-        for command in self._commands():
+        while (command := self.control.next_command()) is not None:
+            self._leave_if_copy()
             parts = command.split(" ", 2)
             if parts[0] != "run" or len(parts) != 3:
                 break
@@ -214,34 +370,70 @@ class Probe:
             unknown = [test_id for test_id in ids if test_id not in by_id]
             if unknown:
                 self.events.emit({"e": "unknown", "ids": unknown}, flush=True)
-            self._run_chunk([by_id[test_id] for test_id in ids if test_id in by_id])
+            self._run_chunk(session, [by_id[test_id] for test_id in ids if test_id in by_id])
             self.events.emit({"e": "done", "chunk": int(chunk)}, flush=True)
             self._notify()
+        self._leave_if_copy()
         return True
 
-    def _commands(self) -> Iterable[str]:
-        while True:
-            line = self.control.readline()
-            if not line:  # the supervisor is gone
-                return
-            yield line.decode("utf-8").rstrip("\n")
-
-    def _run_chunk(self, items: list[pytest.Item]) -> None:
+    def _run_chunk(self, session: pytest.Session, items: list[pytest.Item]) -> None:
+        self.control.start_chunk()
         for index, item in enumerate(items):
+            if self.control.stop_requested():
+                self._teardown_rest(session)
+                return
             nextitem = items[index + 1] if index + 1 < len(items) else None
             self.reports, self.reruns = [], []
-            self.events.emit({"e": "start", "id": item.nodeid, "t": time.monotonic()}, flush=True)
+            threads = set(threading.enumerate())
+            self.events.emit({"e": "start", "id": item.nodeid, "t": _monotonic()}, flush=True)
+            armed = self._arm_stacks(item)
             try:
                 item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
             except BaseException as exc:
+                self._leave_if_copy()
                 self._end(item, escaped=exc)
                 self.events.flush()
                 # Fixtures may be half set up: let a fresh child run the rest.
                 os._exit(70)
+            self._leave_if_copy()
+            if armed:
+                faulthandler.cancel_dump_traceback_later()
             self._end(item)
+            self._report_threads(item, threads)
+
+    def _arm_stacks(self, item: pytest.Item) -> bool:
+        """Dump every thread's stack if this test outlives its limit: no signal needed."""
+        limit = marker_timeout(item) or self.timeout
+        if self.stacks is None or limit is None:
+            return False
+        faulthandler.dump_traceback_later(limit, file=self.stacks)
+        return True
+
+    def _report_threads(self, item: pytest.Item, before: set[threading.Thread]) -> None:
+        names = [
+            thread.name
+            for thread in threading.enumerate()
+            if thread not in before and not thread.daemon and thread.is_alive()
+        ]
+        if names:
+            self.events.emit({"e": "threads", "id": item.nodeid, "names": names})
+
+    def _teardown_rest(self, session: pytest.Session) -> None:
+        """Tear down what a stopped chunk left set up (the fixtures its next test shared)."""
+        state = getattr(session, "_setupstate", None)
+        if state is None:
+            return
+        try:
+            state.teardown_exact(None)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # pytest.fail() in a finalizer is a BaseException
+            self._session_error("teardown", exc)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.failed and not hasattr(report, "wasxfail"):
+            self.failures += 1
         if type(report).__name__ == "SubtestReport":
             return  # the parent test's own report decides
         # pytest-rerunfailures reports "rerun", an outcome pytest's types do not list.
@@ -259,7 +451,7 @@ class Probe:
             "id": item.nodeid,
             "outcome": outcome,
             "duration": sum(r.duration for r in self.reports),
-            "t": time.monotonic(),
+            "t": _monotonic(),
         }
         if escaped is not None:
             event["outcome"] = "error" if outcome == "passed" else outcome
@@ -284,18 +476,64 @@ class Probe:
         self.events.emit(event)
 
     # -- turning session-ending exceptions into test failures -----------------
+    # Old-style wrappers: pluggy 1.0 (Debian bookworm's, with pytest 7.2) has no
+    # ``wrapper=True``.
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
-        return (yield from _contained())
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, Any, None]:
+        _contain((yield))
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
-        return (yield from _contained())
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, None]:
+        _contain((yield))
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
-        return (yield from _contained())
+    @pytest.hookimpl(hookwrapper=True, trylast=True)
+    def pytest_runtest_teardown(
+        self, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> Generator[None, Any, None]:
+        outcome = yield
+        if nextitem is not None and self.control.stop_requested():
+            # The chunk ends with this test: tear down everything now, so that a
+            # shared fixture's error lands in this test's report as it would
+            # for the last test of any chunk.
+            try:
+                item.session._setupstate.teardown_exact(None)
+            except BaseException as exc:  # becomes this phase's outcome, as pytest's own would
+                if outcome.excinfo is None:
+                    _force_exception(outcome, exc)
+        _contain(outcome)
+
+    # -- the end of the session -----------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_keyboard_interrupt(self) -> None:
+        self.interrupted = True
+
+    @pytest.hookimpl(hookwrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, Any, None]:
+        """Report what fails at session end and no test's report carries."""
+        self._teardown_rest(session)
+        outcome = yield
+        if outcome.excinfo is not None:
+            self._session_error("sessionfinish", outcome.excinfo[1])
+            return
+        status = int(session.exitstatus)
+        if status not in QUIET_EXIT_STATUSES and not self.failures and not self.interrupted:
+            message = (
+                f"pytest's exit status is {status} ({_status_name(status)}) though no test "
+                "failed in this child: a plugin or conftest set it (e.g. --cov-fail-under); "
+                "its output says why"
+            )
+            self._emit_session_error("exitstatus", message, "")
+
+    def _session_error(self, where: str, exc: BaseException) -> None:
+        message = error_line(f"E   {type(exc).__name__}: {exc}")
+        self._emit_session_error(where, message, cap_text(_format_error(exc)))
+
+    def _emit_session_error(self, where: str, message: str, longrepr: str) -> None:
+        event = {"e": "session_error", "where": where, "message": message, "longrepr": longrepr}
+        self.events.emit(event, flush=True)
+        self._notify()
 
     def _notify(self) -> None:
         if self.notify_fd < 0:
@@ -303,6 +541,13 @@ class Probe:
         # The supervisor may be busy or gone; it also polls the stream.
         with contextlib.suppress(OSError):
             os.write(self.notify_fd, b"!")
+
+
+def _status_name(status: int) -> str:
+    try:
+        return pytest.ExitCode(status).name
+    except ValueError:
+        return "set by a plugin"
 
 
 class InterruptedByTest(Exception):
@@ -313,13 +558,27 @@ class InterruptedByTest(Exception):
 InterruptedByTest.__module__ = "builtins"
 
 
-def _contained() -> Generator[None, None, None]:
+def _contain(outcome: Any) -> None:
+    """Turn a ``KeyboardInterrupt`` or ``pytest.exit()`` from a test phase into its failure."""
+    error = outcome.excinfo[1] if outcome.excinfo is not None else None
+    if isinstance(error, KeyboardInterrupt):
+        text = "KeyboardInterrupt raised inside the test"
+    elif isinstance(error, pytest.exit.Exception):
+        text = f"pytest.exit() called inside the test: {error}"
+    else:
+        return
     try:
-        yield
-    except KeyboardInterrupt as exc:
-        raise InterruptedByTest("KeyboardInterrupt raised inside the test") from exc
-    except pytest.exit.Exception as exc:
-        raise InterruptedByTest(f"pytest.exit() called inside the test: {exc}") from exc
+        raise InterruptedByTest(text) from error
+    except InterruptedByTest as replacement:
+        _force_exception(outcome, replacement)
+
+
+def _force_exception(outcome: Any, exc: BaseException) -> None:
+    """Make a hook's outcome raise ``exc`` (pluggy >= 1.1 has ``force_exception``)."""
+    if hasattr(outcome, "force_exception"):
+        outcome.force_exception(exc)
+    else:  # pluggy 1.0
+        outcome._excinfo = (type(exc), exc, exc.__traceback__)
 
 
 # -- process hygiene ------------------------------------------------------------
@@ -338,7 +597,7 @@ def _die_with_parent(parent: int) -> None:
 
     def watch() -> None:
         while True:
-            time.sleep(PARENT_POLL_S)
+            _sleep(PARENT_POLL_S)
             if os.getppid() != parent:
                 try:
                     os.killpg(os.getpgrp(), signal.SIGKILL)
@@ -423,18 +682,17 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     events.emit(
         {
             "e": "hello",
-            "pid": os.getpid(),
             "python": sys.version.split()[0],
             "executable": sys.executable,
             "pytest": pytest.__version__,
             "plugins": _plugin_versions(config),
             "rootdir": str(config.rootpath),
             "timeout": _ini_timeout(config),
-            "t": time.monotonic(),
+            "t": _monotonic(),
         },
         flush=True,
     )
-    probe = Probe(config, events, int(control))
+    probe = Probe(config, events, int(control), config.stash.get(_STACKS_KEY, None))
     os.set_inheritable(int(control), False)
     config.pluginmanager.register(probe, "mtest-probe-instance")
 
