@@ -27,6 +27,7 @@ from importlib import resources
 from pathlib import Path
 
 from supervisor import pipeline
+from supervisor.args import make_config
 from supervisor.config import Config
 from supervisor.console import Console
 from supervisor.model import Outcome, TestRecord, final_records
@@ -44,6 +45,7 @@ PIDS_VAR = "MTEST_SELFCHECK_PIDS"
 must be gone once the run has ended."""
 EXPECTED_EXIT = 1
 """Some scenarios fail on purpose."""
+INTERRUPTED_HINT = "the run was interrupted: did a test's signal to mtest end it?"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,9 +193,8 @@ def run(config: Config, console: Console) -> int:
         verdicts, strays = judge(scenarios, records, pids=pids, alive=alive)
     problems = list(strays)
     if code != EXPECTED_EXIT:
-        problems.append(
-            f"exit code {code}, expected {EXPECTED_EXIT} (some scenarios fail on purpose)"
-        )
+        why = INTERRUPTED_HINT if code == 2 else "some scenarios fail on purpose"
+        problems.append(f"exit code {code}, expected {EXPECTED_EXIT} ({why})")
     for line in render(verdicts):
         console.always(line)
     for problem in problems:
@@ -209,8 +210,6 @@ def run(config: Config, console: Console) -> int:
 
 
 def _check_config(config: Config, work: Path) -> Config:
-    from supervisor.args import make_config
-
     argv = ["--timeout", TIMEOUT_S, "--kill-grace", GRACE_S, "-j", JOBS, "-q",
             "--gates-dir", str(work / ".gates")]  # fmt: skip
     return dataclasses.replace(
