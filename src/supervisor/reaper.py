@@ -1,31 +1,206 @@
 """Nothing outlives the run: finding and killing what a run left behind.
 
-Three layers, each covering what the one before cannot:
+Four layers, each covering what the one before cannot:
 
 1. every child runs in its own process group, killed when the child ends
    (``drive``);
-2. every process a run starts carries ``MTEST_ANCESTRY`` with the run id, so
-   grandchildren that escaped the group (``setsid``, daemons) are found in
-   ``/proc`` at the end of the run and killed (``kill_descendants``);
-3. a watchdog process, started in its own session, holds a pipe from the
-   supervisor; when mtest dies — even by SIGKILL — the pipe closes and the
-   watchdog kills every group it was told about and every process of the run
-   (``watchdog_main``).
+2. mtest is a child subreaper (Linux): a process whose parent dies is
+   re-parented to mtest, whatever its environment, session or group. At the
+   end of each chunk and at close, ``kill_orphans`` walks the process tree
+   below mtest (``/proc/<pid>/stat``) and kills every process that is not a
+   live worker (or the watchdog), and every descendant of a worker whose
+   chunk is over;
+3. every process a run starts carries ``MTEST_ANCESTRY`` with the run id, so
+   a process that left the tree altogether (started through a daemon such as
+   ``systemd-run``) but kept its environment is still found
+   (``kill_descendants``);
+4. a watchdog process, started in its own session, holds a pipe from the
+   supervisor and scans the supervisor's descendants twice a second. When
+   mtest dies, even by SIGKILL, its descendants are re-parented to init and
+   the tree is gone; the watchdog kills every group it was told about, every
+   process it saw below the supervisor (checked by start time, so a reused
+   pid is spared) with their descendants, and the ancestry sweep
+   (``watchdog_main``). While the supervisor lives, the watchdog also
+   continues it when something stopped it (``SIGSTOP`` cannot be caught).
+
+The decisions (which pids die, what the watchdog remembers) are pure
+functions over a process table; the rest reads ``/proc`` and sends signals.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 ANCESTRY_VAR = "MTEST_ANCESTRY"
-REAP_WAIT_S = 1.0
+REAP_WAIT_S = 0.5
+"""After SIGKILL, how long to wait for our own victims to become reapable."""
+KILL_ROUNDS = 3
+"""A process may fork while we kill: scan again, up to this many times."""
+WATCH_INTERVAL_S = 0.5
+"""How often the watchdog scans the supervisor's tree and checks it is not stopped."""
 _PROC = Path("/proc")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProcInfo:
+    """One line of ``/proc/<pid>/stat``, the fields the reaper needs."""
+
+    pid: int
+    ppid: int
+    pgid: int
+    session: int
+    state: str
+    """``R``, ``S``, ``T`` (stopped), ``Z`` (zombie), ..."""
+    start: int
+    """Start time in clock ticks since boot: with the pid, it names one process."""
+
+    @property
+    def dead(self) -> bool:
+        return self.state in ("Z", "X")
+
+
+def parse_stat(pid: int, text: str) -> ProcInfo | None:
+    """``/proc/<pid>/stat`` → ``ProcInfo``; ``None`` if it is not well formed."""
+    # The command name may hold spaces and parentheses: fields start after the last ')'.
+    fields = text[text.rfind(")") + 2 :].split()
+    try:
+        return ProcInfo(
+            pid=pid,
+            ppid=int(fields[1]),
+            pgid=int(fields[2]),
+            session=int(fields[3]),
+            state=fields[0],
+            start=int(fields[19]),
+        )
+    except (IndexError, ValueError):
+        return None
+
+
+def read_proc(pid: int) -> ProcInfo | None:
+    try:
+        return parse_stat(pid, (_PROC / str(pid) / "stat").read_text())
+    except OSError:
+        return None
+
+
+def _pids() -> list[int]:
+    try:
+        return [int(name) for name in os.listdir(_PROC) if name.isdigit()]
+    except OSError:
+        return []
+
+
+def process_table() -> dict[int, ProcInfo]:
+    """Every process this one can see (empty without ``/proc``, e.g. on macOS)."""
+    table = {}
+    for pid in _pids():
+        info = read_proc(pid)
+        if info is not None:
+            table[pid] = info
+    return table
+
+
+# -- pure decisions ------------------------------------------------------------
+
+
+def children_of(table: Mapping[int, ProcInfo]) -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for info in table.values():
+        children.setdefault(info.ppid, []).append(info.pid)
+    return children
+
+
+def subtree(children: Mapping[int, Iterable[int]], root: int) -> set[int]:
+    """``root`` and every process below it."""
+    found = {root}
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def doomed(
+    table: Mapping[int, ProcInfo],
+    *,
+    me: int,
+    keep: Collection[int],
+    busy: Collection[int] = (),
+) -> frozenset[int]:
+    """The live processes below ``me`` that must die.
+
+    - every child of ``me`` not in ``keep`` (an orphan re-parented to the
+      subreaper, whatever its session or environment), with its descendants,
+      unless it is in the session of a ``busy`` worker (a daemon that a test
+      in flight started and may still use);
+    - every descendant of a pid in ``keep`` that is not ``busy`` (a worker
+      whose chunk is over), but not that pid itself.
+
+    A busy worker and everything below it are spared.
+    """
+    children = children_of(table)
+    victims: set[int] = set()
+    for pid in children.get(me, ()):
+        if pid in keep:
+            if pid not in busy:
+                victims |= subtree(children, pid) - {pid}
+        elif table[pid].session not in busy:
+            victims |= subtree(children, pid)
+    return frozenset(pid for pid in victims if pid != me and not table[pid].dead)
+
+
+def stale(table: Mapping[int, ProcInfo], *, me: int, keep: Collection[int]) -> frozenset[int]:
+    """Dead children of ``me`` (zombies) that are not in ``keep``: orphans to reap."""
+    return frozenset(
+        info.pid
+        for info in table.values()
+        if info.ppid == me and info.dead and info.pid not in keep
+    )
+
+
+def remember(
+    seen: Mapping[int, int], table: Mapping[int, ProcInfo], *, root: int, me: int
+) -> dict[int, int]:
+    """The watchdog's memory after one scan: ``pid → start`` of every process below ``root``.
+
+    Processes seen before stay remembered while they live (same pid and start
+    time): when the root dies its children move to init, and the watchdog
+    must still know them.
+    """
+    alive = {pid: start for pid, start in seen.items() if _same(table, pid, start)}
+    for pid in subtree(children_of(table), root) - {root, me}:
+        if not table[pid].dead:
+            alive[pid] = table[pid].start
+    return alive
+
+
+def leftovers(seen: Mapping[int, int], table: Mapping[int, ProcInfo], *, me: int) -> frozenset[int]:
+    """What the watchdog kills after the supervisor died: what it saw, and their descendants."""
+    children = children_of(table)
+    victims: set[int] = set()
+    for pid, start in seen.items():
+        if _same(table, pid, start):
+            victims |= subtree(children, pid)
+    return frozenset(pid for pid in victims if pid != me and not table[pid].dead)
+
+
+def _same(table: Mapping[int, ProcInfo], pid: int, start: int) -> bool:
+    info = table.get(pid)
+    return info is not None and info.start == start and not info.dead
+
+
+# -- killing -------------------------------------------------------------------
 
 
 def set_subreaper() -> None:
@@ -41,6 +216,57 @@ def set_subreaper() -> None:
         pass
 
 
+def kill_orphans(keep: Collection[int], *, busy: Collection[int] = ()) -> int:
+    """SIGKILL what the run left below mtest (see ``doomed``), reap our own; return the count.
+
+    ``keep``: mtest's children that must live (live workers, the watchdog).
+    ``busy``: the workers among them with a chunk in flight, whose descendants
+    are spared. Call it with ``busy`` empty at close, and at the end of a chunk
+    with the other workers' that are still running. Every child mtest waits for
+    itself (a ``Popen``) must be in ``keep``: dead children not in it are reaped.
+    """
+    me = os.getpid()
+    killed = _kill_rounds(lambda table: doomed(table, me=me, keep=keep, busy=busy))
+    _reap([*killed, *stale(process_table(), me=me, keep=keep)])
+    return len(killed)
+
+
+def _kill_rounds(choose: Callable[[dict[int, ProcInfo]], frozenset[int]]) -> list[int]:
+    """SIGKILL what ``choose`` picks from a fresh table, until a scan finds nothing."""
+    killed: list[int] = []
+    for _ in range(KILL_ROUNDS):
+        victims = choose(process_table())
+        if not victims:
+            break
+        for pid in victims:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        killed.extend(victims)
+    return killed
+
+
+def _reap(pids: Iterable[int]) -> None:
+    """Wait (briefly) for those of ``pids`` that are our children; others are not ours to reap."""
+    pending = set(pids)
+    deadline = time.monotonic() + REAP_WAIT_S
+    while pending:
+        for pid in list(pending):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except OSError:  # not our child (a worker's), or reaped already
+                done = pid
+            if done:
+                pending.discard(pid)
+        if not pending or time.monotonic() >= deadline:
+            return
+        time.sleep(0.005)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Processes in process group ``pgid`` (Linux ``/proc``; empty elsewhere)."""
+    return [info.pid for info in process_table().values() if info.pgid == pgid]
+
+
 def _environ_has(pid: int, needle: bytes) -> bool:
     try:
         data = (_PROC / str(pid) / "environ").read_bytes()
@@ -52,28 +278,6 @@ def _environ_has(pid: int, needle: bytes) -> bool:
     return False
 
 
-def _pids() -> list[int]:
-    try:
-        return [int(name) for name in os.listdir(_PROC) if name.isdigit()]
-    except OSError:
-        return []
-
-
-def group_members(pgid: int) -> list[int]:
-    """Processes in process group ``pgid`` (Linux ``/proc``; empty elsewhere)."""
-    members = []
-    for pid in _pids():
-        try:
-            stat = (_PROC / str(pid) / "stat").read_text()
-        except OSError:
-            continue
-        # the command name may hold spaces and parentheses: fields start after the last ')'
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 2 and int(fields[2]) == pgid:
-            members.append(pid)
-    return members
-
-
 def run_processes(run_id: str) -> list[int]:
     """Live processes that descend from run ``run_id`` (by ``MTEST_ANCESTRY``)."""
     me = os.getpid()
@@ -83,41 +287,47 @@ def run_processes(run_id: str) -> list[int]:
 
 def kill_descendants(run_id: str) -> int:
     """SIGKILL every process of the run that is still alive; reap our own. Returns the count."""
+    victims = _sweep(run_id)
+    _reap(victims)
+    return len(victims)
+
+
+def _sweep(run_id: str) -> list[int]:
     victims = run_processes(run_id)
     for pid in victims:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + REAP_WAIT_S
-    pending = list(victims)
-    while pending and time.monotonic() < deadline:
-        for pid in list(pending):
-            try:  # only ours (orphans re-parented to the subreaper) can be reaped
-                done, _ = os.waitpid(pid, os.WNOHANG)
-            except (ChildProcessError, OSError):
-                done = pid
-            if done:
-                pending.remove(pid)
-        if pending:
-            time.sleep(0.01)
-    return len(victims)
+    return victims
+
+
+# -- the watchdog --------------------------------------------------------------
 
 
 class Watchdog:
-    """The process that cleans up after a supervisor that died without doing so."""
+    """The process that cleans up after a supervisor that died without doing so.
 
-    def __init__(self, run_id: str) -> None:
+    ``record``: a file where the watchdog keeps the pids it watches (one per
+    line, rewritten when they change) and, after a death, what it killed.
+    """
+
+    def __init__(self, run_id: str, *, record: Path | None = None) -> None:
         package_parent = str(Path(__file__).resolve().parent.parent)
         code = (
             f"import sys; sys.path.insert(0, {package_parent!r}); "
-            "from supervisor.reaper import watchdog_main; watchdog_main(sys.argv[1])"
+            "from supervisor.reaper import watchdog_main; "
+            "watchdog_main(sys.argv[1], int(sys.argv[2]), sys.argv[3])"
         )
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", code, run_id],
+            [sys.executable, "-c", code, run_id, str(os.getpid()), str(record or "")],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
 
     def _send(self, line: str) -> None:
         assert self._proc.stdin is not None
@@ -133,6 +343,13 @@ class Watchdog:
     def forget(self, pgid: int) -> None:
         self._send(f"-{pgid}")
 
+    def hold(self) -> None:
+        """mtest is about to stop itself (Ctrl-Z): do not continue it."""
+        self._send("hold")
+
+    def release(self) -> None:
+        self._send("release")
+
     def close(self) -> None:
         """The run ended cleanly: the watchdog leaves without killing anything."""
         self._send("bye")
@@ -146,21 +363,82 @@ class Watchdog:
             self._proc.wait()
 
 
-def watchdog_main(run_id: str) -> None:
-    """Wait for the supervisor's pipe to close; if it closed without ``bye``, kill the run."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    groups: set[int] = set()
-    for raw in sys.stdin:
-        line = raw.strip()
+@dataclass(kw_only=True)
+class _Watch:
+    supervisor: int
+    record: Path | None
+    groups: set[int]
+    seen: dict[int, int]
+    held: bool = False
+
+    def command(self, line: str) -> bool:
+        """Apply one line from the supervisor; ``True`` when it said ``bye``."""
         if line == "bye":
+            return True
+        if line in ("hold", "release"):
+            self.held = line == "hold"
+        elif line[:1] in "+-" and line[1:].isdigit():
+            (self.groups.add if line[0] == "+" else self.groups.discard)(int(line[1:]))
+        return False
+
+    def scan(self) -> None:
+        table = process_table()
+        info = table.get(self.supervisor)
+        if info is not None and info.state == "T" and not self.held:
+            with contextlib.suppress(OSError):
+                os.kill(self.supervisor, signal.SIGCONT)
+        seen = remember(self.seen, table, root=self.supervisor, me=os.getpid())
+        if seen.keys() != self.seen.keys():
+            self.seen = seen
+            self.write("".join(f"{pid}\n" for pid in sorted(seen)))
+        self.seen = seen
+
+    def write(self, text: str, *, append: bool = False) -> None:
+        if self.record is None:
             return
-        if line[:1] in "+-" and line[1:].isdigit():
-            (groups.add if line[0] == "+" else groups.discard)(int(line[1:]))
-    for pgid in groups:
+        with contextlib.suppress(OSError):
+            if append:
+                with open(self.record, "a", encoding="utf-8") as handle:
+                    handle.write(text)
+            else:
+                tmp = self.record.with_name(self.record.name + ".tmp")
+                tmp.write_text(text, encoding="utf-8")
+                os.replace(tmp, self.record)
+
+
+WATCHDOG_IGNORES = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM",
+                    "SIGTSTP", "SIGTTIN", "SIGTTOU")  # fmt: skip
+"""A test may signal any process it can find: the watchdog ignores all it can."""
+
+
+def watchdog_main(run_id: str, supervisor: int, record: str) -> None:
+    """Watch the supervisor; if its pipe closes without ``bye``, kill everything of the run."""
+    for name in WATCHDOG_IGNORES:
+        signal.signal(signal.Signals[name], signal.SIG_IGN)
+    # mtest blocks the signals a test could send it; nothing it starts keeps that mask.
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    watch = _Watch(
+        supervisor=supervisor, record=Path(record) if record else None, groups=set(), seen={}
+    )
+    pending = b""
+    while True:
+        readable, _, _ = select.select([sys.stdin.buffer], [], [], WATCH_INTERVAL_S)
+        if readable:
+            data = os.read(sys.stdin.fileno(), 65536)
+            if not data:
+                break
+            *lines, pending = (pending + data).split(b"\n")
+            if any(watch.command(line.decode().strip()) for line in lines):
+                return
+        watch.scan()
+    _clean_up(watch, run_id)
+
+
+def _clean_up(watch: _Watch, run_id: str) -> None:
+    for pgid in watch.groups:
         with contextlib.suppress(OSError):
             os.killpg(pgid, signal.SIGKILL)
-    # Twice: a process may have been forking while we looked.
-    for _ in range(2):
-        kill_descendants(run_id)
-        time.sleep(0.05)
+    me = os.getpid()
+    killed = _kill_rounds(lambda table: leftovers(watch.seen, table, me=me))
+    killed += [pid for _ in range(2) for pid in _sweep(run_id)]
+    watch.write("".join(f"killed {pid}\n" for pid in killed), append=True)

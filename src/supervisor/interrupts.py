@@ -1,0 +1,315 @@
+"""Signals to mtest: who sent each one, and what it means for the run.
+
+A test can signal any process it can name, and the supervisor is one
+``os.getppid()`` away. So while a run is on, mtest blocks every signal a
+process can send that would end, stop or disturb it (``pthread_sigmask``),
+and a thread reads them with ``sigtimedwait``, which says who sent each one
+(``si_pid``). The sender is *of the run* when it is a worker, or when its
+parent chain (``/proc/<pid>/stat``) reaches mtest. A signal from the run is
+ignored for the whole run and becomes a note naming the test in flight in
+the sender's worker; a signal from anyone else keeps its usual meaning:
+
+- ``SIGINT``, ``SIGTERM``, ``SIGHUP`` (and the fault signals, sent by
+  ``kill``): halt — children get SIGTERM, the grace, SIGKILL; exit 2. The
+  second one kills the children at once.
+- ``SIGQUIT`` (Ctrl-\\): halt with SIGKILL at once; exit 2.
+- ``SIGTSTP``, ``SIGTTIN``, ``SIGTTOU`` (Ctrl-Z): the workers' groups and
+  mtest stop; the watchdog is told not to continue mtest; ``fg`` continues all.
+- ``SIGUSR1``, ``SIGUSR2``, ``SIGALRM`` and the other signals with no meaning
+  to mtest: ignored, with a note naming the sender.
+- ``SIGCONT`` from the watchdog means mtest had been stopped (``SIGSTOP``
+  cannot be caught): noted with the tests in flight.
+
+Children inherit a blocked mask: the worker's bootstrap and the watchdog
+clear it, and the guard restores mtest's own mask when it exits. Without
+``sigtimedwait`` (macOS) the guard falls back to plain handlers for SIGINT,
+SIGTERM and SIGHUP, which cannot tell the run from the user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import signal
+import threading
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from types import FrameType, TracebackType
+from typing import Protocol
+
+from supervisor import reaper
+from supervisor.drive import Stop, StopControl
+
+WAIT_S = 0.25
+"""How long the reader thread waits for a signal before checking it should end."""
+MAX_NOTES = 20
+MAX_CHAIN = 256
+"""A parent chain longer than this is not followed further (a loop, or absurd)."""
+
+
+class Meaning(enum.Enum):
+    INTERRUPT = "interrupt"
+    QUIT = "quit"
+    SUSPEND = "suspend"
+    CONTINUE = "continue"
+    NONE = "none"
+
+
+class Origin(enum.Enum):
+    OUTSIDE = "outside"
+    """The user, a CI runner, the kernel (a terminal's Ctrl-C), mtest itself."""
+    RUN = "run"
+    """A worker or one of the processes below mtest."""
+    WATCHDOG = "watchdog"
+
+
+class Action(enum.Enum):
+    HALT = "halt"
+    KILL_NOW = "kill-now"
+    SUSPEND = "suspend"
+    IGNORE = "ignore"
+    """Ignored, with a note."""
+    CONTINUED = "continued"
+    """mtest had been stopped and the watchdog continued it: a note."""
+    NOTHING = "nothing"
+
+
+_MEANINGS = {
+    **dict.fromkeys(("SIGINT", "SIGTERM", "SIGHUP", "SIGABRT", "SIGSEGV", "SIGBUS", "SIGFPE",
+                     "SIGILL", "SIGTRAP", "SIGSYS", "SIGXCPU"), Meaning.INTERRUPT),
+    "SIGQUIT": Meaning.QUIT,
+    **dict.fromkeys(("SIGTSTP", "SIGTTIN", "SIGTTOU"), Meaning.SUSPEND),
+    "SIGCONT": Meaning.CONTINUE,
+    **dict.fromkeys(("SIGUSR1", "SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO",
+                     "SIGPWR", "SIGSTKFLT"), Meaning.NONE),
+}  # fmt: skip
+
+
+def _guarded() -> frozenset[int]:
+    names = signal.Signals.__members__
+    found = {int(names[name]) for name in _MEANINGS if name in names}
+    if hasattr(signal, "SIGRTMIN"):
+        found.update(range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
+    return frozenset(found)
+
+
+GUARDED = _guarded()
+"""Every signal the guard blocks and reads (SIGKILL and SIGSTOP cannot be)."""
+
+
+def meaning(signum: int) -> Meaning:
+    return _MEANINGS.get(signal_name(signum), Meaning.NONE)
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sender:
+    pid: int
+    origin: Origin
+    worker: int | None = None
+    """The worker on the sender's parent chain (the sender itself, if it is one)."""
+
+
+def identify(
+    pid: int, *, me: int, parents: Mapping[int, int], workers: Collection[int], watchdog: int | None
+) -> Sender:
+    """Whose signal this is, from the sender's pid and its chain of parents.
+
+    ``parents`` maps a pid to its parent for as much of the chain as could be
+    read; a sender that is gone before it could be looked up counts as outside.
+    """
+    if pid <= 0 or pid == me:
+        return Sender(pid=pid, origin=Origin.OUTSIDE)
+    if pid == watchdog:
+        return Sender(pid=pid, origin=Origin.WATCHDOG)
+    worker = None
+    current = pid
+    for _ in range(MAX_CHAIN):
+        if current in workers and worker is None:
+            worker = current
+        if current == me:
+            return Sender(pid=pid, origin=Origin.RUN, worker=worker)
+        if current not in parents:
+            break
+        current = parents[current]
+    if worker is not None:
+        return Sender(pid=pid, origin=Origin.RUN, worker=worker)
+    return Sender(pid=pid, origin=Origin.OUTSIDE)
+
+
+def decide(signum: int, origin: Origin, *, interrupted: bool) -> Action:
+    """What a signal does to the run, given who sent it and whether it was interrupted already."""
+    kind = meaning(signum)
+    if origin is not Origin.OUTSIDE:
+        if kind is Meaning.CONTINUE:
+            return Action.CONTINUED if origin is Origin.WATCHDOG else Action.NOTHING
+        return Action.IGNORE
+    if kind is Meaning.INTERRUPT:
+        return Action.KILL_NOW if interrupted else Action.HALT
+    return {
+        Meaning.QUIT: Action.KILL_NOW,
+        Meaning.SUSPEND: Action.SUSPEND,
+        Meaning.CONTINUE: Action.NOTHING,
+        Meaning.NONE: Action.IGNORE,
+    }[kind]
+
+
+def note(signum: int, sender: Sender, *, test: str | None, in_flight: Collection[str]) -> str:
+    """The line a run's notes get for a signal that was ignored, or for a stop undone."""
+    name = signal_name(signum)
+    if sender.origin is Origin.WATCHDOG:
+        running = ", ".join(sorted(in_flight)) or "none"
+        return f"mtest was stopped (SIGSTOP) and the watchdog continued it; in flight: {running}"
+    if sender.origin is Origin.OUTSIDE:
+        return f"pid {sender.pid} sent {name} to mtest; ignored (it means nothing to mtest)"
+    if test is not None:
+        return f"{test} (pid {sender.pid}) sent {name} to mtest; ignored"
+    return f"pid {sender.pid} (of the run, no test in flight) sent {name} to mtest; ignored"
+
+
+def parent_chain(pid: int, me: int) -> dict[int, int]:
+    """``pid → ppid`` from ``pid`` up to mtest, init, or a process that is gone."""
+    parents: dict[int, int] = {}
+    current = pid
+    while current > 1 and current != me and len(parents) < MAX_CHAIN:
+        info = reaper.read_proc(current)
+        if info is None:
+            break
+        parents[current] = info.ppid
+        current = info.ppid
+    return parents
+
+
+class Followed(Protocol):
+    """What the guard reads from the running pool (``drive.Pool``)."""
+
+    watchdog: reaper.Watchdog | None
+
+    def in_flight_by_pid(self) -> dict[int, str | None]: ...
+
+
+class Guard:
+    """``with Guard(stop) as guard:`` — signals to mtest, read and judged for the run.
+
+    ``follow(pool)`` once the pool exists, so a signal from a worker can name
+    its test. ``notes`` collects one line per signal ignored (per sender and
+    signal, at most ``MAX_NOTES``).
+    """
+
+    def __init__(self, stop: StopControl) -> None:
+        self.stop = stop
+        self.notes: list[str] = []
+        self._run: Followed | None = None
+        self._seen: set[str] = set()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._mask: set[int] = set()
+        self._handlers: dict[int, object] = {}
+
+    def follow(self, run: Followed) -> None:
+        self._run = run
+
+    def __enter__(self) -> Guard:
+        if not hasattr(signal, "sigtimedwait"):
+            self._install_handlers()
+            return self
+        self._mask = {int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, GUARDED)}
+        self._thread = threading.Thread(target=self._read, name="mtest-signals", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._thread is None:
+            for signum, handler in self._handlers.items():
+                signal.signal(signum, handler)  # type: ignore[arg-type]
+            return
+        self._done.set()
+        self._thread.join()
+        while (info := signal.sigtimedwait(GUARDED, 0)) is not None:
+            self.on_signal(info.si_signo, info.si_pid)  # what arrived at the very end
+        signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
+
+    def _read(self) -> None:
+        while not self._done.is_set():
+            info = signal.sigtimedwait(GUARDED, WAIT_S)
+            if info is not None:
+                self.on_signal(info.si_signo, info.si_pid)
+            self._continue_watchdog()
+
+    def on_signal(self, signum: int, pid: int) -> None:
+        """Judge one signal and act on it (called from the reader thread)."""
+        me = os.getpid()
+        in_flight = self._in_flight()
+        watchdog = self._watchdog()
+        sender = identify(
+            pid, me=me, parents=parent_chain(pid, me), workers=in_flight,
+            watchdog=watchdog.pid if watchdog else None,
+        )  # fmt: skip
+        action = decide(signum, sender.origin, interrupted=self.stop.interrupted)
+        if action in (Action.HALT, Action.KILL_NOW):
+            self.stop.hurry = self.stop.hurry or action is Action.KILL_NOW
+            self.stop.interrupted = True
+            self.stop.mode = Stop.HALT
+        elif action is Action.SUSPEND:
+            self._suspend(in_flight)
+        elif action in (Action.IGNORE, Action.CONTINUED):
+            test = in_flight.get(sender.worker) if sender.worker is not None else None
+            tests = [t for t in in_flight.values() if t is not None]
+            self._note(note(signum, sender, test=test, in_flight=tests))
+
+    def _note(self, line: str) -> None:
+        if line in self._seen or len(self._seen) >= MAX_NOTES:
+            return
+        self._seen.add(line)
+        self.notes.append(line)
+        if len(self._seen) == MAX_NOTES:
+            self.notes.append(f"more than {MAX_NOTES} signals to mtest were ignored")
+
+    def _in_flight(self) -> dict[int, str | None]:
+        try:
+            return self._run.in_flight_by_pid() if self._run is not None else {}
+        except (RuntimeError, AttributeError):  # the pool changed under us: no names this time
+            return {}
+
+    def _watchdog(self) -> reaper.Watchdog | None:
+        return self._run.watchdog if self._run is not None else None
+
+    def _continue_watchdog(self) -> None:
+        """The watchdog continues mtest; mtest continues the watchdog (a test may stop either)."""
+        watchdog = self._watchdog()
+        info = reaper.read_proc(watchdog.pid) if watchdog is not None else None
+        if watchdog is not None and info is not None and info.state == "T":
+            with contextlib.suppress(OSError):
+                os.kill(watchdog.pid, signal.SIGCONT)
+
+    def _suspend(self, in_flight: Mapping[int, str | None]) -> None:
+        """Ctrl-Z: stop the workers' groups and mtest; ``fg`` continues them."""
+        watchdog = self._watchdog()
+        if watchdog is not None:
+            watchdog.hold()
+        for group in in_flight:
+            with contextlib.suppress(OSError):
+                os.killpg(group, signal.SIGSTOP)
+        os.kill(os.getpid(), signal.SIGSTOP)  # returns once continued
+        for group in in_flight:
+            with contextlib.suppress(OSError):
+                os.killpg(group, signal.SIGCONT)
+        if watchdog is not None:
+            watchdog.release()
+
+    def _install_handlers(self) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.on_signal(signum, 0)
+
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+            signum = signal.Signals[name]
+            self._handlers[signum] = signal.signal(signum, handler)
