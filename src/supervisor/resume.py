@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from supervisor.args import make_config
 from supervisor.config import Config, Mode
 from supervisor.errors import MtestError
 from supervisor.model import FORMAT_VERSION, TestRecord
@@ -125,8 +126,6 @@ def load_state(store: Store) -> SavedState | None:
 
 def load_resume_point(store: Store, config: Config) -> ResumePoint:
     """The interrupted run to continue, or exit 4 when there is none."""
-    from supervisor.args import make_config
-
     state = load_state(store)
     if state is None or state.complete:
         why = "no run was interrupted" if state is not None else "there is no readable state.json"
