@@ -10,9 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisor.model import Outcome, TestResult
+from supervisor import events as ev
+from supervisor.model import Outcome, TestItem, TestResult
 from supervisor.parse import (
     crash_message,
+    decode_event,
     decode_events,
     describe_exit,
     hung_message,
@@ -25,7 +27,7 @@ from supervisor.parse import (
 def test_decode_events_reads_complete_lines_and_leaves_a_partial_one() -> None:
     data = b'{"e": "start", "id": "a"}\n{"e": "end", "id": "a", "outc'
     events, used = decode_events(data)
-    assert events == [{"e": "start", "id": "a"}]
+    assert events == [ev.Start(pid=None, test_id="a")]
     assert data[:used] == b'{"e": "start", "id": "a"}\n'
 
 
@@ -44,15 +46,80 @@ def test_decode_events_skips_garbage_and_non_objects() -> None:
         b"\xff\xfe\xfd\n"
         b'{"e": "end", "id": "t"}\n'
         b"42\n"
+        b'{"e": "no such kind", "id": "t"}\n'
+        b'{"e": "start"}\n'
+        b'{"e": "exit", "code": "zero"}\n'
     )
     events, used = decode_events(data)
-    assert events == [{"e": "end", "id": "t"}]
+    assert events == [ev.End(pid=None, test_id="t", outcome="")]
     assert used == len(data)
 
 
 def test_decode_events_skips_a_deeply_nested_garbage_line() -> None:
     data = b"[" * 100_000 + b'\n{"e": "done", "chunk": 1}\n'
-    assert decode_events(data) == ([{"e": "done", "chunk": 1}], len(data))
+    assert decode_events(data) == ([ev.Done(pid=None, chunk=1)], len(data))
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"e": "start", "id": "a", "pid": 7, "t": 1.0}, ev.Start(pid=7, test_id="a")),
+        ({"e": "start", "id": "a", "pid": "7"}, ev.Start(pid=None, test_id="a")),
+        ({"e": "start", "id": "a", "pid": True}, ev.Start(pid=None, test_id="a")),
+        ({"e": "cstart", "file": "t.py"}, ev.CollectStart(pid=None, file="t.py")),
+        ({"e": "cend", "file": "t.py"}, ev.CollectEnd(pid=None, file="t.py")),
+        ({"e": "unknown", "ids": ["a", "b"]}, ev.Unknown(pid=None, ids=("a", "b"))),
+        ({"e": "done", "chunk": 4, "pid": 3}, ev.Done(pid=3, chunk=4)),
+        ({"e": "exit", "code": 1, "pid": 3}, ev.Exit(pid=3, code=1)),
+        (
+            {"e": "threads", "id": "t.py::a", "names": ["worker"]},
+            ev.Threads(pid=None, test_id="t.py::a", names=("worker",)),
+        ),
+        (
+            {"e": "session_error", "where": "teardown", "message": "boom", "longrepr": "tb"},
+            ev.SessionError(pid=None, where="teardown", message="boom", longrepr="tb"),
+        ),
+        (
+            {"e": "collect_problem", "id": "t.py", "outcome": "error", "message": "m"},
+            ev.CollectProblem(pid=None, test_id="t.py", error=True, message="m"),
+        ),
+        (
+            {"e": "collected", "count": 1, "items": [["t.py::a", 3, ["slow"], 2]]},
+            ev.Collected(
+                pid=None,
+                count=1,
+                items=(
+                    TestItem(
+                        test_id="t.py::a", file="t.py", line=3, markers=("slow",), timeout=2.0
+                    ),
+                ),
+            ),
+        ),
+        ({"e": "collected", "count": 5}, ev.Collected(pid=None, count=5, items=None)),
+        (
+            {"e": "hello", "pid": 9, "python": "3.12", "plugins": ["x-1"], "timeout": 5},
+            ev.Hello(pid=9, python="3.12", plugins=("x-1",), timeout=5.0),
+        ),
+        ({"e": "hello", "timeout": "soon"}, ev.Hello(pid=None)),
+    ],
+)
+def test_decode_event_types_each_kind(raw: dict[str, Any], expected: ev.Event) -> None:
+    assert decode_event(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"e": "start"},
+        {"e": "exit", "code": "zero"},
+        {"e": "collected", "count": 1, "items": [["too", "short"]]},
+        {"e": "cstart"},
+        {"e": "bogus", "id": "x"},
+        {"id": "x"},
+    ],
+)
+def test_an_event_with_missing_or_mistyped_fields_is_skipped(raw: dict[str, Any]) -> None:
+    assert decode_event(raw) is None
 
 
 json_values = st.none() | st.integers() | st.text(max_size=8) | st.lists(st.integers(), max_size=3)
@@ -75,9 +142,9 @@ def streams(draw: st.DrawFn) -> bytes:
     return data + b"\n" if draw(st.booleans()) else data
 
 
-def read_in_pieces(data: bytes, cuts: list[int]) -> tuple[list[dict[str, Any]], bytes]:
+def read_in_pieces(data: bytes, cuts: list[int]) -> tuple[list[ev.Event], bytes]:
     """What a reader gets when the stream arrives in pieces: it keeps the unused tail."""
-    events: list[dict[str, Any]] = []
+    events: list[ev.Event] = []
     pending = b""
     start = 0
     for cut in [*sorted(cuts), len(data)]:
@@ -115,6 +182,12 @@ def test_decode_events_uses_exactly_the_complete_lines(data: bytes) -> None:
 # -- result_from_end -----------------------------------------------------------
 
 
+def end(raw: dict[str, Any]) -> ev.End:
+    event = decode_event({**raw, "e": "end"})
+    assert isinstance(event, ev.End)
+    return event
+
+
 def test_result_from_a_full_end_event() -> None:
     event = {
         "e": "end",
@@ -127,7 +200,7 @@ def test_result_from_a_full_end_event() -> None:
         "sections": [["Captured stdout call", "hello\n"], ["Captured stderr call", "oops\n"]],
         "t": 12.5,
     }
-    result = result_from_end(event, chunk=3, worker=1, child=7)
+    result = result_from_end(end(event), chunk=3, worker=1, child=7)
     assert result == TestResult(
         test_id="tests/test_x.py::test_y[a-b]",
         outcome=Outcome.FAILED,
@@ -143,20 +216,22 @@ def test_result_from_a_full_end_event() -> None:
 
 
 def test_result_from_a_minimal_end_event_uses_plain_defaults() -> None:
-    result = result_from_end({"id": "t.py::a", "outcome": "passed"}, chunk=0, worker=0, child=0)
+    result = result_from_end(
+        end({"id": "t.py::a", "outcome": "passed"}), chunk=0, worker=0, child=0
+    )
     assert result == TestResult(test_id="t.py::a", outcome=Outcome.PASSED, duration_s=0.0)
 
 
 @pytest.mark.parametrize("outcome", ["nonsense", None, "", 3, "PASSED"])
 def test_an_unknown_outcome_reads_as_error_never_as_success(outcome: object) -> None:
     event = {"id": "t.py::a", "outcome": outcome}
-    assert result_from_end(event, chunk=0, worker=0, child=0).outcome is Outcome.ERROR
+    assert result_from_end(end(event), chunk=0, worker=0, child=0).outcome is Outcome.ERROR
 
 
 @pytest.mark.parametrize("outcome", list(Outcome))
 def test_every_known_outcome_is_taken_as_written(outcome: Outcome) -> None:
     event = {"id": "t.py::a", "outcome": outcome.value}
-    assert result_from_end(event, chunk=0, worker=0, child=0).outcome is outcome
+    assert result_from_end(end(event), chunk=0, worker=0, child=0).outcome is outcome
 
 
 def test_malformed_sections_are_dropped_and_good_ones_kept() -> None:
@@ -165,7 +240,7 @@ def test_malformed_sections_are_dropped_and_good_ones_kept() -> None:
         "outcome": "error",
         "sections": [["Captured log setup", "x"], ["only one"], "text", ["a", "b", "c"], [1, 2]],
     }
-    result = result_from_end(event, chunk=0, worker=0, child=0)
+    result = result_from_end(end(event), chunk=0, worker=0, child=0)
     assert result.sections == (("Captured log setup", "x"), ("1", "2"))
 
 

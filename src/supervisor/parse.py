@@ -12,52 +12,141 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from supervisor import events
 from supervisor.model import Collection, Fingerprint, Outcome, TestItem, TestResult, file_of
 
 
-def decode_events(data: bytes) -> tuple[list[dict[str, Any]], int]:
+def decode_events(data: bytes) -> tuple[list[events.Event], int]:
     """Decode complete JSONL lines; return the events and how many bytes were used.
 
     A trailing partial line (the child is mid-write, or died mid-write) is left
-    for the next read; a line that is not a JSON object is skipped.
+    for the next read; a line that is not a JSON object, or not an event this
+    driver knows with fields of the right types, is skipped.
     """
-    events: list[dict[str, Any]] = []
+    decoded: list[events.Event] = []
     end = data.rfind(b"\n") + 1
     for line in data[:end].splitlines():
         if not line.strip():
             continue
         try:
-            event = json.loads(line)
+            raw = json.loads(line)
         except (ValueError, RecursionError):  # deeply nested garbage is garbage too
             continue
-        if isinstance(event, dict):
-            events.append(event)
-    return events, end
+        event = decode_event(raw) if isinstance(raw, dict) else None
+        if event is not None:
+            decoded.append(event)
+    return decoded, end
 
 
-def result_from_end(event: Mapping[str, Any], *, chunk: int, worker: int, child: int) -> TestResult:
-    """The result of a test whose ``end`` event the probe wrote."""
+def decode_event(raw: Mapping[str, Any]) -> events.Event | None:
+    """One event from its JSON object, or ``None`` when it is not one this driver reads."""
     try:
-        outcome = Outcome(str(event.get("outcome")))
+        kind = events.EventKind(str(raw.get("e")))
     except ValueError:
-        outcome = Outcome.ERROR
+        return None
+    pid = raw.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool):
+        pid = None
+    try:
+        return _DECODERS[kind](raw, pid)
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
+
+
+def _str(raw: Mapping[str, Any], key: str) -> str:
+    value = raw.get(key)
+    return "" if value is None else str(value)
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _hello(raw: Mapping[str, Any], pid: int | None) -> events.Event:
+    return events.Hello(
+        pid=pid,
+        python=_str(raw, "python"),
+        executable=_str(raw, "executable"),
+        pytest=_str(raw, "pytest"),
+        plugins=tuple(str(p) for p in raw.get("plugins") or ()),
+        rootdir=_str(raw, "rootdir"),
+        timeout=_float(raw.get("timeout")),
+    )
+
+
+def _collected(raw: Mapping[str, Any], pid: int | None) -> events.Event:
+    listing = raw.get("items")
+    items = None if listing is None else tuple(item_from_listing(entry) for entry in listing)
+    return events.Collected(pid=pid, count=int(raw.get("count") or 0), items=items)
+
+
+def _end(raw: Mapping[str, Any], pid: int | None) -> events.Event:
     sections = tuple(
         (str(pair[0]), str(pair[1]))
-        for pair in event.get("sections") or ()
+        for pair in raw.get("sections") or ()
         if isinstance(pair, list) and len(pair) == 2
     )
-    return TestResult(
-        test_id=str(event["id"]),
-        outcome=outcome,
-        duration_s=float(event.get("duration") or 0.0),
-        message=str(event.get("message") or ""),
-        when=None if event.get("when") is None else str(event["when"]),
-        longrepr=str(event.get("longrepr") or ""),
+    return events.End(
+        pid=pid,
+        test_id=str(raw["id"]),
+        outcome=_str(raw, "outcome"),
+        duration_s=_float(raw.get("duration")) or 0.0,
+        message=_str(raw, "message"),
+        when=None if raw.get("when") is None else str(raw["when"]),
+        longrepr=_str(raw, "longrepr"),
         sections=sections,
+    )
+
+
+_Decoder = Callable[[Mapping[str, Any], "int | None"], events.Event]
+_DECODERS: dict[events.EventKind, _Decoder] = {
+    events.EventKind.HELLO: _hello,
+    events.EventKind.COLLECT_START: lambda r, p: events.CollectStart(pid=p, file=str(r["file"])),
+    events.EventKind.COLLECT_END: lambda r, p: events.CollectEnd(pid=p, file=str(r["file"])),
+    events.EventKind.COLLECT_PROBLEM: lambda r, p: events.CollectProblem(
+        pid=p,
+        test_id=str(r["id"]),
+        error=r.get("outcome") == "error",
+        message=_str(r, "message"),
+        longrepr=_str(r, "longrepr"),
+    ),
+    events.EventKind.COLLECTED: _collected,
+    events.EventKind.UNKNOWN: lambda r, p: events.Unknown(
+        pid=p, ids=tuple(str(i) for i in r.get("ids") or ())
+    ),
+    events.EventKind.START: lambda r, p: events.Start(pid=p, test_id=str(r["id"])),
+    events.EventKind.END: _end,
+    events.EventKind.DONE: lambda r, p: events.Done(pid=p, chunk=int(r.get("chunk") or 0)),
+    events.EventKind.THREADS: lambda r, p: events.Threads(
+        pid=p, test_id=_str(r, "id"), names=tuple(str(n) for n in r.get("names") or ())
+    ),
+    events.EventKind.SESSION_ERROR: lambda r, p: events.SessionError(
+        pid=p, where=_str(r, "where"), message=_str(r, "message"), longrepr=_str(r, "longrepr")
+    ),
+    events.EventKind.EXIT: lambda r, p: events.Exit(pid=p, code=int(r["code"])),
+}
+
+
+def result_from_end(event: events.End, *, chunk: int, worker: int, child: int) -> TestResult:
+    """The result of a test whose ``end`` event the probe wrote."""
+    try:
+        outcome = Outcome(event.outcome)
+    except ValueError:
+        outcome = Outcome.ERROR
+    return TestResult(
+        test_id=event.test_id,
+        outcome=outcome,
+        duration_s=event.duration_s,
+        message=event.message,
+        when=event.when,
+        longrepr=event.longrepr,
+        sections=event.sections,
         chunk=chunk,
         worker=worker,
         child=child,
@@ -153,19 +242,20 @@ def unknown_result(test_id: str, *, chunk: int, worker: int, child: int) -> Test
 
 
 def collection_from(
-    items: list[TestItem], problems: list[TestResult], hello: Mapping[str, Any], *,
+    items: Sequence[TestItem], problems: list[TestResult], hello: events.Hello | None, *,
     startup_s: float, collect_s: float,
 ) -> Collection:  # fmt: skip
     """The suite as the first child to finish collecting it saw it."""
+    hello = hello or events.Hello(pid=None)
     return Collection(
         items=tuple(items),
         problems=tuple(problems),
         fingerprint=Fingerprint(
-            python=str(hello.get("python", "")),
-            executable=str(hello.get("executable", "")),
-            pytest=str(hello.get("pytest", "")),
-            plugins=tuple(str(p) for p in hello.get("plugins", ())),
-            rootdir=str(hello.get("rootdir", "")),
+            python=hello.python,
+            executable=hello.executable,
+            pytest=hello.pytest,
+            plugins=hello.plugins,
+            rootdir=hello.rootdir,
             platform=sys.platform,
         ),
         startup_s=max(0.0, startup_s),
@@ -218,14 +308,14 @@ def item_from_listing(entry: list[Any]) -> TestItem:
     )
 
 
-def collect_problem(event: Mapping[str, Any], *, worker: int, child: int) -> TestResult:
+def collect_problem(event: events.CollectProblem, *, worker: int, child: int) -> TestResult:
     """A file that failed to import (``error``) or skipped itself at import (``skipped``)."""
     return TestResult(
-        test_id=str(event["id"]),
-        outcome=Outcome.ERROR if event.get("outcome") == "error" else Outcome.SKIPPED,
+        test_id=event.test_id,
+        outcome=Outcome.ERROR if event.error else Outcome.SKIPPED,
         duration_s=0.0,
-        message=str(event.get("message", "")),
-        longrepr=str(event.get("longrepr", "")),
+        message=event.message,
+        longrepr=event.longrepr,
         worker=worker,
         child=child,
     )

@@ -2,9 +2,16 @@
 
 ``Worker.start`` launches the child in a new session (its own process group),
 with stdin from /dev/null, its output to a capped file, two pipes (commands
-in, a doorbell out) and the probe loaded. ``Worker.step_kill`` is the one
-place that signals a child: SIGTERM to its process group, a monotonic grace,
-then SIGKILL.
+in, a doorbell out) and the probe loaded. The child's files (events, output,
+stacks) are opened once, when it starts, and read through those descriptors:
+a test that deletes or renames ``.gates/`` cannot take them away.
+
+A worker's state changes only through its own methods, each named after what
+happened (``on_start``, ``assign``, ``begin_exit`` ...); the pool decides, the
+worker records. ``Worker.step_kill`` is the one place that signals a child:
+SIGUSR2 for its stacks first when the reason calls for it (see ``blame``),
+then SIGTERM to its process group, a monotonic grace, then SIGKILL — one step
+per loop turn, never sleeping.
 """
 
 from __future__ import annotations
@@ -16,31 +23,37 @@ import signal
 import subprocess
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from supervisor import parse, reaper
+from supervisor import blame, events, parse, reaper
+from supervisor.childfiles import ChildFiles
 from supervisor.errors import MtestError
 from supervisor.model import Chunk, TestResult
 
 PROBE_PATH = Path(__file__).with_name("probe.py")
 PROBE_MODULE = "_mtest_probe"
 NO_PYTEST_EXIT = 97
-OUTPUT_HEAD = 64 * 1024
-OUTPUT_TAIL = 1024 * 1024
-OUTPUT_FILE_CAP = 8 * 1024 * 1024
-"""A child's own output goes to a file opened O_APPEND; past this size the pool
-keeps its head and truncates it, so a flood never fills the disk."""
+STACKS_TURNS = 3
+"""Loop turns between asking for stacks and deciding the kill (events are re-read each turn)."""
+STACKS_WAIT_S = 0.3
+"""...and at least this long on mtest's clock, for faulthandler to write."""
 
-# The bootstrap makes the probe importable by name from its file (the project's
-# interpreter may not have mtest installed) without importing it: pytest imports
-# it for `-p`, as any plugin — importing it first would draw pytest's "already
-# imported, cannot be rewritten" warning, an error under `filterwarnings = error`.
-# It also says clearly when pytest itself is missing.
+# The bootstrap unblocks the signals mtest blocks (children inherit the mask),
+# makes the probe importable by name from its file (the project's interpreter
+# may not have mtest installed) without importing it: pytest imports it for
+# `-p`, as any plugin — importing it first would draw pytest's "already
+# imported, cannot be rewritten" warning, an error under `filterwarnings =
+# error`. It says clearly when pytest itself is missing, and appends the final
+# `exit` event (pytest's exit status) through a descriptor opened first, so
+# the event survives a test that removes the state directory.
 BOOTSTRAP = f"""\
-import importlib.util, sys
+import signal
+signal.pthread_sigmask(signal.SIG_SETMASK, [])
+import importlib.util, json, os, sys
+events_fd = os.open(os.environ["MTEST_EVENTS"], os.O_WRONLY | os.O_APPEND)
+os.set_inheritable(events_fd, False)
 try:
     import pytest
 except ImportError as exc:
@@ -53,7 +66,10 @@ class ProbeFinder:
             return importlib.util.spec_from_file_location(name, sys.argv[1])
         return None
 sys.meta_path.append(ProbeFinder)
-raise SystemExit(pytest.main(sys.argv[2:]))
+code = int(pytest.main(sys.argv[2:]))
+line = json.dumps({{"e": "exit", "code": code, "pid": os.getpid()}}) + "\\n"
+os.write(events_fd, line.encode())
+raise SystemExit(code)
 """
 
 
@@ -70,7 +86,7 @@ class Launch:
     cache_dir: Path
     """``.gates/cache``: pytest's cache (``pytest/``) and the bytecode cache (``pycache/``)."""
     env: Mapping[str, str]
-    """Variables the tests see (``MTEST_WORKER``, ``MTEST_RUN_ID``, ancestry)."""
+    """Variables the tests see (``MTEST_WORKER``, ``MTEST_RUN_ID``, ancestry, ``MTEST_TIMEOUT``)."""
 
 
 class State(enum.Enum):
@@ -81,37 +97,57 @@ class State(enum.Enum):
     DEAD = "dead"
 
 
+_PHASES = {
+    State.STARTING: blame.Phase.STARTING,
+    State.READY: blame.Phase.READY,
+    State.RUNNING: blame.Phase.RUNNING,
+    State.EXITING: blame.Phase.EXITING,
+}
+
+
 @dataclass(kw_only=True)
 class Worker:
-    """One pytest child and what the pool knows about it (mutable, loop-private)."""
+    """One pytest child and what the pool knows about it (mutable, loop-private).
+
+    Times are mtest's ``time.monotonic()`` when the pool read the event, never
+    a timestamp the child wrote.
+    """
 
     slot: int
     seq: int
     proc: subprocess.Popen[bytes]
     control: int
     doorbell: int
-    events_path: Path
-    stacks_path: Path
+    files: ChildFiles
     spawned: float
     state: State = State.STARTING
-    offset: int = 0
-    pending: bytes = b""
-    hello: dict[str, Any] | None = None
+    since: float = 0.0
+    """When the current state began or last made progress."""
+    hello: events.Hello | None = None
     hello_at: float | None = None
     collected_at: float | None = None
+    collected_count: int | None = None
     problems: list[TestResult] = field(default_factory=list)
     collecting: dict[str, float] = field(default_factory=dict)
     chunk: Chunk | None = None
     todo: deque[str] = field(default_factory=deque)
-    in_flight: tuple[str, float] | None = None
+    in_flight: str | None = None
+    in_flight_since: float = 0.0
     progressed: bool = False
     stop_sent: bool = False
-    output_path: Path = Path("/dev/null")
-    output_head: bytes = b""
-    output_saved_tail: bytes = b""
-    output_dropped: int = 0
-    final_output: str | None = None
-    kill_reason: str | None = None
+    failures: int = 0
+    """Failing results this child recorded (they explain a non-zero exit status)."""
+    unknown: int = 0
+    session_errors: list[events.SessionError] = field(default_factory=list)
+    exit_code: int | None = None
+    session_over_at: float | None = None
+    foreign_pid: int | None = None
+    """The first other process (a forked copy) seen writing into this child's events."""
+    fork_noted: bool = False
+    kill: blame.Deadline | None = None
+    """The deadline the child is being killed for (or ``HALT``/``CLOSING``)."""
+    stacks_asked_at: float | None = None
+    stacks_turns: int = 0
     term_sent: float | None = None
     killed: bool = False
 
@@ -124,91 +160,153 @@ class Worker:
     def pgid(self) -> int:
         return self.proc.pid
 
-    def overdue(
-        self, now: float, limit_of: Callable[[str], float], timeout_s: float, startup_limit_s: float
-    ) -> str | None:
-        """Why this child must be killed now, if it must: a test, an import or start-up hung.
+    @property
+    def kill_reason(self) -> blame.KillReason | None:
+        return None if self.kill is None else self.kill.reason
 
-        ``limit_of`` gives a test's limit (its ``@pytest.mark.timeout``, else the
-        run's); ``timeout_s`` also bounds the import of one file.
-        """
-        if self.in_flight is not None:
-            test_id, started = self.in_flight
-            return "hung" if now - started > limit_of(test_id) else None
-        if self.collecting:
-            started = min(self.collecting.values())
-            return "collect-hung" if now - started > timeout_s else None
-        if self.hello is None and now - self.spawned > max(startup_limit_s, timeout_s):
-            return "startup-hung"
-        return None
-
-    def dump_stacks(self, wait_s: float) -> None:
-        """Ask the child for every thread's stack (faulthandler) and give it time to write.
-
-        faulthandler's C handler writes even while a C loop holds the GIL. Only
-        the child gets the signal, not its group: SIGUSR2 would kill a grandchild.
-        """
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.proc.pid, signal.SIGUSR2)
-        time.sleep(wait_s)
-
-    def blame(self, *, with_stacks: bool) -> parse.Blame:
-        """What this dead child left behind, for the result of the test it took down."""
-        return parse.Blame(
-            returncode=self.proc.returncode,
-            stacks=read_text(self.stacks_path) if with_stacks else "",
-            output=self.output_text(),
-            worker=self.slot,
-            child=self.seq,
+    def watch(self) -> blame.Watch:
+        """This worker as the deadline rules see it."""
+        oldest = min(self.collecting, key=self.collecting.__getitem__, default=None)
+        return blame.Watch(
+            phase=_PHASES.get(self.state, blame.Phase.READY),
+            since=self.since,
+            in_flight=self.in_flight,
+            in_flight_since=self.in_flight_since,
+            collecting=oldest,
+            collecting_since=self.collecting[oldest] if oldest is not None else 0.0,
+            session_over_at=self.session_over_at,
         )
 
-    def kill_strays(self) -> None:
-        """A chunk is done: nothing it started may outlive it, except the worker itself."""
-        for pid in reaper.group_members(self.pgid):
-            if pid != self.proc.pid:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
+    # -- what the child said -----------------------------------------------------
 
-    def cap_output(self) -> None:
-        """Keep the output file bounded: save its head once and its latest tail, then truncate.
+    def speaks_for(self, event: events.Event) -> bool:
+        """Whether the event comes from the child itself; remembers the first other pid."""
+        if event.pid is None or event.pid == self.proc.pid:
+            return True
+        if self.foreign_pid is None:
+            self.foreign_pid = event.pid
+        return False
 
-        The child writes with O_APPEND, so after the truncation its writes land
-        at the new end; what it wrote last before a crash is in the saved tail
-        or in the file.
+    def on_hello(self, event: events.Hello, now: float) -> None:
+        self.hello, self.hello_at, self.since = event, now, now
+
+    def on_collect_start(self, path: str, now: float) -> None:
+        self.collecting[path] = now
+
+    def on_collect_end(self, path: str, now: float) -> None:
+        self.collecting.pop(path, None)
+        self.since = now
+
+    def on_collected(self, count: int, now: float) -> None:
+        self.collected_at, self.collected_count = now, count
+        if self.state is State.STARTING:
+            self.state, self.since = State.READY, now
+
+    def assign(self, chunk: Chunk, now: float) -> None:
+        """A chunk was sent to this (ready) child."""
+        self.chunk = chunk
+        self.todo = deque(t.test_id for t in chunk.tests)
+        self.progressed = False
+        self.stop_sent = False
+        self.state, self.since = State.RUNNING, now
+
+    def take_chunk(self, chunk: Chunk) -> None:
+        """A dedicated child: its chunk waits until it has collected."""
+        self.chunk = chunk
+        self.todo = deque(t.test_id for t in chunk.tests)
+
+    def on_start(self, test_id: str, now: float) -> None:
+        with contextlib.suppress(ValueError):
+            self.todo.remove(test_id)
+        self.in_flight, self.in_flight_since = test_id, now
+        self.progressed = True
+        self.files.mark_stacks()
+
+    def on_end(self, test_id: str, now: float) -> None:
+        if self.in_flight == test_id:
+            self.in_flight = None
+        self.since = now
+
+    def count(self, result: TestResult) -> None:
+        """A result of this child was recorded; a failing one explains a non-zero exit."""
+        if result.outcome.gating:
+            self.failures += 1
+
+    def on_unknown(self, test_id: str) -> None:
+        with contextlib.suppress(ValueError):
+            self.todo.remove(test_id)
+        self.unknown += 1
+
+    def on_done(self, now: float) -> Chunk | None:
+        """The chunk ended; returns what of it never started (stopped early), if anything."""
+        rest = _rest_of(self.chunk, self.todo, None) if self.chunk and self.todo else None
+        self.chunk = None
+        self.todo.clear()
+        if self.state is State.RUNNING:
+            self.state, self.since = State.READY, now
+        return rest
+
+    def release_chunk(self) -> Chunk | None:
+        """The run halts: what of the chunk did not finish (the test in flight included)."""
+        rest = _rest_of(self.chunk, self.todo, self.in_flight) if self.chunk else None
+        self.chunk = None
+        self.todo.clear()
+        self.in_flight = None
+        return rest
+
+    def on_session_error(self, event: events.SessionError) -> None:
+        self.session_errors.append(event)
+
+    def on_exit(self, code: int, now: float) -> None:
+        self.exit_code, self.session_over_at = code, now
+
+    def begin_exit(self, now: float) -> None:
+        """``exit`` was sent: the child finishes its session."""
+        self.state, self.since = State.EXITING, now
+
+    def mark_dead(self) -> None:
+        self.state = State.DEAD
+
+    # -- the kill sequence -------------------------------------------------------
+
+    def begin_kill(self, due: blame.Deadline, now: float) -> None:
+        """A deadline fired: ask for stacks first when the reason calls for it, else go on.
+
+        Only the child gets SIGUSR2, not its group: it would kill a grandchild.
+        Before the probe said hello, nothing handles SIGUSR2 in the child.
         """
-        try:
-            size = self.output_path.stat().st_size
-        except OSError:
-            return
-        if size <= OUTPUT_FILE_CAP:
-            return
-        with open(self.output_path, "rb") as handle:
-            if not self.output_head:
-                self.output_head = handle.read(OUTPUT_HEAD)
-            handle.seek(size - OUTPUT_TAIL)
-            self.output_saved_tail = handle.read(OUTPUT_TAIL)
-        os.truncate(self.output_path, 0)
-        self.output_dropped += size
+        self.kill = due
+        if due.reason.dumps_stacks and self.hello is not None:
+            self.stacks_asked_at, self.stacks_turns = now, 0
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGUSR2)
 
-    def output_text(self) -> str:
-        """The child's own output: head and tail, saying how much was cut between."""
-        if self.final_output is not None:
-            return self.final_output
-        try:
-            data = self.output_path.read_bytes()
-        except OSError:
-            data = b""
-        total = self.output_dropped + len(data)
-        head = self.output_head or data[:OUTPUT_HEAD]
-        rest = (self.output_saved_tail + data) if self.output_dropped else data[len(head) :]
-        tail = rest[-OUTPUT_TAIL:]
-        cut = total - len(head) - len(tail)
-        middle = f"\n[... mtest cut {cut} bytes ...]\n".encode() if cut > 0 else b""
-        return (head + middle + tail).decode(errors="replace")
+    def stop_now(self, reason: blame.KillReason, now: float) -> None:
+        """Kill without asking for stacks or blaming a test (halt, close)."""
+        if self.kill is None or self.stacks_asked_at is not None:
+            self.kill = blame.Deadline(reason=reason, at=now)
+            self.stacks_asked_at = None
+
+    @property
+    def awaiting_stacks(self) -> bool:
+        return self.stacks_asked_at is not None
+
+    def stacks_settled(self, now: float) -> bool:
+        """One more loop turn since the stacks were asked for: enough turns and time passed?"""
+        self.stacks_turns += 1
+        asked = self.stacks_asked_at if self.stacks_asked_at is not None else now
+        return self.stacks_turns >= STACKS_TURNS and now - asked >= STACKS_WAIT_S
+
+    def confirm_kill(self) -> None:
+        self.stacks_asked_at = None
+
+    def cancel_kill(self) -> None:
+        """The overdue test ended meanwhile: nobody is killed."""
+        self.kill, self.stacks_asked_at = None, None
 
     def step_kill(self, now: float, grace_s: float, *, hurry: bool) -> None:
-        """The kill sequence, one step per call: SIGTERM the group, then SIGKILL after the grace."""
-        if self.proc.returncode is not None:
+        """One step: SIGTERM the group, then SIGKILL after the grace (never while asking)."""
+        if self.proc.returncode is not None or self.kill is None or self.awaiting_stacks:
             return
         if self.term_sent is None and not hurry:
             self.term_sent = now
@@ -217,14 +315,38 @@ class Worker:
             self.killed = True
             signal_group(self.pgid, signal.SIGKILL)
 
+    def kill_strays(self) -> None:
+        """A chunk is done: nothing it started may outlive it, except the worker itself."""
+        for pid in reaper.group_members(self.pgid):
+            if pid != self.proc.pid:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+
+    def blame(self, *, with_stacks: bool) -> parse.Blame:
+        """What this dead child left behind, for the result of the test it took down."""
+        return parse.Blame(
+            returncode=self.proc.returncode,
+            stacks=self.files.stacks_text() if with_stacks else "",
+            output=self.files.output_text(),
+            worker=self.slot,
+            child=self.seq,
+        )
+
+
+def _rest_of(chunk: Chunk, todo: deque[str], in_flight: str | None) -> Chunk:
+    wanted = set(todo)
+    if in_flight is not None:
+        wanted.add(in_flight)
+    tests = tuple(t for t in chunk.tests if t.test_id in wanted)
+    return Chunk(index=chunk.index, tests=tests, estimate_s=chunk.estimate_s)
+
 
 def _start(launch: Launch, *, slot: int, seq: int) -> Worker:
+    launch.base.parent.mkdir(parents=True, exist_ok=True)
+    files = ChildFiles.create(launch.base)
     control_read, control_write = os.pipe()
     bell_read, bell_write = os.pipe()
     os.set_blocking(bell_read, False)
-    events_path = launch.base.with_suffix(".events.jsonl")
-    events_path.write_bytes(b"")
-    output_path = launch.base.with_suffix(".out.txt")
     env = dict(os.environ)
     env.update(launch.env)
     if not env.get("PYTHONDONTWRITEBYTECODE") and not env.get("PYTHONPYCACHEPREFIX"):
@@ -234,10 +356,10 @@ def _start(launch: Launch, *, slot: int, seq: int) -> Worker:
         # that says not to write bytecode, or where to, is left as it is.
         env["PYTHONPYCACHEPREFIX"] = str(launch.cache_dir / "pycache")
     env.update(
-        MTEST_EVENTS=str(events_path),
+        MTEST_EVENTS=str(files.events_path),
         MTEST_CONTROL_FD=str(control_read),
         MTEST_NOTIFY_FD=str(bell_write),
-        MTEST_STACKS=str(launch.base.with_suffix(".stacks.txt")),
+        MTEST_STACKS=str(files.stacks_path),
         MTEST_PARENT_PID=str(os.getpid()),
     )
     argv = [
@@ -250,7 +372,7 @@ def _start(launch: Launch, *, slot: int, seq: int) -> Worker:
     try:
         # A file, not a pipe: no wake-up per progress dot, and no grandchild
         # holding a pipe open can block anything.
-        with open(output_path, "ab") as output:
+        with open(files.output_path, "ab") as output:
             proc = subprocess.Popen(
                 argv,
                 cwd=launch.cwd,
@@ -264,6 +386,7 @@ def _start(launch: Launch, *, slot: int, seq: int) -> Worker:
     except OSError as exc:
         os.close(control_write)
         os.close(bell_read)
+        files.close()
         raise MtestError(
             f"cannot start `{launch.python}`: {exc.strerror}",
             hint="pass an existing interpreter with --python or [tool.mtest] python",
@@ -272,20 +395,13 @@ def _start(launch: Launch, *, slot: int, seq: int) -> Worker:
     finally:
         os.close(control_read)
         os.close(bell_write)
+    now = time.monotonic()
     return Worker(
         slot=slot, seq=seq, proc=proc, control=control_write, doorbell=bell_read,
-        events_path=events_path, stacks_path=launch.base.with_suffix(".stacks.txt"),
-        spawned=time.monotonic(), output_path=output_path,
+        files=files, spawned=now, since=now,
     )  # fmt: skip
 
 
 def signal_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-
-
-def read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""

@@ -1,0 +1,147 @@
+"""A child's three files, opened once and read through their descriptors.
+
+The events stream (``NNNN.events.jsonl``), the child's own output
+(``NNNN.out.txt``) and its stacks (``NNNN.stacks.txt``) are created by mtest
+before the child starts and kept open until it is buried: a test that deletes
+or renames ``.gates/`` removes the names, not the files, and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+OUTPUT_HEAD = 64 * 1024
+OUTPUT_TAIL = 1024 * 1024
+OUTPUT_FILE_CAP = 8 * 1024 * 1024
+"""A child's own output goes to a file opened O_APPEND; past this size the pool
+keeps its head and truncates it, so a flood never fills the disk."""
+READ_BLOCK = 1024 * 1024
+
+
+@dataclass(kw_only=True)
+class ChildFiles:
+    events_path: Path
+    output_path: Path
+    stacks_path: Path
+    events_fd: int
+    output_fd: int
+    stacks_fd: int
+    offset: int = 0
+    pending: bytes = b""
+    stacks_mark: int = 0
+    """Where the stacks of the test in flight begin (the file's size when it started)."""
+    output_head: bytes = b""
+    output_saved_tail: bytes = b""
+    output_dropped: int = 0
+    final_output: str | None = None
+
+    @staticmethod
+    def create(base: Path) -> ChildFiles:
+        """Create (empty) and open the files of the child whose stem is ``base``."""
+        paths = [base.with_suffix(s) for s in (".events.jsonl", ".out.txt", ".stacks.txt")]
+        flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        fds = [os.open(path, flags, 0o644) for path in paths]
+        return ChildFiles(
+            events_path=paths[0], output_path=paths[1], stacks_path=paths[2],
+            events_fd=fds[0], output_fd=fds[1], stacks_fd=fds[2],
+        )  # fmt: skip
+
+    def read_events(self) -> bytes:
+        """What the child appended since the last read, with any partial line before it."""
+        chunks = [self.pending]
+        while True:
+            try:
+                data = os.pread(self.events_fd, READ_BLOCK, self.offset)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+            self.offset += len(data)
+        self.pending = b""
+        return b"".join(chunks)
+
+    def keep_pending(self, data: bytes) -> None:
+        """The undecoded end of what ``read_events`` returned, for the next read."""
+        self.pending = data
+
+    def mark_stacks(self) -> None:
+        with contextlib.suppress(OSError):
+            self.stacks_mark = os.fstat(self.stacks_fd).st_size
+
+    def stacks_text(self) -> str:
+        """The stacks written since the test in flight started."""
+        try:
+            size = os.fstat(self.stacks_fd).st_size
+            mark = self.stacks_mark if self.stacks_mark <= size else 0
+            data = os.pread(self.stacks_fd, max(0, size - mark), mark)
+        except OSError:
+            return ""
+        return data.decode(errors="replace")
+
+    def cap_output(self) -> None:
+        """Keep the output file bounded: save its head once and its latest tail, then truncate.
+
+        The child writes with O_APPEND, so after the truncation its writes land
+        at the new end; what it wrote last before a crash is in the saved tail
+        or in the file.
+        """
+        try:
+            size = os.fstat(self.output_fd).st_size
+            if size <= OUTPUT_FILE_CAP:
+                return
+            if not self.output_head:
+                self.output_head = os.pread(self.output_fd, OUTPUT_HEAD, 0)
+            self.output_saved_tail = os.pread(self.output_fd, OUTPUT_TAIL, size - OUTPUT_TAIL)
+            os.ftruncate(self.output_fd, 0)
+        except OSError:
+            return
+        self.output_dropped += size
+
+    def output_text(self) -> str:
+        """The child's own output: head and tail, saying how much was cut between."""
+        if self.final_output is not None:
+            return self.final_output
+        data = _read_all(self.output_fd)
+        total = self.output_dropped + len(data)
+        head = self.output_head or data[:OUTPUT_HEAD]
+        rest = (self.output_saved_tail + data) if self.output_dropped else data[len(head) :]
+        tail = rest[-OUTPUT_TAIL:]
+        cut = total - len(head) - len(tail)
+        middle = f"\n[... mtest cut {cut} bytes ...]\n".encode() if cut > 0 else b""
+        return (head + middle + tail).decode(errors="replace")
+
+    def close(self) -> None:
+        """The child is buried and its results recorded: keep its output, drop its events.
+
+        The output is rewritten as head and tail when it was cut; the events
+        file is emptied — the failure bundles hold each test's output, so it is
+        stored once.
+        """
+        self.final_output = self.output_text()
+        with contextlib.suppress(OSError):
+            if self.output_dropped:
+                os.ftruncate(self.output_fd, 0)
+                os.pwrite(self.output_fd, self.final_output.encode(), 0)
+            os.ftruncate(self.events_fd, 0)
+        for fd in (self.events_fd, self.output_fd, self.stacks_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks: list[bytes] = []
+    offset = 0
+    while True:
+        try:
+            data = os.pread(fd, READ_BLOCK, offset)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+        offset += len(data)
+    return b"".join(chunks)

@@ -1,0 +1,141 @@
+"""The probe → driver protocol as typed values: one frozen dataclass per event kind.
+
+``parse.decode_events`` is the one decoder: it turns the JSONL lines a child
+writes into these values and skips what it cannot read (a line that is not an
+object, an unknown kind, a field of the wrong type). Every event carries the
+``pid`` of the process that wrote it (``None`` from an older probe): only the
+worker itself speaks for its tests, a forked copy's events are dropped.
+Timestamps the child writes (``t``) are not kept: the driver measures time on
+its own clock when it reads an event.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from supervisor.model import TestItem
+
+
+class EventKind(enum.StrEnum):
+    HELLO = "hello"
+    COLLECT_START = "cstart"
+    COLLECT_END = "cend"
+    COLLECT_PROBLEM = "collect_problem"
+    COLLECTED = "collected"
+    UNKNOWN = "unknown"
+    START = "start"
+    END = "end"
+    DONE = "done"
+    THREADS = "threads"
+    SESSION_ERROR = "session_error"
+    EXIT = "exit"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hello:
+    pid: int | None
+    python: str = ""
+    executable: str = ""
+    pytest: str = ""
+    plugins: tuple[str, ...] = ()
+    rootdir: str = ""
+    timeout: float | None = None
+    """pytest-timeout's option or the project's ``timeout`` ini, when set."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectStart:
+    pid: int | None
+    file: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectEnd:
+    pid: int | None
+    file: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectProblem:
+    pid: int | None
+    test_id: str
+    error: bool
+    """``True``: the file failed to import; ``False``: it skipped itself."""
+    message: str = ""
+    longrepr: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Collected:
+    pid: int | None
+    count: int
+    items: tuple[TestItem, ...] | None
+    """The whole listing, from the child asked for it; ``None`` from the others."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Unknown:
+    pid: int | None
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Start:
+    pid: int | None
+    test_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class End:
+    pid: int | None
+    test_id: str
+    outcome: str
+    duration_s: float = 0.0
+    message: str = ""
+    when: str | None = None
+    longrepr: str = ""
+    sections: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Done:
+    pid: int | None
+    chunk: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Threads:
+    pid: int | None
+    test_id: str
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionError:
+    pid: int | None
+    where: str
+    message: str = ""
+    longrepr: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Exit:
+    pid: int | None
+    code: int
+
+
+Event = (
+    Hello
+    | CollectStart
+    | CollectEnd
+    | CollectProblem
+    | Collected
+    | Unknown
+    | Start
+    | End
+    | Done
+    | Threads
+    | SessionError
+    | Exit
+)

@@ -1,0 +1,376 @@
+"""The event loop under a pool: reading the children's events, deadlines, burial.
+
+``Loop`` holds what the loop knows; ``drive.Pool`` builds on it with the
+lifecycle (start, collect, run, release, close) and the dispatch of chunks.
+One turn waits on the doorbells with a short timeout (it never sleeps), reads
+every child's new events (typed, ``parse.decode_events``; a forked copy's are
+dropped), checks the deadline each child is under (``blame.overdue``) and
+steps its kill sequence, and buries the children that exited: the test still
+in flight at the kill is blamed (``blame.culprit``), the tests of its chunk
+that never started go back to the front of the queue, and a session that
+failed on its own becomes one ``error`` record (``blame.session_failure``).
+Every time is mtest's own ``time.monotonic()`` when it read the event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import time
+from collections import deque
+from collections.abc import Sequence
+
+from supervisor import blame, events, parse, reaper
+from supervisor.control import (
+    DEFAULT_TIMEOUT_S,
+    EXIT_WAIT_S,
+    LINGER_S,
+    MAX_EARLY_DEATHS,
+    POLL_S,
+    SESSION_ID,
+    STARTUP_LIMIT_S,
+    DriveOptions,
+    ResultSink,
+    Stop,
+    StopControl,
+)  # fmt: skip
+from supervisor.errors import MtestError
+from supervisor.model import Chunk, Collection, Outcome, TestResult
+from supervisor.worker import NO_PYTEST_EXIT, State, Worker, signal_group
+
+
+class Loop:
+    """What the event loop knows about the children, and one turn of it."""
+
+    def __init__(self, options: DriveOptions) -> None:
+        self.options = options
+        self.workers: list[Worker | None] = [None] * options.jobs
+        self.selector = selectors.DefaultSelector()
+        self.seq = 0
+        self.ignored: list[str] = []
+        self.blamed_files: set[str] = set()
+        self.blamed: list[TestResult] = []
+        """Import blames found while collecting, until the listing is complete."""
+        self.collection: Collection | None = None
+        self.limits: dict[str, float] = {}
+        """Tests with their own ``@pytest.mark.timeout``."""
+        self.deaths = blame.Deaths(limit=MAX_EARLY_DEATHS)
+        self.timeout_s = options.timeout_s or DEFAULT_TIMEOUT_S
+        self.timeout_known = options.timeout_s is not None
+        self.sink: ResultSink = lambda result: None
+        self.queue: deque[Chunk] = deque()
+        self.dedicated = False
+        self.stop = StopControl()
+        """The run's stop control: an interrupt while children shut down still counts."""
+        self.watchdog: reaper.Watchdog | None = None
+        self.notes: list[str] = []
+        """What the run must tell the user that is not a test outcome (one line each)."""
+        self.state_dir_gone = False
+        options.work_dir.mkdir(parents=True, exist_ok=True)
+
+    def _live(self) -> list[Worker]:
+        return [w for w in self.workers if w is not None and w.state is not State.DEAD]
+
+    def _assign(self, worker: Worker, chunk: Chunk) -> None:
+        self._ensure_work_dir()
+        ids_path = self.options.work_dir / f"{worker.seq:04d}-chunk{chunk.index:04d}.ids"
+        ids_path.write_text("".join(f"{t.test_id}\n" for t in chunk.tests), encoding="utf-8")
+        worker.assign(chunk, time.monotonic())
+        self._send(worker, f"run {chunk.index} {ids_path}\n")
+
+    def _ensure_work_dir(self) -> None:
+        """A test may have removed ``.gates/``: say so once, and make the work dir again."""
+        if not self.options.work_dir.is_dir():
+            if not self.state_dir_gone:
+                self.state_dir_gone = True
+                self.notes.append("the state directory was removed during the run")
+            self.options.work_dir.mkdir(parents=True, exist_ok=True)
+
+    def _send(self, worker: Worker, line: str) -> None:
+        # A child that is gone is handled when it is reaped.
+        with contextlib.suppress(OSError):
+            os.write(worker.control, line.encode())
+
+    def _send_exit(self, worker: Worker) -> None:
+        self._send(worker, "exit\n")
+        worker.begin_exit(time.monotonic())
+
+    def _kill_orphans(self, keep: Sequence[int] = ()) -> None:
+        """What the run's children left behind (forked copies, daemons) dies now."""
+        for worker in self._live():
+            worker.kill_strays()
+
+    # -- one turn of the loop ------------------------------------------------
+
+    def _turn(self, stop: StopControl) -> None:
+        for key, _ in self.selector.select(POLL_S):
+            self._drain_fd(key.fd)
+        now = time.monotonic()
+        for worker in self._live():
+            self._read_events(worker)
+            worker.files.cap_output()
+            self._check_deadlines(worker, now, stop)
+            if worker.proc.poll() is not None:
+                self._bury(worker)
+
+    def _drain_fd(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._unregister(fd)
+
+    def _unregister(self, fd: int) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(fd)
+
+    def _read_events(self, worker: Worker) -> None:
+        data = worker.files.read_events()
+        if not data:
+            return
+        decoded, used = parse.decode_events(data)
+        worker.files.keep_pending(data[used:])
+        for event in decoded:
+            if worker.speaks_for(event):
+                self._on_event(worker, event, time.monotonic())
+            elif worker.foreign_pid == event.pid and not worker.fork_noted:
+                worker.fork_noted = True
+                self.notes.append(
+                    f"child {worker.seq:04d}: a forked copy (pid {event.pid}) wrote events "
+                    f"for its tests{_during(worker.in_flight)}; they were ignored and it was killed"
+                )
+
+    def _on_event(self, worker: Worker, event: events.Event, now: float) -> None:
+        match event:
+            case events.Hello():
+                worker.on_hello(event, now)
+                if not self.timeout_known and event.timeout is not None:
+                    self.timeout_s, self.timeout_known = event.timeout, True
+            case events.CollectStart(file=path):
+                worker.on_collect_start(path, now)
+            case events.CollectEnd(file=path):
+                worker.on_collect_end(path, now)
+            case events.CollectProblem():
+                worker.problems.append(
+                    parse.collect_problem(event, worker=worker.slot, child=worker.seq)
+                )
+            case events.Collected():
+                self._on_collected(worker, event, now)
+            case events.Unknown(ids=ids):
+                for test_id in ids:
+                    worker.on_unknown(test_id)
+                    self._record(worker, parse.unknown_result(
+                        test_id, chunk=_index(worker), worker=worker.slot, child=worker.seq
+                    ))  # fmt: skip
+            case events.Start(test_id=test_id):
+                worker.on_start(test_id, now)
+                self.deaths = self.deaths.after_progress()
+            case events.End():
+                result = parse.result_from_end(
+                    event, chunk=_index(worker), worker=worker.slot, child=worker.seq
+                )
+                worker.on_end(event.test_id, now)
+                self._record(worker, result)
+            case events.Done():
+                rest = worker.on_done(now)
+                if rest is not None:  # stopped after a test: the rest waits
+                    self.queue.appendleft(rest)
+                self._kill_orphans()
+            case events.Threads(test_id=test_id, names=names):
+                self.notes.append(
+                    f"{test_id} left non-daemon thread(s) running ({', '.join(names)}); "
+                    f"its worker is stopped {LINGER_S:g}s after its session ends"
+                )
+            case events.SessionError():
+                worker.on_session_error(event)
+            case events.Exit(code=code):
+                worker.on_exit(code, now)
+
+    def _record(self, worker: Worker, result: TestResult) -> None:
+        worker.count(result)
+        self.sink(result)
+
+    def _on_collected(self, worker: Worker, event: events.Collected, now: float) -> None:
+        worker.on_collected(event.count, now)
+        if worker.chunk is not None and worker.state is State.READY:
+            # A dedicated child: its chunk was waiting for the collection.
+            if self.stop.current(now) is Stop.AFTER_TEST:
+                chunk = worker.release_chunk()
+                if chunk is not None:
+                    self.queue.appendleft(chunk)
+                self._send_exit(worker)
+            else:
+                self._assign(worker, worker.chunk)
+        if self.collection is not None or event.items is None:
+            return  # only slot 0's children send the whole listing (see _spawn)
+        self.limits = {t.test_id: t.timeout for t in event.items if t.timeout is not None}
+        hello_at = worker.hello_at if worker.hello_at is not None else worker.spawned
+        self.collection = parse.collection_from(
+            event.items,
+            [*self.blamed, *(p for p in worker.problems if p.test_id not in self.blamed_files)],
+            worker.hello,
+            startup_s=hello_at - worker.spawned,
+            collect_s=now - hello_at,
+        )
+
+    # -- deadlines and death ---------------------------------------------------
+
+    def _limits(self) -> blame.Limits:
+        return blame.Limits(
+            timeout_s=self.timeout_s, startup_s=STARTUP_LIMIT_S, linger_s=LINGER_S,
+            exit_s=EXIT_WAIT_S, per_test=self.limits,
+        )  # fmt: skip
+
+    def _check_deadlines(self, worker: Worker, now: float, stop: StopControl) -> None:
+        """The kill sequence, one step per turn: stacks, re-check, SIGTERM, SIGKILL."""
+        limits = self._limits()
+        if worker.kill is None:
+            due = blame.overdue(worker.watch(), limits, now)
+            if due is None:
+                return
+            worker.begin_kill(due, now)
+        elif worker.awaiting_stacks:
+            if not worker.stacks_settled(now):
+                return
+            if not blame.still_due(worker.kill, worker.watch(), limits, now):
+                self._note_escape(worker.kill)
+                worker.cancel_kill()
+                return
+            worker.confirm_kill()
+        forced = worker.kill_reason in (blame.KillReason.HALT, blame.KillReason.CLOSING)
+        grace = stop.grace(self.options.kill_grace_s) if forced else self.options.kill_grace_s
+        worker.step_kill(now, grace, hurry=stop.hurry)
+
+    def _note_escape(self, kill: blame.Deadline | None) -> None:
+        if kill is not None and kill.reason is blame.KillReason.HUNG:
+            self.notes.append(
+                f"{kill.subject} ran past its {kill.limit_s:g}s timeout and ended only when "
+                "mtest asked for its stacks; the tests after it ran on"
+            )
+
+    def _bury(self, worker: Worker) -> None:
+        """The child has exited: read what it left, kill its group, blame, requeue."""
+        self._read_events(worker)
+        signal_group(worker.pgid, signal.SIGKILL)
+        if self.watchdog is not None:
+            self.watchdog.forget(worker.pgid)
+        self._unregister(worker.doorbell)
+        for fd in (worker.control, worker.doorbell):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        worker.mark_dead()
+        try:
+            if worker.kill_reason not in (blame.KillReason.HALT, blame.KillReason.CLOSING):
+                if worker.collected_at is None and worker.chunk is None:
+                    self._blame_collection(worker)
+                else:
+                    self._blame_run(worker)
+                    self._check_session(worker)
+        finally:
+            worker.files.close()
+        self._ensure_work_dir()
+
+    def _blame_run(self, worker: Worker) -> None:
+        chunk = worker.chunk
+        who = blame.culprit(worker.kill, worker.in_flight)
+        if who.how is blame.Blamed.NOBODY and chunk is not None and not worker.progressed:
+            # Died before starting any test: no test is to blame. The chunk goes
+            # back to the queue, and children that keep doing this end the run.
+            self._early_death(worker)
+        rest = worker.release_chunk()
+        if who.how in (blame.Blamed.HUNG, blame.Blamed.CRASHED) and who.test_id is not None:
+            rest = _without(rest, who.test_id)
+            hung = who.how is blame.Blamed.HUNG
+            duration = time.monotonic() - worker.in_flight_since
+            info = worker.blame(with_stacks=hung)
+            self._record(worker, parse.hung_result(
+                who.test_id, info, self._limits().of(who.test_id), self.options.kill_grace_s,
+                duration_s=duration, chunk=_index_of(chunk),
+            ) if hung else parse.crash_result(
+                who.test_id, info, duration_s=duration, chunk=_index_of(chunk),
+            ))  # fmt: skip
+        if rest is not None and rest.tests:
+            self.queue.appendleft(rest)
+
+    def _check_session(self, worker: Worker) -> None:
+        """A session that failed on its own is one ``error`` record for that child."""
+        explained = (
+            worker.failures > 0 or worker.unknown > 0 or worker.collected_count == 0
+            or any(p.outcome is Outcome.ERROR for p in worker.problems)
+        )  # fmt: skip
+        why = blame.session_failure(
+            errors=worker.session_errors, exit_code=worker.exit_code,
+            returncode=worker.proc.returncode, kill=worker.kill_reason, explained=explained,
+        )  # fmt: skip
+        if why is None:
+            return
+        out = f"{self.options.work_dir.name}/{worker.seq:04d}.out.txt"
+        longrepr = "\n\n".join(e.longrepr for e in worker.session_errors if e.longrepr)
+        self.sink(TestResult(
+            test_id=SESSION_ID.format(seq=worker.seq), outcome=Outcome.ERROR, duration_s=0.0,
+            message=f"{why} (the child's output is in its bundle and {out})",
+            longrepr=longrepr, child_output=worker.files.output_text(),
+            worker=worker.slot, child=worker.seq,
+        ))  # fmt: skip
+
+    def _blame_collection(self, worker: Worker) -> None:
+        path = min(worker.collecting, key=worker.collecting.__getitem__, default=None)
+        if path is not None and path not in self.blamed_files:
+            self.blamed_files.add(path)
+            self.ignored.append(path)
+            hung = worker.kill_reason is blame.KillReason.COLLECT_HUNG
+            info = worker.blame(with_stacks=hung)
+            self.sink(parse.import_blame(path, info, hung_after_s=self.timeout_s if hung else None))
+            return
+        self._early_death(worker)
+
+    def _early_death(self, worker: Worker) -> None:
+        """A child died before it ran a test (and not in an import): retry, up to a point."""
+        self.deaths = self.deaths.after_death()
+        code = worker.exit_code if worker.exit_code is not None else worker.proc.returncode
+        listing = self.collection is None and blame.gives_up_listing(code)
+        if not listing and not self.deaths.exhausted:
+            return  # the next child tries again
+        last = parse.last_error_line(worker.files.output_text())
+        if code == NO_PYTEST_EXIT:
+            raise MtestError(
+                f"`{self.options.python}` ({self.options.python_origin}) cannot import pytest",
+                hint=f"install pytest into that environment ({last})",
+                code=4,
+            )
+        if listing:
+            raise MtestError(f"pytest {parse.describe_exit(code)}: {last}", code=code or 4)
+        when = (
+            "before listing the tests"
+            if self.collection is None
+            else f"{self.deaths.in_a_row} times in a row before running a test"
+        )
+        raise MtestError(
+            f"pytest {parse.describe_exit(code)} {when}: {last}",
+            hint=f"run `{self.options.python} -m pytest --collect-only` to see why",
+            code=4 if code == 4 else 1,
+        )
+
+
+def _index(worker: Worker) -> int:
+    return _index_of(worker.chunk)
+
+
+def _index_of(chunk: Chunk | None) -> int:
+    return chunk.index if chunk is not None else 0
+
+
+def _without(chunk: Chunk | None, test_id: str) -> Chunk | None:
+    if chunk is None:
+        return None
+    tests = tuple(t for t in chunk.tests if t.test_id != test_id)
+    return Chunk(index=chunk.index, tests=tests, estimate_s=chunk.estimate_s)
+
+
+def _during(test_id: str | None) -> str:
+    return f" while {test_id} ran" if test_id is not None else ""
