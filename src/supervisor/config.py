@@ -284,17 +284,25 @@ _PYTHON_MARK = "mtest-python-ok"
 
 
 def check_junit_target(path: Path, origin: str) -> Path:
-    """``path`` can be written as a file: not a directory, in a writable directory."""
+    """``path`` can be written as a file: not a directory, and creatable where it is.
+
+    Tried for real (its directories made, the file opened for appending, and
+    removed again if it was not there), so that a run does not end without its
+    report after every test ran; permission bits alone do not say it for root.
+    """
     hint = "name a file in a writable directory, e.g. --junit-xml junit.xml"
     if path.is_dir():
         raise MtestError(f"invalid {origin} `{path}`: it is a directory", hint=hint)
-    parent = next((p for p in path.parents if p.exists()), None)
-    if parent is None or not parent.is_dir():
-        raise MtestError(f"invalid {origin} `{path}`: `{parent}` is not a directory", hint=hint)
-    if path.exists() and not os.access(path, os.W_OK):
-        raise MtestError(f"invalid {origin} `{path}`: the file is not writable", hint=hint)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise MtestError(f"invalid {origin} `{path}`: `{parent}` is not writable", hint=hint)
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise MtestError(f"invalid {origin} `{path}`: cannot write it ({why})", hint=hint) from None
+    if not existed:
+        path.unlink(missing_ok=True)
     return path
 
 
@@ -306,14 +314,11 @@ def check_python(python: str, origin: str, cwd: Path) -> None:
     one line, instead of as a worker that dies before listing the tests).
     """
     hint = "name a Python interpreter, e.g. --python .venv/bin/python"
-    if os.sep not in python:
-        found = shutil.which(python)
-        if found is None:
-            raise MtestError(f"invalid {origin} `{python}`: not found on PATH", hint=hint)
-        path = Path(found)
-    else:
-        path = cwd / python
+    found = shutil.which(python) if os.sep not in python else None
+    path = Path(found) if found else cwd / python
     if not path.exists():
+        if os.sep not in python:
+            raise MtestError(f"invalid {origin} `{python}`: not found on PATH", hint=hint)
         raise MtestError(f"invalid {origin} `{python}`: no such file", hint=hint)
     if not path.is_file():
         raise MtestError(f"invalid {origin} `{python}`: not a file", hint=hint)
@@ -339,4 +344,9 @@ def check_python(python: str, origin: str, cwd: Path) -> None:
             f"invalid {origin} `{python}`: it does not run Python code "
             f"(`{python} -c ...` exited {done.returncode})",
             hint=hint,
+        )
+    if found is None and os.sep not in python:
+        # It runs, but a bare name is looked up on PATH only, never in the cwd.
+        raise MtestError(
+            f"invalid {origin} `{python}`: not found on PATH", hint=f"write ./{python}"
         )

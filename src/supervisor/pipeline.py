@@ -10,28 +10,26 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
-import signal
+import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from types import FrameType
+from pathlib import Path
 
 from supervisor import github, junit, learn, plan, report, select
 from supervisor.bundle import read_diagnoses
-from supervisor.config import Config, Mode
+from supervisor.config import Config, FlakyResult, Mode
 from supervisor.console import Console
 from supervisor.drive import DriveOptions, Pool, Stop, StopControl
-from supervisor.model import Chunk, Collection, Fingerprint, TestItem, TestRecord, TestResult
+from supervisor.interrupts import Guard
+from supervisor.model import Chunk, Collection, Fingerprint, TestItem, TestRecord
+from supervisor.progress import Progress, StopRule
 from supervisor.reaper import ANCESTRY_VAR
 from supervisor.record import Context, Recorder, holder_line, utc_now
 from supervisor.resume import ResumePoint, load_resume_point, save_state
-from supervisor.store import Store
+from supervisor.store import DURATIONS, QUARANTINE, Store
 
 FINISH_RESERVE_S = 0.7
 """Of a --budget, what is kept for stopping children, learning and reporting."""
-DURATIONS = "durations.json"
-QUARANTINE = "quarantine.json"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,6 +46,8 @@ def new_run_id() -> str:
 
 def run(config: Config, console: Console) -> int:
     store = Store(config.gates_dir, console.warn)
+    if config.mode is Mode.COLLECT_ONLY:
+        return list_selection(store, config, console)
     with store.locked(holder_line(config.argv, os.getpid())):
         point: ResumePoint | None = None
         if config.mode is Mode.RESUME:
@@ -56,13 +56,26 @@ def run(config: Config, console: Console) -> int:
         return _run_locked(store, config, console, point)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Selected:
+    """What this invocation runs: the chosen tests cut into chunks, and what was left out."""
+
+    chosen: tuple[TestItem, ...]
+    left_out: tuple[select.LeftOut, ...]
+    chunks: tuple[Chunk, ...]
+    selected: tuple[str, ...]
+    """Every test id of the run (a resumed run: the original run's)."""
+    estimates: dict[str, float]
+
+
 def _run_locked(store: Store, config: Config, console: Console, point: ResumePoint | None) -> int:
     started = time.monotonic()
     run_id = point.run_id if point else new_run_id()
     store.begin_run(fresh=point is None)
     budget_end = None if config.budget_s is None else started + config.budget_s - FINISH_RESERVE_S
     stop = StopControl(deadline=budget_end)
-    with _interrupts(stop), Pool(_drive_options(config, store, run_id)) as pool:
+    with Guard(stop) as guard, Pool(_drive_options(config, store, run_id)) as pool:
+        guard.follow(pool)  # a signal from a worker names its test
         pool.start()  # the children start and collect while we read what earlier runs learned
         knowledge = load_knowledge(store)
         recorder = Recorder(
@@ -75,41 +88,96 @@ def _run_locked(store: Store, config: Config, console: Console, point: ResumePoi
         recorder.learn_items(collection, config.tier_map)
         for problem in collection.problems:
             recorder.record_new(problem)
-        estimates = learn.estimates(knowledge.durations, collection.items)
-        chosen, left_out = _select(config, collection, knowledge, estimates, point)
-        chunks = plan.make_chunks(
-            chosen,
-            jobs=config.jobs,
-            estimates=estimates,
-            first=_priority(config, knowledge, chosen),
-        )
-        selected = point.selected if point else tuple(t.test_id for t in chosen)
-        save_state(store, config, run_id, selected, done=recorder.finals, complete=False)
-        progress = _Progress(
-            console=console, recorder=recorder, stop=stop, fail_fast=config.fail_fast,
-            chosen=chosen, estimates=estimates, jobs=config.jobs,
-        )  # fmt: skip
-        progress.running = pool.running
-        outstanding = pool.run(chunks, progress, stop, tick=progress.show)
-        if config.retries and stop.mode is not Stop.HALT:
-            _retry(pool, config, recorder, stop, first_chunk=len(chunks))
-        progress.finish()
+        picked = _pick(config, collection, knowledge, point)
+        save_state(store, config, run_id, picked.selected, done=recorder.finals, complete=False)
+        outstanding = _drive(pool, config, recorder, stop, picked)
         pool.release()  # the children finish their sessions while we learn and report
-        learn_from(store, knowledge, recorder, collection)
+        quarantine = learn_from(store, knowledge, recorder, collection, _whole_suite(config))
         facts = report.RunFacts(
             run_id=run_id,
             elapsed_s=time.monotonic() - started,
             interrupted=stop.interrupted,
-            stopped_reason=_stop_reason(stop, outstanding),
+            stopped_reason=_stop_reason(stop, outstanding, config),
             outstanding=len(outstanding),
-            left_out=tuple((lo.reason, lo.count, lo.estimate_s) for lo in left_out),
+            left_out=tuple((lo.reason, lo.count, lo.estimate_s) for lo in picked.left_out),
             resumed=point is not None,
+            notes=_notes(pool, store, guard),
+            quarantine_kinds=quarantine.kinds(),
         )
-        finals, code = _report(store, config, recorder, selected, facts)
-    # The children have finished their sessions now: say how long it all took.
+        finals, code = _report(store, config, recorder, picked.selected, facts)
+    # The children have finished their sessions now: say how long it all took, and
+    # every note, also those that came after the summary was written.
     wall = dataclasses.replace(facts, elapsed_s=time.monotonic() - started)
-    _print_end(console, finals, wall, left_out, code, store)
+    _print_end(console, finals, wall, picked.left_out, code, store, _notes(pool, store, guard))
     return code
+
+
+def _pick(
+    config: Config, collection: Collection, knowledge: Knowledge, point: ResumePoint | None
+) -> Selected:
+    """Select the tests and cut them into chunks."""
+    estimates = learn.estimates(knowledge.durations, collection.items)
+    chosen, left_out = select_tests(config, collection, knowledge, estimates, point)
+    chunks = plan.make_chunks(
+        chosen, jobs=config.jobs, estimates=estimates, first=_priority(config, knowledge, chosen)
+    )
+    selected = point.selected if point else tuple(t.test_id for t in chosen)
+    return Selected(
+        chosen=chosen, left_out=left_out, chunks=tuple(chunks), selected=selected,
+        estimates=estimates,
+    )  # fmt: skip
+
+
+def _drive(
+    pool: Pool, config: Config, recorder: Recorder, stop: StopControl, picked: Selected
+) -> list[str]:
+    """Run the chunks, then the retries; return the ids that never started."""
+    rule = StopRule(
+        fail_fast=config.fail_fast, maxfail=config.maxfail,
+        flaky_fails=config.flaky_result is FlakyResult.FAIL,
+    )  # fmt: skip
+    progress = Progress(
+        console=recorder.console, recorder=recorder, stop=stop, rule=rule,
+        chosen=picked.chosen, estimates=picked.estimates, jobs=config.jobs,
+    )  # fmt: skip
+    # Files that failed to import in this invocation count, as for pytest's --maxfail
+    # (a resumed run counts afresh: it continues after the stop).
+    progress.count_failures(sum(rule.gates(r) for r in recorder.session))
+    progress.running = pool.running
+    outstanding = pool.run(picked.chunks, progress, stop, tick=progress.show)
+    # -x/--maxfail stop everything, retries too; --fail-fast only stops new tests.
+    if config.retries and stop.mode not in (Stop.HALT, Stop.AFTER_TEST):
+        _retry(pool, config, recorder, stop, first_chunk=len(picked.chunks))
+    progress.finish()
+    return outstanding
+
+
+def list_selection(store: Store, config: Config, console: Console) -> int:
+    """``--collect-only``: collect and select as a run would; print the chosen ids.
+
+    Nothing under ``.gates/`` is written (the children's files go to a temporary
+    directory), so the last run's records stay. Exit 0, 5 when nothing is
+    selected, 1 when a file failed to import.
+    """
+    stop = StopControl()
+    with tempfile.TemporaryDirectory(prefix="mtest-collect-") as tmp:
+        options = _drive_options(config, store, new_run_id(), work_dir=Path(tmp))
+        with Guard(stop), Pool(dataclasses.replace(options, jobs=1)) as pool:
+            pool.start()
+            knowledge = load_knowledge(store)
+            collection = pool.collect(stop)
+    estimates = learn.estimates(knowledge.durations, collection.items)
+    chosen, left_out = select_tests(config, collection, knowledge, estimates, None)
+    for item in chosen:
+        console.always(item.test_id)
+    for problem in collection.problems:
+        console.line(f"{problem.outcome.value.upper()} {problem.test_id} - {problem.message}")
+    for lo in left_out:
+        console.line(f"left out by {lo.reason}: {lo.count} test(s), ~{lo.estimate_s:.1f}s")
+    console.line(f"mtest: {len(chosen)} of {len(collection.items)} collected test(s) selected")
+    if any(p.outcome.gating for p in collection.problems):
+        return report.EXIT_FAILED
+    return report.EXIT_OK if chosen else report.EXIT_NO_TESTS
 
 
 def _report(
@@ -120,7 +188,10 @@ def _report(
     # Every record of this run counts: the selected tests, and the files that
     # failed to import or crashed or hung a child while it imported them.
     finals = dict(recorder.finals)
-    code = report.exit_code(finals, interrupted=facts.interrupted, selected=len(selected))
+    code = report.exit_code(
+        finals, interrupted=facts.interrupted, selected=len(selected),
+        flaky_fails=config.flaky_result is FlakyResult.FAIL,
+    )  # fmt: skip
     summary = report.summary_markdown(finals, facts, code, recorder.session)
     store.write_summary(summary)
     recorder.flush_chunks()
@@ -142,22 +213,42 @@ def load_knowledge(store: Store) -> Knowledge:
     return Knowledge(durations=durations, quarantine=quarantine)
 
 
-def learn_from(store: Store, knowledge: Knowledge, recorder: Recorder, coll: Collection) -> None:
-    """Fold this invocation's records into durations and quarantine (each record once)."""
+def learn_from(
+    store: Store, knowledge: Knowledge, recorder: Recorder, coll: Collection, whole_suite: bool
+) -> learn.Quarantine:
+    """Fold this invocation's records into durations and quarantine (each record once).
+
+    Only a run that collected the whole suite tells which tests no longer exist
+    (a run of one file, or with ``-k``, does not collect the others).
+    """
     if not recorder.session:
-        return
+        return knowledge.quarantine
+    collected = frozenset(t.test_id for t in coll.items) if whole_suite else None
     durations = learn.update_durations(
-        knowledge.durations, recorder.session, startup_s=coll.startup_s, collect_s=coll.collect_s
-    )
+        knowledge.durations, recorder.session, startup_s=coll.startup_s,
+        collect_s=coll.collect_s, collected=collected,
+    )  # fmt: skip
     store.write_json(DURATIONS, durations.to_json())
     finals = {r.test_id: recorder.finals[r.test_id] for r in recorder.session}
     quarantine = learn.update_quarantine(
-        knowledge.quarantine, finals, now=utc_now(), run_id=recorder.context.run_id
-    )
+        knowledge.quarantine, finals, now=utc_now(), run_id=recorder.context.run_id,
+        collected=collected,
+    )  # fmt: skip
     store.write_json(QUARANTINE, quarantine.to_json())
+    return quarantine
 
 
-def _select(
+_NARROWING = ("-k", "-m", "--deselect", "--ignore", "--ignore-glob", "--pyargs")
+
+
+def _whole_suite(config: Config) -> bool:
+    """Whether the children collect the whole suite: no paths, no option that narrows it."""
+    return not config.paths and not any(
+        a.partition("=")[0] in _NARROWING or a[:2] in ("-k", "-m") for a in config.pytest_args
+    )
+
+
+def select_tests(
     config: Config, collection: Collection, knowledge: Knowledge,
     estimates: dict[str, float], point: ResumePoint | None,
 ) -> tuple[tuple[TestItem, ...], tuple[select.LeftOut, ...]]:  # fmt: skip
@@ -226,7 +317,9 @@ def _context(config: Config, run_id: str, knowledge: Knowledge) -> Context:
     )
 
 
-def _drive_options(config: Config, store: Store, run_id: str) -> DriveOptions:
+def _drive_options(
+    config: Config, store: Store, run_id: str, *, work_dir: Path | None = None
+) -> DriveOptions:
     inherited = os.environ.get(ANCESTRY_VAR, "")
     return DriveOptions(
         python=config.python,
@@ -239,33 +332,17 @@ def _drive_options(config: Config, store: Store, run_id: str) -> DriveOptions:
         kill_grace_s=config.kill_grace_s,
         run_id=run_id,
         ancestry=f"{inherited}:{run_id}" if inherited else run_id,
-        work_dir=store.paths.children,
-        junit_dir=store.paths.last_run,
+        work_dir=store.paths.children if work_dir is None else work_dir,
+        junit_dir=store.paths.last_run if work_dir is None else work_dir,
         cache_dir=store.paths.cache,
     )
 
 
-@contextmanager
-def _interrupts(stop: StopControl) -> Iterator[None]:
-    """First SIGINT/SIGTERM: halt (children get SIGTERM, grace, SIGKILL). Second: SIGKILL now."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if stop.interrupted:
-            stop.hurry = True
-        stop.interrupted = True
-        stop.mode = Stop.HALT
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
-
-
-def _stop_reason(stop: StopControl, outstanding: list[str]) -> str:
+def _stop_reason(stop: StopControl, outstanding: list[str], config: Config) -> str:
     if stop.interrupted:
         return "interrupted"
+    if outstanding and stop.mode is Stop.AFTER_TEST:
+        return "-x" if config.maxfail == 1 else f"--maxfail={config.maxfail}"
     if outstanding and stop.mode is Stop.DRAIN:
         return "--fail-fast"
     if outstanding:
@@ -273,71 +350,9 @@ def _stop_reason(stop: StopControl, outstanding: list[str]) -> str:
     return ""
 
 
-class _Progress:
-    """The pool's sink: records each result, applies --fail-fast, keeps the status line.
-
-    The ETA scales the remaining estimate by the pace observed so far, so it
-    corrects itself on a first run (unseen tests have a default estimate) and
-    on a loaded machine.
-    """
-
-    def __init__(
-        self, *, console: Console, recorder: Recorder, stop: StopControl, fail_fast: bool,
-        chosen: tuple[TestItem, ...], estimates: dict[str, float], jobs: int,
-    ) -> None:  # fmt: skip
-        self.console = console
-        self.recorder = recorder
-        self.stop = stop
-        self.fail_fast = fail_fast
-        self.total = len(chosen)
-        self.estimates = estimates
-        self.remaining_s = sum(estimates.get(t.test_id, 0.0) for t in chosen)
-        self.done_s = 0.0
-        self.jobs = jobs
-        self.started = time.monotonic()
-        self.done: set[str] = set()
-        self.failures = 0
-        self.running: Callable[[], list[str]] = list
-
-    def __call__(self, result: TestResult) -> None:
-        self.recorder(result)
-        if result.test_id not in self.done:
-            self.done.add(result.test_id)
-            estimate = self.estimates.get(result.test_id, 0.0)
-            self.remaining_s -= estimate
-            self.done_s += estimate
-        final = self.recorder.finals[result.test_id]
-        if final.outcome.gating and not final.quarantined:
-            self.failures += 1
-            if self.fail_fast and self.stop.mode is None:
-                self.stop.mode = Stop.DRAIN
-        self.show()
-
-    def show(self) -> None:
-        if not self.console.status_due():
-            return
-        elapsed = time.monotonic() - self.started
-        pace = 1.0
-        if self.done_s > 0:
-            pace = min(20.0, max(0.2, elapsed / (self.done_s / self.jobs)))
-        eta = max(0.0, self.remaining_s / self.jobs * pace)
-        running = self.running()
-        now = ""
-        if running:
-            more = f" +{len(running) - 1}" if len(running) > 1 else ""
-            now = f", running {running[0]}{more}"
-        self.console.status(
-            f"[{len(self.done)}/{self.total}] {self.failures} failing, {elapsed:.0f}s elapsed, "
-            f"~{eta:.0f}s to go{now}"
-        )
-
-    def finish(self) -> None:
-        self.console.end_status()
-
-
 def _print_end(
     console: Console, finals: dict[str, TestRecord], facts: report.RunFacts,
-    left_out: tuple[select.LeftOut, ...], code: int, store: Store,
+    left_out: tuple[select.LeftOut, ...], code: int, store: Store, notes: tuple[str, ...],
 ) -> None:  # fmt: skip
     for lo in left_out:
         console.line(f"left out by {lo.reason}: {lo.count} test(s), ~{lo.estimate_s:.1f}s")
@@ -346,5 +361,12 @@ def _print_end(
             f"not run: {facts.outstanding} test(s) ({facts.stopped_reason}); "
             "`mtest --resume` runs them"
         )
+    for note in notes:
+        console.line(f"note: {note}")
     line = report.summary_line(finals, facts)
     console.line(f"mtest: {line} (exit {code}; details in {store.paths.summary})", level=-1)
+
+
+def _notes(pool: Pool, store: Store, guard: Guard) -> tuple[str, ...]:
+    """What the run must tell besides outcomes, each once: the pool's, the signals', the store's."""
+    return tuple(dict.fromkeys((*pool.notes, *guard.notes, *store.notes)))

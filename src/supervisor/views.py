@@ -17,10 +17,7 @@ from supervisor.junit import write_junit
 from supervisor.model import TestRecord, final_records
 from supervisor.record import holder_line
 from supervisor.resume import load_state
-from supervisor.store import Store
-
-QUARANTINE = "quarantine.json"
-DURATIONS = "durations.json"
+from supervisor.store import DURATIONS, QUARANTINE, Store
 
 
 def report_view(config: Config, console: Console) -> int:
@@ -46,6 +43,7 @@ def quarantine_view(config: Config, console: Console) -> int:
     if not quarantine.entries:
         console.always("no quarantined or watched tests")
         return 0
+    kinds = quarantine.kinds()
     for state in (learn.State.QUARANTINED, learn.State.WATCHED):
         entries = sorted(
             (e for e in quarantine.entries.values() if e.state is state), key=lambda e: e.test_id
@@ -55,12 +53,19 @@ def quarantine_view(config: Config, console: Console) -> int:
         console.always(f"{state.value} ({len(entries)}):")
         for entry in entries:
             recent = " ".join(entry.recent)
-            console.always(f"  {entry.test_id}")
+            kind = kinds.get(entry.test_id)
+            console.always(f"  {entry.test_id}" + (f" ({_KIND_WORDS[kind]})" if kind else ""))
             console.always(
                 f"    since {entry.since}; recent runs: {recent}; "
                 f"last failure: {entry.last_failure or '(no message)'}"
             )
     return 0
+
+
+_KIND_WORDS = {
+    learn.QuarantineKind.FLAKY: "flaky: it failed and passed again",
+    learn.QuarantineKind.BROKEN: "broken: failing since it first failed; it still fails the run",
+}
 
 
 def merge_view(config: Config, console: Console) -> int:
