@@ -21,39 +21,46 @@ from supervisor.store import Store
 
 pytestmark = pytest.mark.integration
 
-SOMETIMES = {
+FLIPS_AND_REGRESSES = {
     "test_q.py": (
         "import os\n\n\n"
-        "def test_sometimes():\n"
-        "    assert os.environ.get('SHOULD_PASS') == '1', 'fails on purpose'\n\n\n"
+        "def test_flips():\n"
+        "    assert os.environ['FLIPS'] == 'P', 'fails on purpose'\n\n\n"
+        "def test_regresses():\n"
+        "    assert os.environ['REGRESSES'] == 'P', 'broken since run 6'\n\n\n"
         "def test_steady():\n"
         "    pass\n"
     )
 }
+FLIPS = "FPFFFPPPP"
+REGRESSES = "PPPPPFFFF"
 
 
-def test_quarantine_over_eight_runs(tmp_path: Path) -> None:
-    """Fails in runs 1-4, passes in 5-7, fails in 8 (the issue's scenario)."""
-    project = write_suite(tmp_path / "p", SOMETIMES)
-    codes = []
-    listed_after_run_4 = ""
-    for run in range(1, 9):
-        passing = "1" if 5 <= run <= 7 else "0"
-        codes.append(run_mtest(["-q"], project, env={"SHOULD_PASS": passing}).returncode)
+def test_quarantine_over_nine_runs_takes_the_flaky_test_and_never_the_regression(
+    tmp_path: Path,
+) -> None:
+    """test_flips fails, passes, then fails twice: a flip, so it is quarantined after
+    run 4 and its failure in run 5 does not gate. test_regresses passes, then fails
+    every run from run 6: a regression, never quarantined, so every run from 6 on
+    fails, however many failures it has (the old rule quarantined it after three)."""
+    project = write_suite(tmp_path / "p", FLIPS_AND_REGRESSES)
+    codes, flags, listing = [], [], ""
+    for run, (flips, regresses) in enumerate(zip(FLIPS, REGRESSES, strict=True), start=1):
+        result = run_mtest(["-q"], project, env={"FLIPS": flips, "REGRESSES": regresses})
+        codes.append(result.returncode)
+        ran = finals(project / ".gates")
+        flags.append((ran["test_q.py::test_flips"]["quarantined"],
+                      ran["test_q.py::test_regresses"]["quarantined"]))  # fmt: skip
         if run == 4:
-            listed_after_run_4 = run_mtest(["--quarantine"], project).stdout
-    assert codes == [1, 1, 1, 0, 0, 0, 0, 1]
-    assert "quarantined (1):" in listed_after_run_4
-    assert "test_q.py::test_sometimes" in listed_after_run_4
-    assert "fails on purpose" in listed_after_run_4
-    # After run 8 it is watched again, not quarantined: its history was forgotten on release.
+            listing = run_mtest(["--quarantine"], project).stdout
+    assert codes == [1, 0, 1, 1, 0, 1, 1, 1, 1]
+    assert [flips for flips, _ in flags[:6]] == [False] * 4 + [True] * 2
+    assert not any(regresses for _, regresses in flags)
+    assert "quarantined (1):" in listing
+    assert "test_q.py::test_flips" in listing and "fails on purpose" in listing
     state = json.loads((project / ".gates" / "quarantine.json").read_text())
-    (entry,) = state["entries"]
-    assert (entry["test_id"], entry["state"], entry["recent"]) == (
-        "test_q.py::test_sometimes",
-        "watched",
-        ["fail"],
-    )
+    (regression,) = (e for e in state["entries"] if e["test_id"] == "test_q.py::test_regresses")
+    assert (regression["state"], regression["recent"]) == ("watched", ["fail"] * 4)
 
 
 def seed_durations(gates: Path, seconds: Callable[[str], float], fixed_s: float) -> None:
