@@ -5,6 +5,8 @@ Project layouts are real directory trees under ``tmp_path``.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ import pytest
 from supervisor.args import make_config
 from supervisor.config import (
     DEFAULT_KILL_GRACE_S,
+    FlakyResult,
     Mode,
     check_keys,
     find_rootdir,
@@ -473,3 +476,217 @@ def test_a_table_value_of_the_wrong_type_is_a_usage_error(
     assert caught.value.code == 4
     assert key in caught.value.message
     assert line.split(" = ", 1)[1].strip('"') in caught.value.message
+
+
+# -- values checked before any test runs (inf, nan, files, interpreters) ---------
+
+
+@pytest.mark.parametrize(
+    ("argv", "value", "flag"),
+    [
+        (["--budget", "inf"], "inf", "--budget"),
+        (["--budget", "nan"], "nan", "--budget"),
+        (["--budget", "1e999"], "1e999", "--budget"),
+        (["--timeout", "inf"], "inf", "--timeout"),
+        (["--timeout", "nan"], "nan", "--timeout"),
+        (["--kill-grace", "inf"], "inf", "--kill-grace"),
+        (["--kill-grace=-inf"], "-inf", "--kill-grace"),
+        (["--kill-grace", "NaN"], "NaN", "--kill-grace"),
+    ],
+)
+def test_an_infinite_or_nan_duration_flag_is_refused(
+    project: Path, argv: list[str], value: str, flag: str
+) -> None:
+    with pytest.raises(MtestError) as caught:
+        make_config(argv, project)
+    assert caught.value.code == 4
+    assert f"{flag} `{value}`" in caught.value.message
+    assert "finite" in caught.value.hint
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("budget = inf", "budget"),
+        ("budget = nan", "budget"),
+        ("timeout = inf", "timeout"),
+        ("timeout = nan", "timeout"),
+        ("kill_grace = inf", "kill_grace"),
+        ('kill_grace = "nan"', "kill_grace"),
+    ],
+)
+def test_an_infinite_or_nan_duration_in_the_table_is_refused(
+    tmp_path: Path, line: str, key: str
+) -> None:
+    root = tree(tmp_path / "p", {"pyproject.toml": f"[tool.mtest]\n{line}\n"})
+    with pytest.raises(MtestError) as caught:
+        make_config([], root)
+    assert caught.value.code == 4
+    assert f"`{key}` in {root / 'pyproject.toml'} [tool.mtest]" in caught.value.message
+    assert "finite" in caught.value.hint
+
+
+def test_junit_xml_naming_a_directory_is_refused(project: Path) -> None:
+    (project / "reports").mkdir()
+    with pytest.raises(MtestError) as caught:
+        make_config(["--junit-xml", "reports"], project)
+    assert caught.value.code == 4
+    assert f"--junit-xml `{project / 'reports'}`: it is a directory" in caught.value.message
+
+
+def test_junit_xml_in_an_unwritable_place_is_refused(project: Path) -> None:
+    blocker = project / "afile"
+    blocker.write_text("not a directory")
+    with pytest.raises(MtestError) as caught:
+        make_config(["--junit-xml", "afile/junit.xml"], project)
+    assert caught.value.code == 4
+    assert "--junit-xml" in caught.value.message and "cannot write it" in caught.value.message
+    assert blocker.read_text() == "not a directory"
+
+
+def test_junit_xml_that_can_be_written_is_accepted_and_not_left_behind(project: Path) -> None:
+    config = make_config(["--junit-xml", "out/deep/junit.xml"], project)
+    assert config.junit_xml == project / "out" / "deep" / "junit.xml"
+    assert not config.junit_xml.exists(), "the check must not leave an empty report behind"
+
+
+def _executable(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "why"),
+    [
+        (lambda d: d / "missing-python", "no such file"),
+        (lambda d: d, "not a file"),
+        (lambda d: (d / "notes.txt", (d / "notes.txt").write_text("hi"))[0], "not executable"),
+        (lambda d: _executable(d / "text", "just words\n"), "cannot run it"),
+        (lambda d: _executable(d / "sh", "#!/bin/sh\nexit 0\n"), "does not run Python code"),
+        (lambda d: _executable(d / "false", "#!/bin/sh\nexit 3\n"), "exited 3"),
+    ],
+    ids=["missing", "directory", "text-file", "not-a-program", "shell-script", "failing"],
+)
+def test_python_that_is_not_an_interpreter_is_refused(
+    tmp_path: Path, project: Path, make: Callable[[Path], Path], why: str
+) -> None:
+    (tmp_path / "bin").mkdir()
+    python = make(tmp_path / "bin")
+    with pytest.raises(MtestError) as caught:
+        make_config(["--python", str(python)], project)
+    assert caught.value.code == 4
+    assert f"--python `{python}`" in caught.value.message
+    assert why in caught.value.message, caught.value.message
+    assert "interpreter" in caught.value.hint
+
+
+def test_python_from_the_table_is_checked_and_named(tmp_path: Path) -> None:
+    root = tree(tmp_path / "p", {"pyproject.toml": '[tool.mtest]\npython = "nowhere/python"\n'})
+    with pytest.raises(MtestError) as caught:
+        make_config([], root)
+    assert "`python` in" in caught.value.message and "`nowhere/python`" in caught.value.message
+
+
+def test_a_bare_python_name_is_looked_up_on_path(project: Path) -> None:
+    with pytest.raises(MtestError) as caught:
+        make_config(["--python", "no-such-python-anywhere"], project)
+    assert "not found on PATH" in caught.value.message
+    assert make_config(["--python", Path(sys.executable).name], project).python
+
+
+def test_a_real_interpreter_is_accepted(project: Path) -> None:
+    assert make_config(["--python", sys.executable], project).python == sys.executable
+
+
+def test_python_is_not_checked_by_commands_that_run_no_tests(project: Path) -> None:
+    config = make_config(["--report", "--python", "/no/such/python"], project)
+    assert config.mode is Mode.REPORT
+
+
+# -- pytest's options at the top level and after `--` ----------------------------
+
+
+def test_k_and_m_at_the_top_level_go_to_every_child(project: Path) -> None:
+    config = make_config(["-k", "not slow", "-m", "smoke", "tests"], project)
+    assert config.pytest_args == ("-p", "no:randomly", "-k", "not slow", "-m", "smoke")
+    assert config.paths == ("tests",)
+
+
+@pytest.mark.parametrize(
+    ("argv", "maxfail"),
+    [
+        ([], None),
+        (["-x"], 1),
+        (["--exitfirst"], 1),
+        (["--maxfail", "3"], 3),
+        (["--maxfail", "0"], None),
+        (["--", "-x"], 1),
+        (["--", "--maxfail=4"], 4),
+        (["--maxfail", "2", "--", "-x"], 2),
+        (["-x", "--", "--maxfail", "5"], 1),
+    ],
+)
+def test_x_and_maxfail_are_mtests_to_honour(
+    project: Path, argv: list[str], maxfail: int | None
+) -> None:
+    config = make_config(argv, project)
+    assert config.maxfail == maxfail
+    assert not {"-x", "--maxfail", "--exitfirst"} & set(config.pytest_args)
+
+
+@pytest.mark.parametrize("argv", [["--collect-only"], ["--co"], ["--", "--collect-only"]])
+def test_collect_only_is_a_mode(project: Path, argv: list[str]) -> None:
+    config = make_config(argv, project)
+    assert config.mode is Mode.COLLECT_ONLY
+    assert "--collect-only" not in config.pytest_args
+
+
+@pytest.mark.parametrize(
+    "argv", [["--report", "--", "--co"], ["--collect-only", "--resume"], ["--co", "--merge", "d"]]
+)
+def test_collect_only_with_another_mode_is_a_usage_error(project: Path, argv: list[str]) -> None:
+    with pytest.raises(MtestError) as caught:
+        make_config(argv, project)
+    assert caught.value.code == 4
+
+
+@pytest.mark.parametrize(
+    ("argv", "option", "where"),
+    [
+        (["--pdb"], "--pdb", "on the command line"),
+        (["-n", "2"], "-n", "on the command line"),
+        (["--", "--lf"], "--lf", "after `--`"),
+        (["--", "-vn", "2"], "-n", "after `--`"),
+    ],
+)
+def test_pytest_options_mtest_cannot_honour_are_refused(
+    project: Path, argv: list[str], option: str, where: str
+) -> None:
+    with pytest.raises(MtestError) as caught:
+        make_config(argv, project)
+    assert caught.value.code == 4
+    assert f"`{option}`" in caught.value.message and where in caught.value.message
+
+
+def test_pytest_args_in_the_table_are_checked_too(tmp_path: Path) -> None:
+    root = tree(tmp_path / "p", {"pyproject.toml": '[tool.mtest]\npytest_args = ["--pdb"]\n'})
+    with pytest.raises(MtestError) as caught:
+        make_config([], root)
+    assert "`pytest_args` in" in caught.value.message and "`--pdb`" in caught.value.message
+
+
+def test_flaky_result_from_flag_and_table(tmp_path: Path) -> None:
+    root = tree(tmp_path / "p", {"pyproject.toml": '[tool.mtest]\nflaky_result = "fail"\n'})
+    assert make_config([], root).flaky_result is FlakyResult.FAIL
+    assert make_config(["--flaky-result", "pass"], root).flaky_result is FlakyResult.PASS
+    plain = tree(tmp_path / "q", {"pytest.ini": "[pytest]\n"})
+    assert make_config([], plain).flaky_result is FlakyResult.PASS
+
+
+@pytest.mark.parametrize("line", ['flaky_result = "maybe"', "flaky_result = true"])
+def test_a_bad_flaky_result_is_a_usage_error(tmp_path: Path, line: str) -> None:
+    root = tree(tmp_path / "p", {"pyproject.toml": f"[tool.mtest]\n{line}\n"})
+    with pytest.raises(MtestError) as caught:
+        make_config([], root)
+    assert "`flaky_result`" in caught.value.message and '"pass" or "fail"' in caught.value.hint
