@@ -327,3 +327,71 @@ def test_start_up_and_collection_costs_are_learned_separately(tmp_path: Path) ->
     assert durations["startup_s"] > 0.05
     assert durations["collect_s"] > 0.002
     assert len(durations["runs"]) == 1, "one entry per run, not per record"
+
+
+ATTACKER = {
+    "test_attack.py": (
+        "import os, shutil\n"
+        "from pathlib import Path\n\n\n"
+        "def test_a_before():\n"
+        "    pass\n\n\n"
+        "def test_b_attacks_the_state_directory():\n"
+        "    if os.environ['ATTACK'] == 'delete':\n"
+        "        shutil.rmtree('.gates')\n"
+        "    else:\n"
+        "        Path('.gates').rename('.gates-moved')\n\n\n"
+        "def test_c_after():\n"
+        "    assert False, 'a failure after the attack'\n"
+    )
+}
+
+
+@pytest.mark.parametrize("attack", ["delete", "rename"])
+def test_a_test_that_removes_the_gates_directory_loses_no_record(
+    tmp_path: Path, attack: str
+) -> None:
+    project = write_suite(tmp_path / "p", ATTACKER)
+    done = run_mtest(["-j", "1"], project, env={"ATTACK": attack}, timeout=120)
+    assert done.returncode == 1, done.stderr
+    gates = project / ".gates"
+    results = {test_id.split("::")[-1]: r["outcome"] for test_id, r in finals(gates).items()}
+    assert results == {
+        "test_a_before": "passed",
+        "test_b_attacks_the_state_directory": "passed",
+        "test_c_after": "failed",
+    }
+    bundle = finals(gates)["test_attack.py::test_c_after"]["bundle"]
+    assert "a failure after the attack" in (gates / "last-run" / bundle).read_text()
+    assert (gates / "last-run" / "summary.md").is_file()
+    assert json.loads((gates / "quarantine.json").read_text())["version"] == 1
+    assert "removed" in done.stdout + done.stderr, "the run says what happened"
+
+
+FLIPS_AND_BREAKS = {
+    "test_q.py": (
+        "import os\n\n\n"
+        "def test_flips():\n"
+        "    assert os.environ['FLIPS'] == 'pass', 'flips on purpose'\n\n\n"
+        "def test_regressed():\n"
+        "    assert False, 'broken since the first run'\n"
+    )
+}
+
+
+def test_a_regression_keeps_failing_the_run_while_a_flipping_test_is_quarantined(
+    tmp_path: Path,
+) -> None:
+    """The issue's rule over six real runs: F P F P F flips, F F F F F F is broken."""
+    project = write_suite(tmp_path / "p", FLIPS_AND_BREAKS)
+    gates = project / ".gates"
+    states = []
+    for flips in ["fail", "pass", "fail", "pass", "fail", "fail"]:
+        done = run_mtest(["-q"], project, env={"FLIPS": flips}, timeout=120)
+        assert done.returncode == 1, "the regression gates every run"
+        entries = json.loads((gates / "quarantine.json").read_text())["entries"]
+        states.append({e["test_id"].split("::")[-1]: e["state"] for e in entries})
+    assert [s["test_regressed"] for s in states] == ["watched"] * 6
+    assert [s["test_flips"] for s in states] == ["watched"] * 4 + ["quarantined"] * 2
+    last = finals(gates)
+    assert last["test_q.py::test_flips"]["quarantined"] is True
+    assert last["test_q.py::test_regressed"]["quarantined"] is False
