@@ -417,6 +417,20 @@ def test_records_survive_the_gates_directory_being_deleted_mid_run(tmp_path: Pat
     assert warnings == []
 
 
+def test_the_next_record_after_a_removal_restores_the_log_at_once(tmp_path: Path) -> None:
+    root = tmp_path / ".gates"
+    store, _ = new_store(root)
+    store.begin_run(fresh=True)
+    store.append(rec("a"))
+    shutil.rmtree(root)
+    store.append(rec("b"))
+    assert len(store.notes) == 1, "known before the summary is written"
+    store.append(rec("c"))
+    assert store.read_records() == [rec("a"), rec("b"), rec("c")], "while the run goes on"
+    store.close_log()
+    assert store.read_records() == [rec("a"), rec("b"), rec("c")]
+
+
 def test_records_survive_the_gates_directory_being_renamed_mid_run(tmp_path: Path) -> None:
     root = tmp_path / ".gates"
     store, _ = new_store(root)

@@ -117,6 +117,8 @@ class Store:
         self._log: IO[bytes] | None = None
         self._last_sync = 0.0
         self._root_id: tuple[int, int] | None = None
+        self._restore_failed = False
+        """Set when ``ensure_log`` could not restore: ``append`` stops trying, close tries again."""
 
     def note(self, line: str) -> None:
         if line not in self.notes:
@@ -235,6 +237,10 @@ class Store:
         self._log.write(line)
         self._log.flush()
         self._used += len(line)
+        # Two stat calls per record: a removed .gates/ is restored (and noted) at once,
+        # so later records land at the path and the summary can say what happened.
+        if not self._restore_failed:
+            self.ensure_log()
         now = time.monotonic()
         if now - self._last_sync >= FSYNC_EVERY_S:
             os.fsync(self._log.fileno())
@@ -246,8 +252,7 @@ class Store:
         A test that removed, renamed or replaced ``.gates/`` (or the file) leaves
         mtest appending to a file no longer at the path: its content is read
         back through the open handle, written at the path, and appending goes
-        on there. Call it before the run's notes are reported; ``close_log``
-        calls it too.
+        on there. ``append`` and ``close_log`` call it.
         """
         log = self._log
         if log is None or _same_file(log, self.paths.run_log):
@@ -262,6 +267,7 @@ class Store:
             write_atomic_bytes(self.paths.run_log, content)
             restored = open(self.paths.run_log, "a+b")  # noqa: SIM115 (open for the run)
         except OSError as exc:
+            self._restore_failed = True
             self.note(
                 f"{what} was removed or replaced during the run, and run.jsonl could not be "
                 f"restored at `{self.paths.run_log}`: {exc.strerror or exc}"
@@ -269,10 +275,11 @@ class Store:
             return
         log.close()
         self._log = restored
+        self._restore_failed = False
         self._root_id = _identity(self.paths.root)
         self.note(
             f"{what} was removed or replaced during the run; run.jsonl was restored from "
-            "mtest's open handle (failure bundles written before that are gone)"
+            "mtest's open handle (failure bundles written before that may be missing)"
         )
 
     def close_log(self) -> None:
