@@ -346,6 +346,14 @@ def test_passing_on_a_retry_is_evidence_of_flipping() -> None:
     assert q.kinds() == {T: QuarantineKind.FLAKY}
 
 
+def test_a_quarantined_test_that_passes_after_a_run_of_failures_stays_quarantined() -> None:
+    F, P = Outcome.FAILED, Outcome.PASSED
+    codes, states, q = gate_runs([F, P, F, F, F, P, F])
+    assert states == [State.WATCHED] * 3 + [State.QUARANTINED] * 4
+    assert codes == [1, 0, 1, 1, 0, 0, 0]
+    assert q.kinds() == {T: QuarantineKind.FLAKY}
+
+
 def test_a_quarantined_test_that_keeps_failing_gates_again() -> None:
     F, P = Outcome.FAILED, Outcome.PASSED
     codes, states, q = gate_runs([F, P, F, P, F] + [F] * 5)
@@ -378,10 +386,9 @@ def test_a_quarantined_broken_test_from_an_older_mtest_loads_as_watched() -> Non
     q = Quarantine.from_json(data)
     assert q.quarantined_ids() == frozenset() and q.watched_ids() == {T}
     assert q.kinds() == {T: QuarantineKind.BROKEN}
-    flipping_one = Quarantine.from_json(
-        _entry_json(state="quarantined", recent=["fail", "pass", "fail"])
-    )
-    assert flipping_one.quarantined_ids() == {T}
+    for recent in (["fail", "pass", "fail"], ["pass", "fail", "fail", "fail", "pass"]):
+        kept = Quarantine.from_json(_entry_json(state="quarantined", recent=recent))
+        assert kept.quarantined_ids() == {T}, "flipping, or passing again: still quarantined"
 
 
 def test_scattered_fails_stay_watched_until_three_fall_in_the_window() -> None:
@@ -477,6 +484,12 @@ def flips(window: list[str]) -> bool:
     return "~" in text or re.search("[F~]P+[F~]", text) is not None
 
 
+def regressed(window: list[str]) -> bool:
+    """The issue's regression, as a pattern: some passes, then failures only."""
+    text = "".join({PASS: "P", FAIL: "F", FLAKY: "~"}[v] for v in window)
+    return re.fullmatch("P*F+", text) is not None
+
+
 def reference(verdicts: list[str]) -> tuple[bool, bool]:
     """(quarantined, tracked) straight from the issue's wording."""
     quarantined, since_release = False, []
@@ -487,7 +500,7 @@ def reference(verdicts: list[str]) -> tuple[bool, bool]:
         if quarantined and since_release[-3:] == [PASS] * 3:
             quarantined, since_release = False, []
         elif quarantined:
-            quarantined = flips(window)
+            quarantined = not regressed(window)
         else:
             quarantined = fails >= 3 and flips(window)
     return quarantined, quarantined or any(v != PASS for v in since_release[-WINDOW:])

@@ -103,8 +103,9 @@ class QuarantineEntry:
 
     @property
     def kind(self) -> QuarantineKind | None:
-        """``FLAKY`` or ``BROKEN`` by its window; ``None`` for a test recovering from one fail."""
-        if flipping(self.recent):
+        """``FLAKY`` (quarantined, or flipping) or ``BROKEN`` (failing since its first
+        failure in the window); ``None`` for a watched test recovering from a failure."""
+        if self.state is State.QUARANTINED or flipping(self.recent):
             return QuarantineKind.FLAKY
         if consistently_failing(self.recent):
             return QuarantineKind.BROKEN
@@ -125,7 +126,7 @@ class QuarantineEntry:
 
     @classmethod
     def from_json(cls, data: object) -> QuarantineEntry:
-        """One entry; a quarantined entry without flipping in its window (written by an
+        """One entry; a quarantined entry whose window is a regression (written by an
         mtest that quarantined any three failures) reads as watched: it gates."""
         obj = as_object(data, "quarantine entry")
         what = "quarantine entry"
@@ -136,7 +137,7 @@ class QuarantineEntry:
             state = State(str_field(obj, "state", what))
         except ValueError as exc:
             raise ValueError(f"{what}: unknown state {obj.get('state')!r}") from exc
-        if state is State.QUARANTINED and not flipping(recent):
+        if state is State.QUARANTINED and consistently_failing(recent):
             state = State.WATCHED
         return cls(
             test_id=str_field(obj, "test_id", what),
@@ -233,14 +234,14 @@ def _step(
 
 def _settle(moved: QuarantineEntry, *, now: str) -> QuarantineEntry | None:
     """The state a moved entry ends in: released, quarantined, watched or forgotten."""
-    flips = flipping(moved.recent)
     if moved.state is State.QUARANTINED:
         if moved.consecutive_passes >= RELEASE_PASSES:
             return None
-        # No flip left in the window: it fails every time now, a regression that gates.
-        return moved if flips else replace(moved, state=State.WATCHED, since=now)
+        if consistently_failing(moved.recent):  # a regression now: it gates again
+            return replace(moved, state=State.WATCHED, since=now)
+        return moved
     fails = sum(1 for verdict in moved.recent if _is_fail(verdict))
-    if fails >= QUARANTINE_FAILS and flips:
+    if fails >= QUARANTINE_FAILS and flipping(moved.recent):
         return replace(moved, state=State.QUARANTINED, since=now)
     return moved if fails else None
 
