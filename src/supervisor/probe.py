@@ -259,6 +259,50 @@ def env_timeout() -> float | None:
     return seconds if 0 < seconds < float("inf") else None
 
 
+REARM_FRACTION = 0.02
+REARM_MAX_S = 1.0
+
+
+def rearm_needed(armed: tuple[float, float] | None, limit: float, now: float) -> bool:
+    """Whether a test starting at ``now`` with ``limit`` needs a fresh stack timer.
+
+    ``armed`` is ``(when, limit)`` of the timer that is running. It is kept when
+    it has the same limit and would fire at most ``REARM_FRACTION`` of it (and
+    at most ``REARM_MAX_S``) before this test reaches its limit.
+    """
+    if armed is None or armed[1] != limit:
+        return True
+    return now - armed[0] > min(REARM_FRACTION * limit, REARM_MAX_S)
+
+
+class StackTimer:
+    """Every thread's stack in the stacks file when a test outlives its limit.
+
+    ``faulthandler.dump_traceback_later`` needs no signal (a test may replace
+    the SIGUSR2 handler) and writes from a C thread even while C code holds
+    the GIL. Arming it starts that thread (~40 us), too much for every test of
+    a sub-millisecond suite, so a timer armed for an earlier test is kept while
+    it fires only a little early (``rearm_needed``). faulthandler has one such
+    timer per process: a test that arms its own replaces this one.
+    """
+
+    def __init__(self, stacks: IO[str]) -> None:
+        self.stacks = stacks
+        self.armed: tuple[float, float] | None = None
+
+    def test_starts(self, limit: float | None, now: float) -> None:
+        if limit is None:
+            self.cancel()
+        elif rearm_needed(self.armed, limit, now):
+            faulthandler.dump_traceback_later(limit, file=self.stacks)
+            self.armed = (now, limit)
+
+    def cancel(self) -> None:
+        if self.armed is not None:
+            faulthandler.cancel_dump_traceback_later()
+            self.armed = None
+
+
 def _format_error(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
@@ -274,7 +318,7 @@ class Probe:
         self.pid = events.pid
         self.control = Control(control_fd)
         self.notify_fd = int(os.environ.get("MTEST_NOTIFY_FD", "-1"))
-        self.stacks = stacks
+        self.stack_timer = StackTimer(stacks) if stacks is not None else None
         self.timeout = env_timeout()
         self.reports: list[pytest.TestReport] = []
         self.reruns: list[pytest.TestReport] = []
@@ -378,6 +422,13 @@ class Probe:
 
     def _run_chunk(self, session: pytest.Session, items: list[pytest.Item]) -> None:
         self.control.start_chunk()
+        try:
+            self._run_tests(session, items)
+        finally:
+            if self.stack_timer is not None:
+                self.stack_timer.cancel()  # an idle child between chunks is not hung
+
+    def _run_tests(self, session: pytest.Session, items: list[pytest.Item]) -> None:
         for index, item in enumerate(items):
             if self.control.stop_requested():
                 self._teardown_rest(session)
@@ -386,7 +437,8 @@ class Probe:
             self.reports, self.reruns = [], []
             threads = set(threading.enumerate())
             self.events.emit({"e": "start", "id": item.nodeid, "t": _monotonic()}, flush=True)
-            armed = self._arm_stacks(item)
+            if self.stack_timer is not None:
+                self.stack_timer.test_starts(marker_timeout(item) or self.timeout, _monotonic())
             try:
                 item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
             except BaseException as exc:
@@ -396,18 +448,8 @@ class Probe:
                 # Fixtures may be half set up: let a fresh child run the rest.
                 os._exit(70)
             self._leave_if_copy()
-            if armed:
-                faulthandler.cancel_dump_traceback_later()
             self._end(item)
             self._report_threads(item, threads)
-
-    def _arm_stacks(self, item: pytest.Item) -> bool:
-        """Dump every thread's stack if this test outlives its limit: no signal needed."""
-        limit = marker_timeout(item) or self.timeout
-        if self.stacks is None or limit is None:
-            return False
-        faulthandler.dump_traceback_later(limit, file=self.stacks)
-        return True
 
     def _report_threads(self, item: pytest.Item, before: set[threading.Thread]) -> None:
         names = [
@@ -509,7 +551,9 @@ class Probe:
     def pytest_keyboard_interrupt(self) -> None:
         self.interrupted = True
 
-    @pytest.hookimpl(hookwrapper=True, tryfirst=True)
+    # The innermost wrapper: pluggy 1.0 skips the outer wrappers' ends when the
+    # terminal reporter's wrapper re-raises an error of an inner hook.
+    @pytest.hookimpl(hookwrapper=True, trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, Any, None]:
         """Report what fails at session end and no test's report carries."""
         self._teardown_rest(session)
