@@ -33,13 +33,14 @@ import enum
 import os
 import signal
 import threading
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Protocol
 
-from supervisor import reaper
-from supervisor.drive import Stop, StopControl
+from supervisor import events, parse, reaper
+from supervisor.control import Stop, StopControl
+from supervisor.worker import Worker
 
 WAIT_S = 0.25
 """How long the reader thread waits for a signal before checking it should end."""
@@ -174,6 +175,19 @@ def note(signum: int, sender: Sender, *, test: str | None, in_flight: Collection
     return f"pid {sender.pid} (of the run, no test in flight) sent {name} to mtest; ignored"
 
 
+def last_started(stream: Iterable[events.Event], worker: int) -> str | None:
+    """The last test a worker's own events say it started (``None``: none yet).
+
+    A signal is read a moment after it was sent: by then the test that sent
+    it may have ended, so the last test started is the best witness.
+    """
+    started = None
+    for event in stream:
+        if isinstance(event, events.Start) and event.pid in (worker, None):
+            started = event.test_id  # a forked copy's events speak for nothing
+    return started
+
+
 def parent_chain(pid: int, me: int) -> dict[int, int]:
     """``pid → ppid`` from ``pid`` up to mtest, init, or a process that is gone."""
     parents: dict[int, int] = {}
@@ -191,6 +205,7 @@ class Followed(Protocol):
     """What the guard reads from the running pool (``drive.Pool``)."""
 
     watchdog: reaper.Watchdog | None
+    workers: list[Worker | None]
 
     def in_flight_by_pid(self) -> dict[int, str | None]: ...
 
@@ -207,7 +222,7 @@ class Guard:
         self.stop = stop
         self.notes: list[str] = []
         self._run: Followed | None = None
-        self._seen: set[str] = set()
+        self._seen: set[tuple[int, int]] = set()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
         self._mask: set[int] = set()
@@ -261,18 +276,35 @@ class Guard:
             self.stop.mode = Stop.HALT
         elif action is Action.SUSPEND:
             self._suspend(in_flight)
-        elif action in (Action.IGNORE, Action.CONTINUED):
-            test = in_flight.get(sender.worker) if sender.worker is not None else None
+        elif action in (Action.IGNORE, Action.CONTINUED) and self._first(signum, sender):
+            test = self._test_of(sender.worker) if sender.worker is not None else None
             tests = [t for t in in_flight.values() if t is not None]
-            self._note(note(signum, sender, test=test, in_flight=tests))
+            self.notes.append(note(signum, sender, test=test, in_flight=tests))
 
-    def _note(self, line: str) -> None:
-        if line in self._seen or len(self._seen) >= MAX_NOTES:
-            return
-        self._seen.add(line)
-        self.notes.append(line)
-        if len(self._seen) == MAX_NOTES:
+    def _first(self, signum: int, sender: Sender) -> bool:
+        """Whether this sender's signal deserves a note: once each, ``MAX_NOTES`` in all."""
+        key = (signum, sender.pid)
+        if key in self._seen or len(self._seen) > MAX_NOTES:
+            return False
+        self._seen.add(key)
+        if len(self._seen) > MAX_NOTES:
             self.notes.append(f"more than {MAX_NOTES} signals to mtest were ignored")
+            return False
+        return True
+
+    def _test_of(self, worker: int) -> str | None:
+        """The test ``worker`` was running when it signalled, from what it wrote so far.
+
+        The loop may not have read the ``start`` event yet, so its own idea of
+        the test in flight can lag: the events file cannot.
+        """
+        run = self._run
+        found = [w for w in (run.workers if run else ()) if w is not None and w.proc.pid == worker]
+        try:
+            data = found[0].files.events_path.read_bytes() if found else b""
+        except OSError:
+            return None
+        return last_started(parse.decode_events(data)[0], worker)
 
     def _in_flight(self) -> dict[int, str | None]:
         try:

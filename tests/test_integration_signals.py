@@ -1,0 +1,156 @@
+"""Tests that attack the supervisor: signals to mtest, and processes that escape the sweep.
+
+Each scenario is a real mtest run over a small suite in ``fixtures/signals``:
+an attacking test between two innocent ones. Every test must be recorded, the
+innocent ones must pass, and no process the tests wrote down may be alive
+once mtest has exited.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES, finals, run_mtest, start_mtest, wait_for_file
+
+pytestmark = pytest.mark.integration
+
+SUITES = FIXTURES / "signals"
+INNOCENT = ("test_a_innocent.py::test_before", "test_c_innocent.py::test_after")
+ATTACK = "test_b_attack.py::test_signals_its_parent"
+ESCAPES = "test_b_escapes.py::test_leaves_processes_behind"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def _still_alive(pids: list[int], within: float = 30.0) -> list[int]:
+    """The pids still alive after waiting up to ``within`` for them to go (a hang guard)."""
+    deadline = time.monotonic() + within
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [pid for pid in pids if _alive(pid)]
+
+
+@pytest.fixture
+def suite(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """(project, marks): a fresh copy of a fixture suite; whatever the tests marked dies after."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    yield tmp_path / "p", marks
+    for mark in marks.iterdir():
+        text = mark.read_text().strip()
+        if text.isdigit() and _alive(int(text)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(text), signal.SIGKILL)
+
+
+def _copy(name: str, project: Path) -> Path:
+    shutil.copytree(SUITES / name, project)
+    return project
+
+
+def _outcomes(project: Path) -> dict[str, str]:
+    return {tid: r["outcome"] for tid, r in finals(project / ".gates").items()}
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGTSTP"])
+def test_a_test_signalling_mtest_is_ignored_and_named(suite: tuple[Path, Path], sig: str) -> None:
+    project, marks = suite
+    _copy("parent", project)
+    env = {"ATTACK": sig, "ATTACKER": "worker", "MARKS": str(marks)}
+    # The attacker runs last: mtest names the last test its worker started.
+    args = ["test_a_innocent.py", "test_b_attack.py"]
+    result = run_mtest(args, project, env=env, timeout=150)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert _outcomes(project) == dict.fromkeys((INNOCENT[0], ATTACK), "passed"), output
+    assert f"{ATTACK} (pid " in output, output
+    assert f"sent {sig} to mtest; ignored" in output, output
+    summary = (project / ".gates" / "last-run" / "summary.md").read_text()
+    assert f"sent {sig} to mtest; ignored" in summary, summary
+
+
+@pytest.mark.timeout(180)
+def test_a_grandchild_signalling_mtest_from_a_new_session_is_ignored_and_killed(
+    suite: tuple[Path, Path],
+) -> None:
+    project, marks = suite
+    _copy("parent", project)
+    env = {"ATTACK": "SIGTERM", "ATTACKER": "grandchild", "MARKS": str(marks)}
+    result = run_mtest([], project, env=env, timeout=150)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert _outcomes(project) == dict.fromkeys((*INNOCENT, ATTACK), "passed"), output
+    grandchild = int((marks / "grandchild").read_text())
+    assert f"pid {grandchild}" in output and "sent SIGTERM to mtest; ignored" in output, output
+    assert _still_alive([grandchild]) == []
+
+
+@pytest.mark.timeout(180)
+def test_a_test_stopping_mtest_does_not_freeze_the_run(suite: tuple[Path, Path]) -> None:
+    project, marks = suite
+    _copy("parent", project)
+    env = {"ATTACK": "SIGSTOP", "ATTACKER": "worker", "MARKS": str(marks)}
+    result = run_mtest([], project, env=env, timeout=150)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert _outcomes(project) == dict.fromkeys((*INNOCENT, ATTACK), "passed"), output
+    assert "mtest was stopped (SIGSTOP) and the watchdog continued it" in output, output
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_escaped_processes_do_not_outlive_the_run(suite: tuple[Path, Path], jobs: str) -> None:
+    project, marks = suite
+    _copy("escapes", project)
+    result = run_mtest(["-j", jobs], project, env={"MARKS": str(marks)}, timeout=150)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert _outcomes(project) == dict.fromkeys((*INNOCENT, ESCAPES), "passed"), output
+    pids = [int((marks / name).read_text()) for name in ("escaped", "daemon")]
+    assert _still_alive(pids) == []
+
+
+@pytest.mark.timeout(180)
+def test_after_sigkill_of_mtest_the_watchdog_kills_the_escaped_processes(
+    suite: tuple[Path, Path],
+) -> None:
+    project, marks = suite
+    _copy("escapes", project)
+    proc = start_mtest([], project, env={"MARKS": str(marks), "HOLD": "1"})
+    try:
+        pids = [
+            int(wait_for_file(marks / name, proc, timeout=90)) for name in ("escaped", "daemon")
+        ]
+        # The watchdog scans the tree twice a second: wait until it has seen both.
+        watched = project / ".gates" / "last-run" / "children" / "watchdog.txt"
+        deadline = time.monotonic() + 60
+        while not set(pids) <= _pids_in(watched):
+            assert time.monotonic() < deadline and proc.poll() is None, (
+                "the watchdog never saw them"
+            )
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert _still_alive(pids) == []
+
+
+def _pids_in(path: Path) -> set[int]:
+    try:
+        return {int(line) for line in path.read_text().split() if line.isdigit()}
+    except OSError:
+        return set()
