@@ -20,7 +20,6 @@ import selectors
 import signal
 import time
 from collections import deque
-from collections.abc import Sequence
 
 from supervisor import blame, events, parse, reaper
 from supervisor.control import (
@@ -97,10 +96,18 @@ class Loop:
         self._send(worker, "exit\n")
         worker.begin_exit(time.monotonic())
 
-    def _kill_orphans(self, keep: Sequence[int] = ()) -> None:
-        """What the run's children left behind (forked copies, daemons) dies now."""
-        for worker in self._live():
-            worker.kill_strays()
+    def _kill_orphans(self, ended: Worker | None = None) -> None:
+        """What the run's children left behind dies now: forked copies, daemons, orphans.
+
+        ``ended``: the worker whose chunk just ended (its descendants die too);
+        the other workers that are busy keep theirs.
+        """
+        live = self._live()
+        keep = [w.proc.pid for w in live]
+        if self.watchdog is not None:
+            keep.append(self.watchdog.pid)
+        busy = [w.proc.pid for w in live if w is not ended and w.state is not State.READY]
+        reaper.kill_orphans(keep, busy=busy)
 
     # -- one turn of the loop ------------------------------------------------
 
@@ -141,8 +148,8 @@ class Loop:
             elif worker.foreign_pid == event.pid and not worker.fork_noted:
                 worker.fork_noted = True
                 self.notes.append(
-                    f"child {worker.seq:04d}: a forked copy (pid {event.pid}) wrote events "
-                    f"for its tests{_during(worker.in_flight)}; they were ignored and it was killed"
+                    f"another process (pid {event.pid}, a forked copy?) wrote events into child "
+                    f"{worker.seq:04d}'s stream{_during(worker.in_flight)}; they were ignored"
                 )
 
     def _on_event(self, worker: Worker, event: events.Event, now: float) -> None:
@@ -170,7 +177,7 @@ class Loop:
             case events.Start(test_id=test_id):
                 worker.on_start(test_id, now)
                 self.deaths = self.deaths.after_progress()
-            case events.End():
+            case events.End() if event.test_id == worker.in_flight:  # else: a duplicate
                 result = parse.result_from_end(
                     event, chunk=_index(worker), worker=worker.slot, child=worker.seq
                 )
@@ -180,7 +187,7 @@ class Loop:
                 rest = worker.on_done(now)
                 if rest is not None:  # stopped after a test: the rest waits
                     self.queue.appendleft(rest)
-                self._kill_orphans()
+                self._kill_orphans(ended=worker)
             case events.Threads(test_id=test_id, names=names):
                 self.notes.append(
                     f"{test_id} left non-daemon thread(s) running ({', '.join(names)}); "

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from supervisor import blame, events, parse, reaper
+from supervisor import blame, events, parse
 from supervisor.childfiles import ChildFiles
 from supervisor.errors import MtestError
 from supervisor.model import Chunk, TestResult
@@ -314,13 +314,6 @@ class Worker:
         elif not self.killed and (hurry or now - (self.term_sent or now) >= grace_s):
             self.killed = True
             signal_group(self.pgid, signal.SIGKILL)
-
-    def kill_strays(self) -> None:
-        """A chunk is done: nothing it started may outlive it, except the worker itself."""
-        for pid in reaper.group_members(self.pgid):
-            if pid != self.proc.pid:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
 
     def blame(self, *, with_stacks: bool) -> parse.Blame:
         """What this dead child left behind, for the result of the test it took down."""
