@@ -1,0 +1,138 @@
+"""The signal guard's decisions without processes: is the sender ours, what does a signal mean."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from supervisor import events, interrupts
+from supervisor.interrupts import Action, Meaning, Origin, Sender
+
+ME = 100
+WATCHDOG = 101
+WORKERS = (200, 300)
+# 200 is a worker; 201 its child; 202 a grandchild in a new session; 900 → 1 the user's shell.
+PARENTS = {200: ME, 201: 200, 202: 201, 900: 1}
+
+
+def identify(pid: int, parents: dict[int, int] = PARENTS) -> Sender:
+    return interrupts.identify(pid, me=ME, parents=parents, workers=WORKERS, watchdog=WATCHDOG)
+
+
+def test_a_worker_is_of_the_run() -> None:
+    assert identify(200) == Sender(pid=200, origin=Origin.RUN, worker=200)
+
+
+def test_a_grandchild_is_of_the_run_and_its_worker_is_found_on_its_chain() -> None:
+    assert identify(202) == Sender(pid=202, origin=Origin.RUN, worker=200)
+
+
+def test_an_orphan_re_parented_to_mtest_is_of_the_run_without_a_worker() -> None:
+    assert identify(400, {400: ME}) == Sender(pid=400, origin=Origin.RUN, worker=None)
+
+
+def test_a_process_below_a_worker_whose_chain_is_cut_is_still_of_the_run() -> None:
+    # 201's parent could not be read past the worker (mtest's own stat unreadable).
+    assert identify(201, {201: 200}).origin is Origin.RUN
+
+
+@pytest.mark.parametrize("pid", [900, 0, ME, 12345])
+def test_the_user_the_kernel_mtest_itself_and_a_vanished_sender_are_outside(pid: int) -> None:
+    assert identify(pid).origin is Origin.OUTSIDE
+
+
+def test_the_watchdog_is_recognised() -> None:
+    assert identify(WATCHDOG).origin is Origin.WATCHDOG
+
+
+def test_a_parent_loop_does_not_hang() -> None:
+    assert identify(7, {7: 8, 8: 7}).origin is Origin.OUTSIDE
+
+
+@pytest.mark.parametrize(
+    ("sig", "kind"),
+    [
+        (signal.SIGINT, Meaning.INTERRUPT),
+        (signal.SIGTERM, Meaning.INTERRUPT),
+        (signal.SIGHUP, Meaning.INTERRUPT),
+        (signal.SIGQUIT, Meaning.QUIT),
+        (signal.SIGTSTP, Meaning.SUSPEND),
+        (signal.SIGCONT, Meaning.CONTINUE),
+        (signal.SIGUSR1, Meaning.NONE),
+        (signal.SIGALRM, Meaning.NONE),
+        (signal.SIGRTMIN, Meaning.NONE),
+    ],
+)
+def test_each_signal_has_a_meaning(sig: int, kind: Meaning) -> None:
+    assert interrupts.meaning(sig) is kind
+
+
+def test_the_guard_blocks_what_a_test_could_send_but_not_kill_or_stop() -> None:
+    wanted = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+              signal.SIGUSR2, signal.SIGALRM, signal.SIGTSTP, signal.SIGCONT}  # fmt: skip
+    assert wanted <= interrupts.GUARDED
+    assert signal.SIGKILL not in interrupts.GUARDED and signal.SIGSTOP not in interrupts.GUARDED
+
+
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP,
+            signal.SIGUSR1, signal.SIGALRM],
+)  # fmt: skip
+def test_from_the_run_every_signal_is_ignored(sig: int) -> None:
+    assert interrupts.decide(sig, Origin.RUN, interrupted=False) is Action.IGNORE
+    assert interrupts.decide(sig, Origin.RUN, interrupted=True) is Action.IGNORE
+
+
+@pytest.mark.parametrize(
+    ("sig", "interrupted", "action"),
+    [
+        (signal.SIGINT, False, Action.HALT),
+        (signal.SIGINT, True, Action.KILL_NOW),
+        (signal.SIGTERM, False, Action.HALT),
+        (signal.SIGTERM, True, Action.KILL_NOW),
+        (signal.SIGHUP, False, Action.HALT),
+        (signal.SIGQUIT, False, Action.KILL_NOW),
+        (signal.SIGTSTP, False, Action.SUSPEND),
+        (signal.SIGUSR1, False, Action.IGNORE),
+        (signal.SIGCONT, False, Action.NOTHING),
+    ],
+)
+def test_from_outside_a_signal_keeps_its_meaning(
+    sig: int, interrupted: bool, action: Action
+) -> None:
+    assert interrupts.decide(sig, Origin.OUTSIDE, interrupted=interrupted) is action
+
+
+def test_sigcont_from_the_watchdog_means_mtest_had_been_stopped() -> None:
+    assert interrupts.decide(signal.SIGCONT, Origin.WATCHDOG, interrupted=False) is Action.CONTINUED
+    assert interrupts.decide(signal.SIGCONT, Origin.RUN, interrupted=False) is Action.NOTHING
+
+
+def test_notes_name_the_test_the_sender_and_the_signal() -> None:
+    run = Sender(pid=202, origin=Origin.RUN, worker=200)
+    assert (
+        interrupts.note(signal.SIGTERM, run, test="t.py::test_x", in_flight=())
+        == "t.py::test_x (pid 202) sent SIGTERM to mtest; ignored"
+    )
+    assert "pid 202 (of the run, no test in flight) sent SIGINT" in interrupts.note(
+        signal.SIGINT, run, test=None, in_flight=()
+    )
+    user = Sender(pid=900, origin=Origin.OUTSIDE)
+    assert "pid 900 sent SIGUSR1 to mtest; ignored" in interrupts.note(
+        signal.SIGUSR1, user, test=None, in_flight=()
+    )
+    dog = Sender(pid=WATCHDOG, origin=Origin.WATCHDOG)
+    assert interrupts.note(signal.SIGCONT, dog, test=None, in_flight=("b", "a")) == (
+        "mtest was stopped (SIGSTOP) and the watchdog continued it; in flight: a, b"
+    )
+
+
+def test_the_test_named_is_the_last_the_worker_itself_started() -> None:
+    stream: list[events.Event] = [
+        events.Start(pid=200, test_id="t.py::test_a"),
+        events.Start(pid=200, test_id="t.py::test_b"),
+        events.Start(pid=999, test_id="t.py::from_a_forked_copy"),
+    ]
+    assert interrupts.last_started(stream, 200) == "t.py::test_b"
+    assert interrupts.last_started([], 200) is None
