@@ -62,7 +62,9 @@ def test_the_shipped_expected_json_loads_and_names_every_install_scenario() -> N
 
 
 def test_a_run_that_matches_passes_every_scenario() -> None:
-    verdicts, strays = judge([FORK, HANG], GOOD, pids={"fork-continue": [41]}, alive=frozenset())
+    verdicts, strays = judge(
+        [FORK, HANG], GOOD, pids={"fork-continue": [41]}, alive=frozenset(), summary=""
+    )
     assert [v.ok for v in verdicts] == [True, True]
     assert strays == ()
     assert verdicts[1].got == (("h.py::test_hang", "hung"),)
@@ -70,14 +72,18 @@ def test_a_run_that_matches_passes_every_scenario() -> None:
 
 def test_a_wrong_outcome_says_what_happened() -> None:
     records = [*GOOD[:2], rec("h.py::test_hang", Outcome.PASSED)]
-    verdicts, _ = judge([FORK, HANG], records, pids={"fork-continue": [41]}, alive=frozenset())
+    verdicts, _ = judge(
+        [FORK, HANG], records, pids={"fork-continue": [41]}, alive=frozenset(), summary=""
+    )
     assert problems_of(verdicts)["hang"] == ("h.py::test_hang: expected hung, got passed",)
     assert problems_of(verdicts)["fork-continue"] == ()
 
 
 def test_a_duplicate_record_fails_the_scenario_even_when_the_last_one_is_right() -> None:
     records = [*GOOD, rec("t.py::test_sibling", Outcome.PASSED)]
-    verdicts, _ = judge([FORK, HANG], records, pids={"fork-continue": [41]}, alive=frozenset())
+    verdicts, _ = judge(
+        [FORK, HANG], records, pids={"fork-continue": [41]}, alive=frozenset(), summary=""
+    )
     assert problems_of(verdicts)["fork-continue"] == (
         "t.py::test_sibling: 2 records, expected exactly one",
     )
@@ -86,7 +92,7 @@ def test_a_duplicate_record_fails_the_scenario_even_when_the_last_one_is_right()
 def test_a_missing_record_a_missing_bundle_and_a_surviving_pid_are_each_named() -> None:
     records = [GOOD[0], rec("h.py::test_hang", Outcome.HUNG, bundle=None, message="")]
     verdicts, _ = judge(
-        [FORK, HANG], records, pids={"fork-continue": [41, 42]}, alive=frozenset({42})
+        [FORK, HANG], records, pids={"fork-continue": [41, 42]}, alive=frozenset({42}), summary=""
     )
     assert problems_of(verdicts) == {
         "fork-continue": (
@@ -98,19 +104,23 @@ def test_a_missing_record_a_missing_bundle_and_a_surviving_pid_are_each_named() 
 
 
 def test_a_scenario_that_should_leave_a_pid_but_did_not_fails() -> None:
-    verdicts, _ = judge([FORK], GOOD[:2], pids={}, alive=frozenset())
+    verdicts, _ = judge([FORK], GOOD[:2], pids={}, alive=frozenset(), summary="")
     assert problems_of(verdicts)["fork-continue"] == ("left no pid to check (did its test run?)",)
 
 
 def test_a_test_no_scenario_expects_is_reported_apart() -> None:
     records = [*GOOD, rec("x.py::test_new", Outcome.FAILED)]
-    _, strays = judge([FORK, HANG], records, pids={"fork-continue": [1]}, alive=frozenset())
+    _, strays = judge(
+        [FORK, HANG], records, pids={"fork-continue": [1]}, alive=frozenset(), summary=""
+    )
     assert strays == ("x.py::test_new: unexpected test (failed)",)
 
 
 def test_render_gives_one_line_per_scenario_and_the_problems_under_it() -> None:
     records = [*GOOD[:2], rec("h.py::test_hang", Outcome.CRASHED, message="signal 9")]
-    verdicts, _ = judge([FORK, HANG], records, pids={"fork-continue": [41]}, alive=frozenset())
+    verdicts, _ = judge(
+        [FORK, HANG], records, pids={"fork-continue": [41]}, alive=frozenset(), summary=""
+    )
     assert render(verdicts) == [
         "  ok    fork-continue  test_fork passed, test_sibling passed",
         "  FAIL  hang           test_hang crashed",
@@ -136,3 +146,18 @@ def test_pid_lines_name_their_scenario_and_junk_is_skipped() -> None:
 def test_malformed_expected_json_is_a_value_error(data: object) -> None:
     with pytest.raises(ValueError, match=r"expected\.json|exploded"):
         load_scenarios(data)
+
+
+def test_a_note_the_scenario_expects_must_be_in_the_summary() -> None:
+    signal = Scenario(
+        name="parent-signal",
+        about="SIGTERM to mtest",
+        outcomes={"s.py::test_kill": Outcome.PASSED},
+        note="sent SIGTERM to mtest",
+    )
+    records = [rec("s.py::test_kill", Outcome.PASSED)]
+    heard = "## Notes\n\n- pid 7 (of the run) sent SIGTERM to mtest; ignored\n"
+    verdicts, _ = judge([signal], records, pids={}, alive=frozenset(), summary=heard)
+    assert verdicts[0].ok
+    verdicts, _ = judge([signal], records, pids={}, alive=frozenset(), summary="# mtest run\n")
+    assert verdicts[0].problems == ("no note saying 'sent SIGTERM to mtest' in summary.md",)

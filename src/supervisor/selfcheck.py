@@ -57,6 +57,8 @@ class Scenario:
     outcomes: Mapping[str, Outcome]
     leaves_pid: bool = False
     """The scenario writes a process's pid to ``$MTEST_SELFCHECK_PIDS``."""
+    note: str = ""
+    """Text the run's notes (``summary.md``) must hold: mtest saw what the scenario did."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,6 +102,7 @@ def load_scenarios(data: object) -> tuple[Scenario, ...]:
                 about=str(entry.get("about", "")),
                 outcomes={str(t): Outcome(o) for t, o in entry["outcomes"].items()},
                 leaves_pid=bool(entry.get("leaves_pid", False)),
+                note=str(entry.get("note", "")),
             )
         )
     return tuple(scenarios)
@@ -121,11 +124,13 @@ def judge(
     *,
     pids: Mapping[str, Sequence[int]],
     alive: frozenset[int],
+    summary: str,
 ) -> tuple[tuple[Verdict, ...], tuple[str, ...]]:
     """Each scenario's verdict, and the problems that belong to no scenario.
 
     ``pids`` are the processes each scenario left behind, ``alive`` those of
-    them still running after the run ended.
+    them still running after the run ended; ``summary`` is the run's
+    ``summary.md``, where the notes a scenario expects must appear.
     """
     finals = final_records(list(records))
     counts = Counter(record.test_id for record in records)
@@ -140,6 +145,8 @@ def judge(
         if scenario.leaves_pid and not left:
             problems.append("left no pid to check (did its test run?)")
         problems += [f"pid {pid} outlived the run" for pid in left if pid in alive]
+        if scenario.note and scenario.note not in summary:
+            problems.append(f"no note saying {scenario.note!r} in summary.md")
         verdicts.append(Verdict(scenario=scenario, got=tuple(got), problems=tuple(problems)))
     known = {test_id for scenario in scenarios for test_id in scenario.outcomes}
     strays = tuple(
@@ -187,10 +194,11 @@ def run(config: Config, console: Console) -> int:
         pids_file = Path(tmp) / "pids.txt"
         check = _check_config(config, work)
         code = _run_quietly(check, console, pids_file)
-        records = Store(check.gates_dir, lambda message: None).read_records()
+        store = Store(check.gates_dir, lambda message: None)
+        records, summary = store.read_records(), store.read_summary() or ""
         pids = parse_pids(pids_file.read_text() if pids_file.exists() else "")
         alive = frozenset(pid for listed in pids.values() for pid in listed if _alive(pid))
-        verdicts, strays = judge(scenarios, records, pids=pids, alive=alive)
+        verdicts, strays = judge(scenarios, records, pids=pids, alive=alive, summary=summary)
     problems = list(strays)
     if code != EXPECTED_EXIT:
         why = INTERRUPTED_HINT if code == 2 else "some scenarios fail on purpose"
