@@ -62,6 +62,19 @@ def test_console_text_has_no_control_but_newline_and_tab(text: str) -> None:
 
 
 @SETTINGS
+@given(st.text(alphabet=st.sampled_from(": \t\nax")))
+def test_no_console_line_is_a_workflow_command(text: str) -> None:
+    for line in console_text(text).split("\n"):
+        assert not line.lstrip(" \t").startswith("::"), line
+
+
+def test_a_forged_workflow_command_is_shown_not_obeyed() -> None:
+    assert console_text("x\n::error::forged\n  ::stop-commands::t") == (
+        "x\n\\x3a:error::forged\n  \\x3a:stop-commands::t"
+    )
+
+
+@SETTINGS
 @given(hostile)
 def test_one_line_is_one_line(text: str) -> None:
     safe = one_line(text)
@@ -198,3 +211,11 @@ def test_the_status_line_escapes_controls_but_keeps_its_own_redraw() -> None:
     console.status("running t.py::x\x1b[2J", force=True)
     assert stream.getvalue().startswith("\r\x1b[K")
     assert stream.getvalue().count("\x1b") == 1
+
+
+def test_only_command_may_start_a_line_with_two_colons() -> None:
+    stream = Strict("utf-8")
+    console = Console(stream, verbosity=-1, tty=False, color=False)
+    console.always("::add-mask::secret")
+    console.command("::error file=a.py::boom\nforged")
+    assert stream.getvalue() == "\\x3a:add-mask::secret\n::error file=a.py::boom\\nforged\n"

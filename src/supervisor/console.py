@@ -20,7 +20,7 @@ import time
 from typing import TextIO
 
 from supervisor.model import Outcome
-from supervisor.text import console_text
+from supervisor.text import console_text, one_line
 
 PLAIN_EVERY_S = 15.0
 TTY_EVERY_S = 0.2
@@ -75,6 +75,16 @@ class Console:
             return
         self._clear_status()
         self._write(self.stream, self._paint(console_text(text), outcome) + "\n")
+        self.stream.flush()
+
+    def command(self, text: str) -> None:
+        """Print one GitHub workflow command (``::error ...``) as is, on one line, always.
+
+        The one way to start a line with ``::``: ``line`` and ``always`` escape
+        that, so a test id or message cannot forge an annotation or a command.
+        """
+        self._clear_status()
+        self._write(self.stream, one_line(text) + "\n")
         self.stream.flush()
 
     def always(self, text: str) -> None:

@@ -200,7 +200,7 @@ def _report(
     diagnoses = read_diagnoses(store.paths.last_run, recorder.all_records())
     if config.junit_xml is not None:
         junit.write_junit(config.junit_xml, recorder.all_records(), items, diagnoses)
-    github.publish(recorder.console.always, finals, items, summary, diagnoses=diagnoses)
+    github.publish(recorder.console.command, finals, items, summary, diagnoses=diagnoses)
     done = not facts.outstanding and not facts.interrupted
     save_state(store, config, facts.run_id, selected, done=recorder.finals, complete=done,
                exit_code=code)  # fmt: skip

@@ -14,7 +14,10 @@ something was there.
 
 - ``console_text``: no C0/C1 control (ESC, BEL, CR, NUL, CSI ...) except
   newline and tab, no bidirectional override, no lone surrogate. mtest adds
-  its own colours *after* this, so they still work.
+  its own colours *after* this, so they still work. No line starts with
+  ``::`` either (its first colon is shown as ``\\x3a``): under GitHub Actions
+  such a line is a workflow command (``::error``, ``::add-mask::``,
+  ``::stop-commands::``), and only mtest's own annotations may be one.
 - ``one_line``: ``console_text`` with newline and tab escaped too.
 - ``utf8_text``: only lone surrogates escaped; the result always encodes.
 - ``xml_text``: what XML 1.0 allows (tab, LF, CR, U+0020-U+D7FF,
@@ -36,6 +39,7 @@ _CONTROLS = (
 _CONSOLE_UNSAFE = re.compile(f"[{_CONTROLS}]")
 _LINE_UNSAFE = re.compile(f"[{_CONTROLS}\t\n]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_COMMAND = re.compile(r"^([ \t]*):(?=:)", re.MULTILINE)
 _XML_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&!#])")
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
@@ -54,8 +58,9 @@ def _escape(match: re.Match[str]) -> str:
 
 
 def console_text(text: str) -> str:
-    """``text`` with every control character but newline and tab shown as an escape."""
-    return _CONSOLE_UNSAFE.sub(_escape, text)
+    """``text`` with every control character but newline and tab shown as an escape,
+    and no line that GitHub Actions would read as a workflow command."""
+    return _COMMAND.sub(r"\1\\x3a", _CONSOLE_UNSAFE.sub(_escape, text))
 
 
 def one_line(text: str) -> str:

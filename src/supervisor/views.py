@@ -115,7 +115,7 @@ def merge_view(config: Config, console: Console) -> int:
             diagnoses = read_diagnoses(store.paths.last_run, records)
             write_junit(config.junit_xml, records, {}, diagnoses)
         # The shards printed their annotations already; the merge adds the summary.
-        github.publish(console.always, {}, {}, summary)
+        github.publish(console.command, {}, {}, summary)
         console.line(
             f"mtest: merged {len(shards)} run(s): {report.summary_line(finals, facts)} "
             f"(exit {code})",
