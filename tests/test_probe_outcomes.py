@@ -1,4 +1,4 @@
-"""Unit and property tests for the pure parts of ``supervisor.probe``: outcomes, capping.
+"""Unit and property tests for the probe's pure parts (``supervisor.probeio``): outcomes, capping.
 
 ``outcome_of`` decides a test's one outcome from its phase reports
 ``(when, outcome, wasxfail)``; the table below is the spec's outcome table as
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisor.probe import MESSAGE_CHARS, cap_text, first_line, outcome_of
+from supervisor.probeio import MESSAGE_CHARS, cap_text, first_line, outcome_of
 
 Phase = tuple[str, str, bool]
 

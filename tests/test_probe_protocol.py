@@ -9,6 +9,7 @@ happen first waits for it to be observable.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -22,7 +23,7 @@ from typing import Any
 import pytest
 
 from supervisor import events, parse, worker
-from supervisor.probe import Control, error_line, rearm_needed
+from supervisor.probeio import Control, error_line, rearm_needed
 
 CHILD_LIMIT_S = 120.0
 # The interpreter of the children; point it at another environment to check the
@@ -490,3 +491,20 @@ def test_messages_name_what_went_wrong_and_survive_any_text(tmp_path: Path) -> N
 )  # fmt: skip
 def test_error_line_is_the_first_E_line_else_the_last(text: str, expected: str) -> None:
     assert error_line(text) == expected
+
+
+def test_the_probes_own_module_needs_nothing_but_the_standard_library() -> None:
+    """The child loads ``probeio`` from its file: it may import neither mtest nor pytest."""
+    tree = ast.parse(Path(worker.PROBE_PATH).with_name("probeio.py").read_text())
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert "json" in imported
+    assert imported <= set(sys.stdlib_module_names) | {"__future__"}

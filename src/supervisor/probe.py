@@ -25,218 +25,73 @@ It is the supervisor's eyes inside the child. It
   watcher thread everywhere).
 
 It runs inside the project's interpreter, which may not have mtest installed:
-it is loaded from its file path and imports only the standard library and pytest.
+it is loaded from its file path and imports only the standard library, pytest
+and ``probeio`` (loaded from the file beside it): the event stream, the control
+pipe, the stack timer and the text helpers, which need no pytest.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import faulthandler
-import json
+import importlib.util
 import os
-import select
 import signal
 import sys
 import threading
-import time
-import traceback
-from collections import deque
-from collections.abc import Generator, Sequence
-from typing import IO, Any
+from collections.abc import Generator
+from pathlib import Path
+from types import ModuleType
+from typing import IO, TYPE_CHECKING, Any
 
 import pytest
 
-# Captured output and tracebacks in the event stream are capped, keeping the
-# head and the tail: a test that floods 150 MiB must not flood mtest too.
-CAP_BYTES = 1024 * 1024
-MESSAGE_CHARS = 500
+
+def _load_beside(name: str) -> ModuleType:
+    """The module ``name`` from this file's directory, without the ``supervisor`` package."""
+    qualified = f"_mtest_{name}"
+    if qualified in sys.modules:
+        return sys.modules[qualified]
+    spec = importlib.util.spec_from_file_location(qualified, Path(__file__).with_name(f"{name}.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[qualified] = module  # dataclasses and typing look the module up
+    spec.loader.exec_module(module)
+    return module
+
+
+if TYPE_CHECKING:
+    from . import probeio
+else:
+    probeio = _load_beside("probeio")
+
+# Kept under their old names for those who import them from here.
+MESSAGE_CHARS = probeio.MESSAGE_CHARS
+cap_text = probeio.cap_text
+first_line = probeio.first_line
+outcome_of = probeio.outcome_of
+
 # Markers that say how a test is built, not what kind of test it is.
 STRUCTURAL_MARKERS = frozenset({"parametrize", "usefixtures", "filterwarnings"})
-PARENT_POLL_S = 0.5
 STACKS_SIGNAL = signal.SIGUSR2
 # pytest's exit statuses that say nothing beyond the tests' own reports.
 QUIET_EXIT_STATUSES = frozenset({0, 5})  # OK, NO_TESTS_COLLECTED
-
-# The real clock and process id, taken before any test can patch them: a test
-# that patches ``time.monotonic`` and leaks the patch must not move the probe's.
-_monotonic = time.monotonic
-_sleep = time.sleep
-_getpid = os.getpid
-
-_FAIL = "failed"
-_PASS = "passed"
-_SKIP = "skipped"
-
-
-def cap_text(text: str, limit: int = CAP_BYTES) -> str:
-    """Keep the head and tail of ``text`` within ``limit`` characters, saying how much was cut."""
-    if len(text) <= limit:
-        return text
-    half = max(1, limit // 2)
-    cut = len(text) - 2 * half
-    return f"{text[:half]}\n[... mtest cut {cut} characters ...]\n{text[-half:]}"
-
-
-def first_line(text: str) -> str:
-    for line in text.strip().splitlines():
-        if line.strip():
-            return line.strip()[:MESSAGE_CHARS]
-    return ""
-
-
-def outcome_of(phases: Sequence[tuple[str, str, bool]]) -> tuple[str, int]:
-    """Decide a test's outcome from its phase reports.
-
-    ``phases`` holds ``(when, outcome, wasxfail)`` for each setup/call/teardown
-    report in order. Returns the outcome name and the index of the phase that
-    decided it (its traceback is the test's story). A failed body wins over a
-    teardown error; a failed setup or teardown alone is an ``error``.
-    """
-    decided = ("passed", -1)
-    for index, (when, outcome, wasxfail) in enumerate(phases):
-        if when == "call":
-            if outcome == _FAIL:
-                return "failed", index
-            if outcome == _SKIP:
-                decided = ("xfailed" if wasxfail else "skipped", index)
-            elif wasxfail:
-                decided = ("xpassed", index)
-            else:
-                decided = ("passed", index)
-        elif outcome == _FAIL:
-            return "error", index
-        elif outcome == _SKIP and when == "setup":
-            decided = ("xfailed" if wasxfail else "skipped", index)
-    if not phases:
-        return "error", -1
-    return decided
-
-
-def error_line(text: str) -> str:
-    """The line of a failure's text that says what went wrong.
-
-    pytest marks the exception's lines with ``E`` (``E   fixture 'x' not
-    found``); the first of them is the headline. Without one, the last
-    non-blank line.
-    """
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    for line in lines:
-        if line.startswith("E ") or line == "E":
-            return line[1:].strip()[:MESSAGE_CHARS]
-    return lines[-1][:MESSAGE_CHARS] if lines else ""
 
 
 def _message(report: pytest.TestReport, outcome: str) -> str:
     if outcome in ("skipped", "xfailed") or report.skipped:
         reason: str = getattr(report, "wasxfail", "")
         if reason:
-            return first_line(reason)
+            return probeio.first_line(reason)
         longrepr = report.longrepr
         if isinstance(longrepr, tuple) and len(longrepr) == 3:
-            return first_line(str(longrepr[2]).removeprefix("Skipped: "))
-        return first_line(report.longreprtext)
+            return probeio.first_line(str(longrepr[2]).removeprefix("Skipped: "))
+        return probeio.first_line(report.longreprtext)
     crash = getattr(report.longrepr, "reprcrash", None)
     message = getattr(crash, "message", None)
     if isinstance(message, str) and message:
-        return first_line(message)
-    return error_line(report.longreprtext)
-
-
-def _to_devnull(fd: int) -> None:
-    """Point ``fd`` at /dev/null, keeping its number taken (nothing else reuses it)."""
-    with contextlib.suppress(OSError):
-        null = os.open(os.devnull, os.O_RDWR)
-        os.dup2(null, fd)
-        os.close(null)
-
-
-class EventWriter:
-    """Append-only JSONL; ``flush=True`` for events the supervisor must see at once.
-
-    Every event carries the sender's pid. Only the process that opened the
-    stream writes to it: a forked copy (``silence``, or a pid that is not ours,
-    for a fork that skipped Python's at-fork hooks) writes nothing, and what
-    the parent had buffered at the fork goes to /dev/null in the copy.
-    """
-
-    def __init__(self, path: str) -> None:
-        self._file: IO[bytes] = open(path, "ab")  # noqa: SIM115 (lives as long as the child)
-        self.pid = _getpid()
-        self.silent = False
-
-    def emit(self, event: dict[str, Any], *, flush: bool = False) -> None:
-        if self.silent or _getpid() != self.pid:
-            self.silence()
-            return
-        event["pid"] = self.pid
-        self._file.write(json.dumps(event, ensure_ascii=True).encode() + b"\n")
-        if flush:
-            self._file.flush()
-
-    def flush(self) -> None:
-        if not self.silent:
-            self._file.flush()
-
-    def silence(self) -> None:
-        if not self.silent:
-            self.silent = True
-            _to_devnull(self._file.fileno())
-
-
-class Control:
-    """The supervisor's commands, one per line: ``run N PATH``, ``stop``, ``exit``.
-
-    ``next_command`` waits for the next ``run``/``exit``; ``stop_requested``
-    reads what has arrived without waiting, between tests. A ``stop`` ends the
-    chunk that is running when it is read; one read between chunks is stale.
-    """
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.closed = False
-        self.stopped = False
-        self._lines: deque[str] = deque()
-        self._partial = b""
-        self._poll = select.poll()  # not select.select: the fd number may exceed FD_SETSIZE
-        self._poll.register(fd, select.POLLIN)
-
-    def next_command(self) -> str | None:
-        """The next ``run``/``exit`` line; ``None`` when the supervisor is gone."""
-        while True:
-            while not self._lines and not self.closed:
-                self._read(None)
-            if not self._lines:
-                return None
-            line = self._lines.popleft()
-            if line != "stop":
-                return line
-
-    def start_chunk(self) -> None:
-        self.stopped = False
-
-    def stop_requested(self) -> bool:
-        """Whether the running chunk must end after the test in flight (never waits)."""
-        while not self.closed and self._read(0):
-            pass
-        if "stop" in self._lines:
-            self.stopped = True
-            self._lines = deque(line for line in self._lines if line != "stop")
-        return self.stopped or self.closed
-
-    def _read(self, timeout_ms: int | None) -> bool:
-        if not self._poll.poll(timeout_ms):
-            return False
-        try:
-            data = os.read(self.fd, 65536)
-        except BlockingIOError:
-            return False
-        if not data:  # the supervisor is gone
-            self.closed = True
-            return False
-        *lines, self._partial = (self._partial + data).split(b"\n")
-        self._lines.extend(line.decode("utf-8", "replace") for line in lines)
-        return True
+        return probeio.first_line(message)
+    return probeio.error_line(report.longreprtext)
 
 
 def marker_timeout(item: pytest.Item) -> float | None:
@@ -250,76 +105,23 @@ def marker_timeout(item: pytest.Item) -> float | None:
     return None
 
 
-def env_timeout() -> float | None:
-    """The run's per-test limit as the supervisor passed it (``MTEST_TIMEOUT``)."""
-    try:
-        seconds = float(os.environ.get("MTEST_TIMEOUT", ""))
-    except ValueError:
-        return None
-    return seconds if 0 < seconds < float("inf") else None
-
-
-REARM_FRACTION = 0.02
-REARM_MAX_S = 1.0
-
-
-def rearm_needed(armed: tuple[float, float] | None, limit: float, now: float) -> bool:
-    """Whether a test starting at ``now`` with ``limit`` needs a fresh stack timer.
-
-    ``armed`` is ``(when, limit)`` of the timer that is running. It is kept when
-    it has the same limit and would fire at most ``REARM_FRACTION`` of it (and
-    at most ``REARM_MAX_S``) before this test reaches its limit.
-    """
-    if armed is None or armed[1] != limit:
-        return True
-    return now - armed[0] > min(REARM_FRACTION * limit, REARM_MAX_S)
-
-
-class StackTimer:
-    """Every thread's stack in the stacks file when a test outlives its limit.
-
-    ``faulthandler.dump_traceback_later`` needs no signal (a test may replace
-    the SIGUSR2 handler) and writes from a C thread even while C code holds
-    the GIL. Arming it starts that thread (~40 us), too much for every test of
-    a sub-millisecond suite, so a timer armed for an earlier test is kept while
-    it fires only a little early (``rearm_needed``). faulthandler has one such
-    timer per process: a test that arms its own replaces this one.
-    """
-
-    def __init__(self, stacks: IO[str]) -> None:
-        self.stacks = stacks
-        self.armed: tuple[float, float] | None = None
-
-    def test_starts(self, limit: float | None, now: float) -> None:
-        if limit is None:
-            self.cancel()
-        elif rearm_needed(self.armed, limit, now):
-            faulthandler.dump_traceback_later(limit, file=self.stacks)
-            self.armed = (now, limit)
-
-    def cancel(self) -> None:
-        if self.armed is not None:
-            faulthandler.cancel_dump_traceback_later()
-            self.armed = None
-
-
-def _format_error(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-
-
 class Probe:
     """The plugin instance: one per child, holding the child's event stream."""
 
     def __init__(
-        self, config: pytest.Config, events: EventWriter, control_fd: int, stacks: IO[str] | None
+        self,
+        config: pytest.Config,
+        events: probeio.EventWriter,
+        control_fd: int,
+        stacks: IO[str] | None,
     ) -> None:
         self.config = config
         self.events = events
         self.pid = events.pid
-        self.control = Control(control_fd)
+        self.control = probeio.Control(control_fd)
         self.notify_fd = int(os.environ.get("MTEST_NOTIFY_FD", "-1"))
-        self.stack_timer = StackTimer(stacks) if stacks is not None else None
-        self.timeout = env_timeout()
+        self.stack_timer = probeio.StackTimer(stacks) if stacks is not None else None
+        self.timeout = probeio.env_timeout()
         self.reports: list[pytest.TestReport] = []
         self.reruns: list[pytest.TestReport] = []
         self.collecting: set[str] = set()
@@ -330,15 +132,15 @@ class Probe:
     def _in_forked_copy(self) -> None:
         """A test forked this process: the copy must not speak for the worker."""
         self.events.silence()
-        _to_devnull(self.control.fd)
+        probeio.to_devnull(self.control.fd)
         self.control.closed = True
         if self.notify_fd >= 0:
-            _to_devnull(self.notify_fd)
+            probeio.to_devnull(self.notify_fd)
             self.notify_fd = -1
 
     def _leave_if_copy(self) -> None:
         """A forked copy that returned into the run loop runs nothing more."""
-        if _getpid() != self.pid:
+        if probeio.getpid() != self.pid:
             os._exit(0)
 
     # -- collection ---------------------------------------------------------
@@ -361,17 +163,17 @@ class Probe:
             text = report.longreprtext
             if report.skipped and isinstance(report.longrepr, tuple):
                 text = str(report.longrepr[2]).removeprefix("Skipped: ")
-            message = first_line(text)
+            message = probeio.first_line(text)
             if report.failed:
                 lines = [line for line in text.splitlines() if line.startswith("E ")]
-                message = lines[-1][1:].strip()[:MESSAGE_CHARS] if lines else message
+                message = lines[-1][1:].strip()[: probeio.MESSAGE_CHARS] if lines else message
             self.events.emit(
                 {
                     "e": "collect_problem",
                     "id": report.nodeid,
                     "outcome": outcome,
                     "message": message,
-                    "longrepr": cap_text(text),
+                    "longrepr": probeio.cap_text(text),
                 },
                 flush=True,
             )
@@ -384,7 +186,7 @@ class Probe:
         event: dict[str, Any] = {"e": "collected", "count": len(session.items)}
         if os.environ.get("MTEST_LISTING", "full") == "full":
             event["items"] = [self._describe(item) for item in session.items]
-        event["t"] = _monotonic()
+        event["t"] = probeio.monotonic()
         self.events.emit(event, flush=True)
         self._notify()
 
@@ -436,9 +238,10 @@ class Probe:
             nextitem = items[index + 1] if index + 1 < len(items) else None
             self.reports, self.reruns = [], []
             threads = set(threading.enumerate())
-            self.events.emit({"e": "start", "id": item.nodeid, "t": _monotonic()}, flush=True)
+            now = probeio.monotonic()
+            self.events.emit({"e": "start", "id": item.nodeid, "t": now}, flush=True)
             if self.stack_timer is not None:
-                self.stack_timer.test_starts(marker_timeout(item) or self.timeout, _monotonic())
+                self.stack_timer.test_starts(marker_timeout(item) or self.timeout, now)
             try:
                 item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
             except BaseException as exc:
@@ -487,13 +290,13 @@ class Probe:
     def _end(self, item: pytest.Item, escaped: BaseException | None = None) -> None:
         # ``wasxfail`` is present (possibly empty) exactly when the test was xfail-marked.
         phases = [(r.when or "", r.outcome, hasattr(r, "wasxfail")) for r in self.reports]
-        outcome, index = outcome_of(phases)
+        outcome, index = probeio.outcome_of(phases)
         event: dict[str, Any] = {
             "e": "end",
             "id": item.nodeid,
             "outcome": outcome,
             "duration": sum(r.duration for r in self.reports),
-            "t": _monotonic(),
+            "t": probeio.monotonic(),
         }
         if escaped is not None:
             event["outcome"] = "error" if outcome == "passed" else outcome
@@ -505,16 +308,16 @@ class Probe:
             event["message"] = (
                 f"passed after {len(self.reruns)} rerun(s): {_message(first, 'failed')}"
             )
-            event["longrepr"] = cap_text("\n\n".join(r.longreprtext for r in self.reruns))
+            event["longrepr"] = probeio.cap_text("\n\n".join(r.longreprtext for r in self.reruns))
         elif outcome != "passed" and index >= 0:
             report = self.reports[index]
             event["message"] = _message(report, outcome)
             event["when"] = report.when
             if outcome not in ("skipped", "xfailed", "xpassed"):
-                event["longrepr"] = cap_text(
+                event["longrepr"] = probeio.cap_text(
                     "\n\n".join(f"[{r.when}]\n{r.longreprtext}" for r in self.reports if r.failed)
                 )
-                event["sections"] = [[t, cap_text(c)] for t, c in self.reports[-1].sections]
+                event["sections"] = [[t, probeio.cap_text(c)] for t, c in self.reports[-1].sections]
         self.events.emit(event)
 
     # -- turning session-ending exceptions into test failures -----------------
@@ -571,8 +374,8 @@ class Probe:
             self._emit_session_error("exitstatus", message, "")
 
     def _session_error(self, where: str, exc: BaseException) -> None:
-        message = error_line(f"E   {type(exc).__name__}: {exc}")
-        self._emit_session_error(where, message, cap_text(_format_error(exc)))
+        message = probeio.error_line(f"E   {type(exc).__name__}: {exc}")
+        self._emit_session_error(where, message, probeio.cap_text(probeio.format_error(exc)))
 
     def _emit_session_error(self, where: str, message: str, longrepr: str) -> None:
         event = {"e": "session_error", "where": where, "message": message, "longrepr": longrepr}
@@ -626,29 +429,6 @@ def _force_exception(outcome: Any, exc: BaseException) -> None:
 
 
 # -- process hygiene ------------------------------------------------------------
-
-
-def _die_with_parent(parent: int) -> None:
-    """Exit this child's whole process group when the supervisor disappears."""
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent:
-        os._exit(70)
-
-    def watch() -> None:
-        while True:
-            _sleep(PARENT_POLL_S)
-            if os.getppid() != parent:
-                try:
-                    os.killpg(os.getpgrp(), signal.SIGKILL)
-                finally:
-                    os._exit(70)
-
-    threading.Thread(target=watch, name="mtest-parent-watch", daemon=True).start()
 
 
 def _neutralize_plugins(config: pytest.Config) -> None:
@@ -715,14 +495,14 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     parent = os.environ.get("MTEST_PARENT_PID")
     if parent:
-        _die_with_parent(int(parent))
+        probeio.die_with_parent(int(parent))
     stacks_path = os.environ.get("MTEST_STACKS")
     if stacks_path:
         stacks = open(stacks_path, "w")  # noqa: SIM115 (faulthandler keeps using it)
         faulthandler.register(STACKS_SIGNAL, file=stacks, all_threads=True, chain=False)
         config.stash[_STACKS_KEY] = stacks
     _neutralize_plugins(config)
-    events = EventWriter(events_path)
+    events = probeio.EventWriter(events_path)
     events.emit(
         {
             "e": "hello",
@@ -732,7 +512,7 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
             "plugins": _plugin_versions(config),
             "rootdir": str(config.rootpath),
             "timeout": _ini_timeout(config),
-            "t": _monotonic(),
+            "t": probeio.monotonic(),
         },
         flush=True,
     )
