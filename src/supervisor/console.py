@@ -5,8 +5,9 @@ a plain progress line is printed every ``PLAIN_EVERY_S`` seconds. ``NO_COLOR``
 is respected. Nothing here decides anything: it prints what it is given.
 
 Every text goes through ``text.console_text`` before it is written, so a test
-id, message or note cannot move the cursor, clear the screen or set the title;
-mtest's own colour codes are added afterwards (``line(..., outcome=...)``).
+id, message or note cannot move the cursor, clear the screen, set the title or
+start a GitHub workflow command; mtest's own colour codes are added afterwards
+(``line(..., outcome=...)``), and its annotations go through ``command``.
 What the stream's encoding cannot carry (a lone surrogate, or anything outside
 ASCII on an ASCII terminal) is written as a backslash escape, never an error.
 """
@@ -88,7 +89,7 @@ class Console:
         self.stream.flush()
 
     def always(self, text: str) -> None:
-        """Print ``text`` whatever the verbosity (GitHub annotations, views)."""
+        """Print ``text`` whatever the verbosity (views, listings)."""
         self.line(text, level=-100)
 
     def warn(self, text: str) -> None:
