@@ -259,7 +259,7 @@ def test_the_summary_tells_flaky_from_broken_quarantine() -> None:
     )
     facts = dataclasses.replace(FACTS, quarantine_kinds={"t.py::f": "flaky", "t.py::b": "broken"})
     text = summary_markdown(finals, facts, 1, [])
-    assert "- **failed** (broken, gating) `t.py::b`: m" in text
+    assert "- **failed** (broken) `t.py::b`: m" in text
     assert "- **failed** (quarantined: flaky, not gating) `t.py::f`: m" in text
     assert "Quarantine: 1 broken, 1 flaky." in text
 
@@ -309,7 +309,7 @@ def test_the_problem_list_is_capped_for_githubs_step_summary() -> None:
     finals = finals_of(*(rec(f"t.py::x{n}", Outcome.FAILED) for n in range(SUMMARY_PROBLEMS + 7)))
     text = summary_markdown(finals, FACTS, 1, [])
     assert sum(line.startswith("- **failed**") for line in text.splitlines()) == SUMMARY_PROBLEMS
-    assert "- … and 7 more: `mtest --report` and `last-run/run.jsonl` have them all" in text
+    assert "- … and 7 more: `last-run/run.jsonl` has them all" in text
 
 
 @settings(max_examples=200, deadline=None)
@@ -319,3 +319,10 @@ def test_any_id_and_message_give_one_problem_line(test_id: str, message: str) ->
     text.encode("utf-8")
     problems = text.split("## Problems\n\n", 1)[1].splitlines()
     assert problems[0].startswith("- **failed** `") and len(problems) == 1
+
+
+def test_a_quarantined_flaky_outcome_is_not_called_not_gating() -> None:
+    # It may gate (--flaky-result fail); the summary only says what it is.
+    finals = finals_of(rec("t.py::f", Outcome.FLAKY, quarantined=True, message="m"))
+    facts = dataclasses.replace(FACTS, quarantine_kinds={"t.py::f": "flaky"})
+    assert "- **flaky** (quarantined: flaky) `t.py::f`: m" in summary_markdown(finals, facts, 1, [])

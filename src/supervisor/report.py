@@ -161,8 +161,7 @@ def _problems(finals: Mapping[str, TestRecord], kinds: Mapping[str, str]) -> lis
         lines.append(_problem_item(record, kinds.get(record.test_id)))
     if len(problems) > SUMMARY_PROBLEMS:
         lines.append(
-            f"- … and {len(problems) - SUMMARY_PROBLEMS} more: `mtest --report` and "
-            "`last-run/run.jsonl` have them all"
+            f"- … and {len(problems) - SUMMARY_PROBLEMS} more: `last-run/run.jsonl` has them all"
         )
     kinds_seen = Counter(kinds.values())
     if kinds_seen:
@@ -175,9 +174,11 @@ def _problem_item(record: TestRecord, kind: str | None) -> str:
     """``- **failed** (quarantined: flaky, not gating) `id`: message — `bundle```."""
     tags = []
     if record.quarantined:
-        tags.append("quarantined" + (f": {kind}" if kind else "") + ", not gating")
+        tags.append("quarantined" + (f": {kind}" if kind else ""))
     elif kind:
-        tags.append(f"{kind}, gating")
+        tags.append(kind)
+    if record.quarantined and record.outcome.gating:
+        tags.append("not gating")
     tag = f" ({markdown_text(', '.join(tags))})" if tags else ""
     bundle = f" — {markdown_code(record.bundle)}" if record.bundle else ""
     message = (
