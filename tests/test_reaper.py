@@ -1,4 +1,4 @@
-"""The reaper's decisions over process tables, without processes: who dies, what is remembered."""
+"""The reaper's and the watchdog's decisions over process tables, without processes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import reaper
+from supervisor import reaper, watchdog
 from supervisor.reaper import ProcInfo
 
 ME = 100
@@ -98,7 +98,7 @@ def test_stale_zombies_of_mtest_not_kept_are_reaped() -> None:
 
 
 def test_the_watchdog_remembers_the_supervisors_tree_and_forgets_the_dead_and_reused() -> None:
-    seen = reaper.remember({}, RUN, root=ME, me=WATCHDOG)
+    seen = watchdog.remember({}, RUN, root=ME, me=WATCHDOG)
     assert set(seen) == {200, 201, 202, 203, 300, 301, 400, 401, 500}
     # mtest died: its children moved to init; 201 is gone; 301's pid was reused.
     after = table(
@@ -106,7 +106,7 @@ def test_the_watchdog_remembers_the_supervisors_tree_and_forgets_the_dead_and_re
         proc(401, 400, session=400), proc(500, 1, session=300),
         ProcInfo(pid=301, ppid=1, pgid=301, session=301, state="S", start=1),
     )  # fmt: skip
-    kept = reaper.remember(seen, after, root=ME, me=WATCHDOG)
+    kept = watchdog.remember(seen, after, root=ME, me=WATCHDOG)
     assert set(kept) == {200, 202, 203, 400, 401, 500}
 
 
@@ -116,11 +116,11 @@ def test_after_a_death_the_watchdog_kills_what_it_saw_and_what_they_started_sinc
         proc(202, 1), proc(204, 202), proc(400, 1), proc(402, 400, state="Z"),
         ProcInfo(pid=301, ppid=1, pgid=301, session=301, state="S", start=1),  # reused pid
     )  # fmt: skip
-    assert reaper.leftovers(seen, now, me=WATCHDOG) == {202, 204, 400}
+    assert watchdog.leftovers(seen, now, me=WATCHDOG) == {202, 204, 400}
 
 
 def test_the_watchdog_applies_the_supervisors_commands() -> None:
-    watch = reaper._Watch(supervisor=ME, record=None, groups=set(), seen={})
+    watch = watchdog._Watch(supervisor=ME, record=None, groups=set(), seen={})
     assert not watch.command("+200") and not watch.command("+300") and not watch.command("-200")
     assert not watch.command("hold") and watch.held
     assert not watch.command("release") and not watch.held

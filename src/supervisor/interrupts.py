@@ -250,7 +250,7 @@ class Guard:
         self._done.set()
         self._thread.join()
         while (info := signal.sigtimedwait(GUARDED, 0)) is not None:
-            self.on_signal(info.si_signo, info.si_pid)  # what arrived at the very end
+            self.on_signal(info.si_signo, info.si_pid, late=True)
         signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
 
     def _read(self) -> None:
@@ -260,8 +260,12 @@ class Guard:
                 self.on_signal(info.si_signo, info.si_pid)
             self._continue_watchdog()
 
-    def on_signal(self, signum: int, pid: int) -> None:
-        """Judge one signal and act on it (called from the reader thread)."""
+    def on_signal(self, signum: int, pid: int, *, late: bool = False) -> None:
+        """Judge one signal and act on it (called from the reader thread).
+
+        ``late``: it arrived as the guard closed; the workers are gone, so it
+        can stop nothing any more, and mtest does not suspend itself for it.
+        """
         me = os.getpid()
         in_flight = self._in_flight()
         watchdog = self._watchdog()
@@ -274,7 +278,7 @@ class Guard:
             self.stop.hurry = self.stop.hurry or action is Action.KILL_NOW
             self.stop.interrupted = True
             self.stop.mode = Stop.HALT
-        elif action is Action.SUSPEND:
+        elif action is Action.SUSPEND and not late:
             self._suspend(in_flight)
         elif action in (Action.IGNORE, Action.CONTINUED) and self._first(signum, sender):
             test = self._test_of(sender.worker) if sender.worker is not None else None

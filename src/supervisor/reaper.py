@@ -14,24 +14,21 @@ Four layers, each covering what the one before cannot:
    a process that left the tree altogether (started through a daemon such as
    ``systemd-run``) but kept its environment is still found
    (``kill_descendants``);
-4. a watchdog process, started in its own session, holds a pipe from the
-   supervisor and scans the supervisor's descendants twice a second. When
-   mtest dies, even by SIGKILL, its descendants are re-parented to init and
-   the tree is gone; the watchdog kills every group it was told about, every
-   process it saw below the supervisor (checked by start time, so a reused
-   pid is spared) with their descendants, and the ancestry sweep
-   (``watchdog_main``). While the supervisor lives, the watchdog also
-   continues it when something stopped it (``SIGSTOP`` cannot be caught).
+4. a watchdog process (``watchdog``), started in its own session, holds a
+   pipe from the supervisor and remembers the supervisor's descendants; when
+   mtest dies, even by SIGKILL, it kills what it remembers and sweeps the
+   ancestry. It also continues the supervisor when something stopped it.
 
-The decisions (which pids die, what the watchdog remembers) are pure
-functions over a process table; the rest reads ``/proc`` and sends signals.
+The decisions (which pids die) are pure functions over a process table; the
+rest reads ``/proc`` and sends signals. Without ``/proc`` (macOS) the table is
+empty, and only the process groups, the watchdog's group kills and the
+children's own parent watch remain (docs/design.md says what that leaves).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -45,8 +42,6 @@ REAP_WAIT_S = 0.5
 """After SIGKILL, how long to wait for our own victims to become reapable."""
 KILL_ROUNDS = 3
 """A process may fork while we kill: scan again, up to this many times."""
-WATCH_INTERVAL_S = 0.5
-"""How often the watchdog scans the supervisor's tree and checks it is not stopped."""
 _PROC = Path("/proc")
 
 
@@ -169,37 +164,6 @@ def stale(table: Mapping[int, ProcInfo], *, me: int, keep: Collection[int]) -> f
     )
 
 
-def remember(
-    seen: Mapping[int, int], table: Mapping[int, ProcInfo], *, root: int, me: int
-) -> dict[int, int]:
-    """The watchdog's memory after one scan: ``pid → start`` of every process below ``root``.
-
-    Processes seen before stay remembered while they live (same pid and start
-    time): when the root dies its children move to init, and the watchdog
-    must still know them.
-    """
-    alive = {pid: start for pid, start in seen.items() if _same(table, pid, start)}
-    for pid in subtree(children_of(table), root) - {root, me}:
-        if not table[pid].dead:
-            alive[pid] = table[pid].start
-    return alive
-
-
-def leftovers(seen: Mapping[int, int], table: Mapping[int, ProcInfo], *, me: int) -> frozenset[int]:
-    """What the watchdog kills after the supervisor died: what it saw, and their descendants."""
-    children = children_of(table)
-    victims: set[int] = set()
-    for pid, start in seen.items():
-        if _same(table, pid, start):
-            victims |= subtree(children, pid)
-    return frozenset(pid for pid in victims if pid != me and not table[pid].dead)
-
-
-def _same(table: Mapping[int, ProcInfo], pid: int, start: int) -> bool:
-    info = table.get(pid)
-    return info is not None and info.start == start and not info.dead
-
-
 # -- killing -------------------------------------------------------------------
 
 
@@ -226,23 +190,30 @@ def kill_orphans(keep: Collection[int], *, busy: Collection[int] = ()) -> int:
     itself (a ``Popen``) must be in ``keep``: dead children not in it are reaped.
     """
     me = os.getpid()
-    killed = _kill_rounds(lambda table: doomed(table, me=me, keep=keep, busy=busy))
-    _reap([*killed, *stale(process_table(), me=me, keep=keep)])
+    killed, table = kill_rounds(lambda table: doomed(table, me=me, keep=keep, busy=busy))
+    _reap([*killed, *stale(table, me=me, keep=keep)])
     return len(killed)
 
 
-def _kill_rounds(choose: Callable[[dict[int, ProcInfo]], frozenset[int]]) -> list[int]:
-    """SIGKILL what ``choose`` picks from a fresh table, until a scan finds nothing."""
+def kill_rounds(
+    choose: Callable[[dict[int, ProcInfo]], frozenset[int]],
+) -> tuple[list[int], dict[int, ProcInfo]]:
+    """SIGKILL what ``choose`` picks from a fresh table, until a scan finds nothing.
+
+    Returns the pids killed and the last table read.
+    """
     killed: list[int] = []
+    table = process_table()
     for _ in range(KILL_ROUNDS):
-        victims = choose(process_table())
+        victims = choose(table)
         if not victims:
             break
         for pid in victims:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         killed.extend(victims)
-    return killed
+        table = process_table()
+    return killed, table
 
 
 def _reap(pids: Iterable[int]) -> None:
@@ -287,12 +258,12 @@ def run_processes(run_id: str) -> list[int]:
 
 def kill_descendants(run_id: str) -> int:
     """SIGKILL every process of the run that is still alive; reap our own. Returns the count."""
-    victims = _sweep(run_id)
+    victims = sweep(run_id)
     _reap(victims)
     return len(victims)
 
 
-def _sweep(run_id: str) -> list[int]:
+def sweep(run_id: str) -> list[int]:
     victims = run_processes(run_id)
     for pid in victims:
         with contextlib.suppress(OSError):
@@ -304,7 +275,7 @@ def _sweep(run_id: str) -> list[int]:
 
 
 class Watchdog:
-    """The process that cleans up after a supervisor that died without doing so.
+    """The supervisor's end of the watchdog (``watchdog.main`` is the other).
 
     ``record``: a file where the watchdog keeps the pids it watches (one per
     line, rewritten when they change) and, after a death, what it killed.
@@ -314,8 +285,8 @@ class Watchdog:
         package_parent = str(Path(__file__).resolve().parent.parent)
         code = (
             f"import sys; sys.path.insert(0, {package_parent!r}); "
-            "from supervisor.reaper import watchdog_main; "
-            "watchdog_main(sys.argv[1], int(sys.argv[2]), sys.argv[3])"
+            "from supervisor.watchdog import main; "
+            "main(sys.argv[1], int(sys.argv[2]), sys.argv[3])"
         )
         self._proc = subprocess.Popen(
             [sys.executable, "-c", code, run_id, str(os.getpid()), str(record or "")],
@@ -361,84 +332,3 @@ class Watchdog:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
-
-
-@dataclass(kw_only=True)
-class _Watch:
-    supervisor: int
-    record: Path | None
-    groups: set[int]
-    seen: dict[int, int]
-    held: bool = False
-
-    def command(self, line: str) -> bool:
-        """Apply one line from the supervisor; ``True`` when it said ``bye``."""
-        if line == "bye":
-            return True
-        if line in ("hold", "release"):
-            self.held = line == "hold"
-        elif line[:1] in "+-" and line[1:].isdigit():
-            (self.groups.add if line[0] == "+" else self.groups.discard)(int(line[1:]))
-        return False
-
-    def scan(self) -> None:
-        table = process_table()
-        info = table.get(self.supervisor)
-        if info is not None and info.state == "T" and not self.held:
-            with contextlib.suppress(OSError):
-                os.kill(self.supervisor, signal.SIGCONT)
-        seen = remember(self.seen, table, root=self.supervisor, me=os.getpid())
-        if seen.keys() != self.seen.keys():
-            self.seen = seen
-            self.write("".join(f"{pid}\n" for pid in sorted(seen)))
-        self.seen = seen
-
-    def write(self, text: str, *, append: bool = False) -> None:
-        if self.record is None:
-            return
-        with contextlib.suppress(OSError):
-            if append:
-                with open(self.record, "a", encoding="utf-8") as handle:
-                    handle.write(text)
-            else:
-                tmp = self.record.with_name(self.record.name + ".tmp")
-                tmp.write_text(text, encoding="utf-8")
-                os.replace(tmp, self.record)
-
-
-WATCHDOG_IGNORES = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM",
-                    "SIGTSTP", "SIGTTIN", "SIGTTOU")  # fmt: skip
-"""A test may signal any process it can find: the watchdog ignores all it can."""
-
-
-def watchdog_main(run_id: str, supervisor: int, record: str) -> None:
-    """Watch the supervisor; if its pipe closes without ``bye``, kill everything of the run."""
-    for name in WATCHDOG_IGNORES:
-        signal.signal(signal.Signals[name], signal.SIG_IGN)
-    # mtest blocks the signals a test could send it; nothing it starts keeps that mask.
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    watch = _Watch(
-        supervisor=supervisor, record=Path(record) if record else None, groups=set(), seen={}
-    )
-    pending = b""
-    while True:
-        readable, _, _ = select.select([sys.stdin.buffer], [], [], WATCH_INTERVAL_S)
-        if readable:
-            data = os.read(sys.stdin.fileno(), 65536)
-            if not data:
-                break
-            *lines, pending = (pending + data).split(b"\n")
-            if any(watch.command(line.decode().strip()) for line in lines):
-                return
-        watch.scan()
-    _clean_up(watch, run_id)
-
-
-def _clean_up(watch: _Watch, run_id: str) -> None:
-    for pgid in watch.groups:
-        with contextlib.suppress(OSError):
-            os.killpg(pgid, signal.SIGKILL)
-    me = os.getpid()
-    killed = _kill_rounds(lambda table: leftovers(watch.seen, table, me=me))
-    killed += [pid for _ in range(2) for pid in _sweep(run_id)]
-    watch.write("".join(f"killed {pid}\n" for pid in killed), append=True)
