@@ -532,9 +532,14 @@ def test_past_the_cap_a_bundle_is_a_stub_and_the_run_says_so_once(tmp_path: Path
     store.close_log()
     assert (store.paths.failures / "first.txt").read_text() == "x" * 6_000
     stub = (store.paths.failures / "second.txt").read_text()
-    assert "reached its cap of" in stub and "6000 bytes left out" in stub
+    assert "reached its cap of" in stub and "6000 bytes not kept" in stub
+    assert stub.endswith("y" * 2000 + "\n"), "the head of the bundle, capped"
     assert (store.paths.failures / "third.txt").read_text() == "z" * 100, "small ones still fit"
     assert not store.paths.chunk_junit(0).exists()
+    store.write_bundle("fourth.txt", "test:    t.py::t\noutcome: failed\n" + "o" * 9_000)
+    assert (
+        "test:    t.py::t\noutcome: failed\n" in (store.paths.failures / "fourth.txt").read_text()
+    )
     assert len(store.notes) == 1 and "reached its cap" in store.notes[0]
     assert store.read_records() == [rec("a")], "records are never capped"
 

@@ -50,6 +50,9 @@ FSYNC_EVERY_S = 1.0
 LAST_RUN_CAP_BYTES = 256 * 1024 * 1024
 """What the store writes into ``last-run/`` (records, bundles, JUnit, summary) in one run,
 at most; bundles past it become stubs, chunk JUnit files are not written."""
+STUB_HEAD_LINES = 12
+STUB_HEAD_CHARS = 2000
+"""A stub keeps the head of its bundle (test, outcome, how to reproduce), at most this."""
 
 
 @dataclass(frozen=True)
@@ -313,11 +316,13 @@ class Store:
             raise MtestError(f"refusing to write a bundle outside failures/: `{name}`", code=3)
         data = text.encode("utf-8", errors="replace")
         if self._over_cap(len(data)):
+            head = "\n".join(text.splitlines()[:STUB_HEAD_LINES])[:STUB_HEAD_CHARS]
             data = (
-                f"This bundle was not kept: `{LAST_RUN}/` reached its cap of "
-                f"{_mib(self.cap_bytes)} in this run ({len(data)} bytes left out).\n"
-                "The test's record in run.jsonl still holds its outcome and message.\n"
-            ).encode()
+                f"This bundle was cut to its first lines: `{LAST_RUN}/` reached its cap of "
+                f"{_mib(self.cap_bytes)} in this run ({len(data)} bytes not kept).\n"
+                "The test's record in run.jsonl still holds its outcome and message.\n\n"
+                f"{head}\n"
+            ).encode("utf-8", errors="replace")
         # Not fsynced: a bundle is a diagnosis, and a run with many failures writes many.
         self._write(target, data, sync=False)
 
