@@ -134,10 +134,12 @@ def session(
     returncode: int | None = 0,
     kill: KillReason | None = None,
     explained: bool = False,
+    blamed: bool = False,
 ) -> str | None:
     return blame.session_failure(
-        errors=errors, exit_code=exit_code, returncode=returncode, kill=kill, explained=explained
-    )
+        errors=errors, exit_code=exit_code, returncode=returncode, kill=kill,
+        explained=explained, blamed=blamed,
+    )  # fmt: skip
 
 
 def test_a_clean_session_did_not_fail() -> None:
@@ -160,6 +162,11 @@ def test_a_non_zero_status_with_no_failing_test_is_a_failure() -> None:
 def test_a_child_that_never_finished_its_session_is_a_failure_even_at_exit_0() -> None:
     assert session(exit_code=None, returncode=0) is not None
     assert session(exit_code=None, returncode=-11, explained=False) is not None
+
+
+def test_a_death_recorded_against_the_test_in_flight_is_no_session_failure() -> None:
+    assert session(exit_code=None, returncode=0, explained=True, blamed=True) is None
+    assert session(exit_code=None, returncode=0, explained=True) is not None
 
 
 def test_a_child_mtest_killed_is_blamed_by_the_kill_unless_it_only_lingered() -> None:

@@ -187,26 +187,28 @@ def session_failure(
     returncode: int | None,
     kill: KillReason | None,
     explained: bool,
+    blamed: bool = False,
 ) -> str | None:
     """Why a child's session failed on its own, or ``None`` when it did not.
 
     ``exit_code`` is what ``pytest.main`` returned (the bootstrap's ``exit``
     event), ``returncode`` the process's; ``explained``: the child recorded a
     failing test or a collection error, or collected nothing, which account for
-    a non-zero status. A child mtest killed for a deadline is blamed by the kill,
-    except one that lingered after its session ended. Silence is never success:
-    a child that ended without finishing its session (no ``exit`` event) and
-    without a kill is a failure too.
+    a non-zero status; ``blamed``: its death was recorded against the test in
+    flight (``crashed``/``hung``). A child mtest killed for a deadline is
+    blamed by the kill, except one that lingered after its session ended.
+    Silence is never success: a child that ended without finishing its session
+    (no ``exit`` event), without a kill and at exit code 0 is a failure too.
     """
     if errors:
         return "; ".join(_describe(error) for error in errors)
-    if kill is not None and kill is not KillReason.LINGERING:
+    if blamed or (kill is not None and kill is not KillReason.LINGERING):
         return None
     if exit_code is not None:
         if exit_code == 0 or explained:
             return None
         return f"pytest's session ended with exit status {exit_code} though no test failed"
-    if explained and returncode != 0:
+    if explained and returncode not in (0, None):
         return None
     return f"the child ended before its session finished ({_exit(returncode)})"
 

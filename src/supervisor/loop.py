@@ -276,16 +276,22 @@ class Loop:
                 if worker.collected_at is None and worker.chunk is None:
                     self._blame_collection(worker)
                 else:
-                    self._blame_run(worker)
-                    self._check_session(worker)
+                    accounted = self._blame_run(worker)
+                    self._check_session(worker, blamed=accounted)
         finally:
             worker.files.close()
         self._ensure_work_dir()
 
-    def _blame_run(self, worker: Worker) -> None:
+    def _blame_run(self, worker: Worker) -> bool:
+        """Record the test the death is blamed on, requeue the rest.
+
+        Returns whether the death is accounted for (a test blamed, or an early
+        death that is retried) rather than left to the session's verdict.
+        """
         chunk = worker.chunk
         who = blame.culprit(worker.kill, worker.in_flight)
-        if who.how is blame.Blamed.NOBODY and chunk is not None and not worker.progressed:
+        early = who.how is blame.Blamed.NOBODY and chunk is not None and not worker.progressed
+        if early:
             # Died before starting any test: no test is to blame. The chunk goes
             # back to the queue, and children that keep doing this end the run.
             self._early_death(worker)
@@ -303,8 +309,9 @@ class Loop:
             ))  # fmt: skip
         if rest is not None and rest.tests:
             self.queue.appendleft(rest)
+        return early or who.how in (blame.Blamed.HUNG, blame.Blamed.CRASHED)
 
-    def _check_session(self, worker: Worker) -> None:
+    def _check_session(self, worker: Worker, *, blamed: bool) -> None:
         """A session that failed on its own is one ``error`` record for that child."""
         explained = (
             worker.failures > 0 or worker.unknown > 0 or worker.collected_count == 0
@@ -313,6 +320,7 @@ class Loop:
         why = blame.session_failure(
             errors=worker.session_errors, exit_code=worker.exit_code,
             returncode=worker.proc.returncode, kill=worker.kill_reason, explained=explained,
+            blamed=blamed,
         )  # fmt: skip
         if why is None:
             return
