@@ -37,6 +37,15 @@ def tree(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
+def table_error(tmp_path: Path, text: str) -> MtestError:
+    """The usage error (exit 4) of a project whose ``pyproject.toml`` is ``text``."""
+    root = tree(tmp_path / "p", {"pyproject.toml": text})
+    with pytest.raises(MtestError) as caught:
+        make_config([], root)
+    assert caught.value.code == 4
+    return caught.value
+
+
 # -- parse_duration ------------------------------------------------------------
 
 
@@ -419,21 +428,15 @@ def test_a_bad_flag_value_is_a_usage_error_naming_it(
 def test_a_bad_table_value_is_a_usage_error_naming_it_and_the_file(
     tmp_path: Path, line: str, value: str, key: str
 ) -> None:
-    root = tree(tmp_path / "p", {"pyproject.toml": f"[tool.mtest]\n{line}\n"})
-    with pytest.raises(MtestError) as caught:
-        make_config([], root)
-    assert caught.value.code == 4
-    assert value in caught.value.message
-    assert key in caught.value.message
-    assert str(root / "pyproject.toml") in caught.value.message
+    error = table_error(tmp_path, f"[tool.mtest]\n{line}\n")
+    assert value in error.message
+    assert key in error.message
+    assert str(tmp_path / "p" / "pyproject.toml") in error.message
 
 
 def test_broken_toml_is_a_usage_error(tmp_path: Path) -> None:
-    root = tree(tmp_path / "p", {"pyproject.toml": "[tool.mtest\njobs = 2\n"})
-    with pytest.raises(MtestError) as caught:
-        make_config([], root)
-    assert caught.value.code == 4
-    assert str(root / "pyproject.toml") in caught.value.message
+    error = table_error(tmp_path, "[tool.mtest\njobs = 2\n")
+    assert str(tmp_path / "p" / "pyproject.toml") in error.message
 
 
 def test_an_unknown_flag_points_at_the_double_dash(project: Path) -> None:
@@ -470,12 +473,9 @@ def test_gates_dir_from_the_table_is_relative_to_the_rootdir(tmp_path: Path) -> 
 def test_a_table_value_of_the_wrong_type_is_a_usage_error(
     tmp_path: Path, line: str, key: str
 ) -> None:
-    root = tree(tmp_path / "p", {"pyproject.toml": f"[tool.mtest]\n{line}\n"})
-    with pytest.raises(MtestError) as caught:
-        make_config([], root)
-    assert caught.value.code == 4
-    assert key in caught.value.message
-    assert line.split(" = ", 1)[1].strip('"') in caught.value.message
+    error = table_error(tmp_path, f"[tool.mtest]\n{line}\n")
+    assert key in error.message
+    assert line.split(" = ", 1)[1].strip('"') in error.message
 
 
 # -- values checked before any test runs (inf, nan, files, interpreters) ---------
@@ -518,12 +518,9 @@ def test_an_infinite_or_nan_duration_flag_is_refused(
 def test_an_infinite_or_nan_duration_in_the_table_is_refused(
     tmp_path: Path, line: str, key: str
 ) -> None:
-    root = tree(tmp_path / "p", {"pyproject.toml": f"[tool.mtest]\n{line}\n"})
-    with pytest.raises(MtestError) as caught:
-        make_config([], root)
-    assert caught.value.code == 4
-    assert f"`{key}` in {root / 'pyproject.toml'} [tool.mtest]" in caught.value.message
-    assert "finite" in caught.value.hint
+    error = table_error(tmp_path, f"[tool.mtest]\n{line}\n")
+    assert f"`{key}` in {tmp_path / 'p' / 'pyproject.toml'} [tool.mtest]" in error.message
+    assert "finite" in error.hint
 
 
 def test_junit_xml_naming_a_directory_is_refused(project: Path) -> None:
@@ -582,10 +579,8 @@ def test_python_that_is_not_an_interpreter_is_refused(
 
 
 def test_python_from_the_table_is_checked_and_named(tmp_path: Path) -> None:
-    root = tree(tmp_path / "p", {"pyproject.toml": '[tool.mtest]\npython = "nowhere/python"\n'})
-    with pytest.raises(MtestError) as caught:
-        make_config([], root)
-    assert "`python` in" in caught.value.message and "`nowhere/python`" in caught.value.message
+    error = table_error(tmp_path, '[tool.mtest]\npython = "nowhere/python"\n')
+    assert "`python` in" in error.message and "`nowhere/python`" in error.message
 
 
 def test_a_bare_python_name_is_looked_up_on_path(project: Path) -> None:
@@ -670,10 +665,8 @@ def test_pytest_options_mtest_cannot_honour_are_refused(
 
 
 def test_pytest_args_in_the_table_are_checked_too(tmp_path: Path) -> None:
-    root = tree(tmp_path / "p", {"pyproject.toml": '[tool.mtest]\npytest_args = ["--pdb"]\n'})
-    with pytest.raises(MtestError) as caught:
-        make_config([], root)
-    assert "`pytest_args` in" in caught.value.message and "`--pdb`" in caught.value.message
+    error = table_error(tmp_path, '[tool.mtest]\npytest_args = ["--pdb"]\n')
+    assert "`pytest_args` in" in error.message and "`--pdb`" in error.message
 
 
 def test_flaky_result_from_flag_and_table(tmp_path: Path) -> None:
@@ -686,7 +679,5 @@ def test_flaky_result_from_flag_and_table(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("line", ['flaky_result = "maybe"', "flaky_result = true"])
 def test_a_bad_flaky_result_is_a_usage_error(tmp_path: Path, line: str) -> None:
-    root = tree(tmp_path / "p", {"pyproject.toml": f"[tool.mtest]\n{line}\n"})
-    with pytest.raises(MtestError) as caught:
-        make_config([], root)
-    assert "`flaky_result`" in caught.value.message and '"pass" or "fail"' in caught.value.hint
+    error = table_error(tmp_path, f"[tool.mtest]\n{line}\n")
+    assert "`flaky_result`" in error.message and '"pass" or "fail"' in error.hint

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import error_lines, finals, records, run_mtest, write_suite
+from conftest import finals, records, run_mtest, write_suite
+from test_integration_cli import assert_one_error_line
 
 pytestmark = pytest.mark.integration
 
@@ -31,16 +32,6 @@ TOTAL = 14
 def state(project: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((project / ".gates" / "state.json").read_text())
     return data
-
-
-def one_error_line(stderr: str, *needles: str) -> str:
-    assert "Traceback" not in stderr
-    lines = error_lines(stderr)
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("mtest: error:"), lines[0]
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 # -- -x and --maxfail ----------------------------------------------------------------
@@ -209,7 +200,7 @@ def test_an_option_mtest_cannot_honour_is_refused_before_any_test_runs(
     project = write_suite(tmp_path / "p", TIERED)
     result = run_mtest(args, project)
     assert result.returncode == 4, result.stdout + result.stderr
-    one_error_line(result.stderr, f"`{option}`", "hint:")
+    assert_one_error_line(result.stderr, f"`{option}`", "hint:")
     assert not (project / ".gates").exists()
 
 
@@ -226,7 +217,7 @@ def test_a_test_that_does_not_exist_ends_the_run_with_pytests_usage_error(
     project = write_suite(tmp_path / "p", TIERED)
     result = run_mtest([target], project, timeout=80)
     assert result.returncode == 4, result.stdout + result.stderr
-    line = one_error_line(result.stderr, "not found")
+    line = assert_one_error_line(result.stderr, "not found")
     assert target.split("::")[0] in line
 
 
