@@ -285,3 +285,29 @@ def test_no_color_keeps_the_terminal_output_plain(tmp_path: Path) -> None:
     assert code == 1, text
     assert "\x1b[31m" not in text
     assert "FAILED test_slow.py::test_fails - AssertionError: boom" in text
+
+
+# -- notes -------------------------------------------------------------------------
+
+LINGERING = {
+    "test_linger.py": (
+        "import threading\n\n\n"
+        "def test_leaves_a_thread():\n"
+        "    threading.Thread(target=threading.Event().wait, name='lingerer').start()\n\n\n"
+        "def test_innocent():\n    pass\n"
+    )
+}
+
+
+@pytest.mark.timeout(120)
+def test_the_runs_notes_are_printed_at_the_end_and_kept_in_the_summary(tmp_path: Path) -> None:
+    project = write_suite(tmp_path / "p", LINGERING)
+    result = run_mtest([], project, timeout=100)
+    assert result.returncode == 0, result.stdout + result.stderr
+    notes = [line for line in result.stdout.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1, result.stdout
+    assert "test_linger.py::test_leaves_a_thread" in notes[0] and "lingerer" in notes[0]
+    last = result.stdout.splitlines()[-1]
+    assert last.startswith("mtest: 2 passed"), "notes come before the final line"
+    summary = (project / ".gates" / "last-run" / "summary.md").read_text()
+    assert "lingerer" in summary.partition("Notes")[2], summary
