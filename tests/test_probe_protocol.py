@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from supervisor import events, parse, worker
-from supervisor.probeio import Control, error_line, rearm_needed
+from supervisor.probeio import Control, error_line, exit_status_of, rearm_needed
 
 CHILD_LIMIT_S = 120.0
 # The interpreter of the children; point it at another environment to check the
@@ -133,19 +133,34 @@ def outcomes(child: Child) -> dict[str, str]:
 # -- pid and forked copies ---------------------------------------------------------
 
 FORKS = """\
-    import ctypes, os
+    import ctypes, os, sys
+    import pytest
 
     def fork(how):
         return os.fork() if how == "os" else ctypes.CDLL(None).fork()
 
+    @pytest.fixture
+    def torn_down(tmp_path_factory):
+        yield
+        # Only the worker tears down: a copy must not undo what the worker still uses.
+        with open(os.environ["TEARDOWNS"], "a") as log:
+            log.write(f"{os.getpid()}\\n")
+
     def test_before():
         pass
 
-    def test_forks(how):
+    def test_forks(how, torn_down):
         pid = fork(how)
-        if pid:  # the worker: the copy must leave as soon as it is back in the run loop
+        if pid:  # the worker: the copy must leave as soon as it is back in pytest's hands
             _, status = os.waitpid(pid, 0)
             assert os.waitstatus_to_exitcode(status) == 0
+
+    def test_copy_exits_with_its_status(how):
+        pid = fork(how)
+        if pid == 0:
+            sys.exit(3)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 3
 
     def test_after():
         pass
@@ -158,13 +173,16 @@ def test_a_forked_copy_that_returns_into_pytest_is_silent_and_leaves(
 ) -> None:
     """``libc``: a fork that skips Python's at-fork hooks is caught by its pid."""
     conftest = f"import pytest\n@pytest.fixture\ndef how():\n    return {how!r}\n"
-    root = project(tmp_path, {"test_fork.py": FORKS, "conftest.py": conftest})
-    ids = ["test_fork.py::test_before", "test_fork.py::test_forks"]
-    child = run_child(root, [ids, ["test_fork.py::test_after"]])
-    assert ran(child) == [*ids, "test_fork.py::test_after"], child.output
+    root = project(tmp_path / "suite", {"test_fork.py": FORKS, "conftest.py": conftest})
+    teardowns = tmp_path / "teardowns.txt"
+    first = ["test_before", "test_forks", "test_copy_exits_with_its_status"]
+    chunks = [[f"test_fork.py::{name}" for name in first], ["test_fork.py::test_after"]]
+    child = run_child(root, chunks, env={"TEARDOWNS": str(teardowns)})
+    assert ran(child) == [*chunks[0], *chunks[1]], child.output
     assert set(outcomes(child).values()) == {"passed"}, child.raw.decode()
     assert [event["chunk"] for event in child.of("done")] == [0, 1]
     assert {event["pid"] for event in child.events} == {child.pid}
+    assert teardowns.read_text().split() == [str(child.pid)]
 
 
 # -- stacks without a signal -----------------------------------------------------
@@ -508,3 +526,19 @@ def test_the_probes_own_module_needs_nothing_but_the_standard_library() -> None:
     }
     assert "json" in imported
     assert imported <= set(sys.stdlib_module_names) | {"__future__"}
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (None, 0),
+        (SystemExit(), 0),
+        (SystemExit(3), 3),
+        (SystemExit("message"), 1),
+        (ValueError("boom"), 1),
+    ],
+)
+def test_a_copy_leaves_with_the_status_the_interpreter_would_give(
+    error: BaseException | None, status: int
+) -> None:
+    assert exit_status_of(error) == status

@@ -138,10 +138,14 @@ class Probe:
             probeio.to_devnull(self.notify_fd)
             self.notify_fd = -1
 
-    def _leave_if_copy(self) -> None:
-        """A forked copy that returned into the run loop runs nothing more."""
+    def _leave_if_copy(self, outcome: Any = None) -> None:
+        """A forked copy back in pytest's hands runs nothing more, not even a teardown.
+
+        ``outcome`` is the phase's: a copy that called ``sys.exit(3)`` ends with 3.
+        """
         if probeio.getpid() != self.pid:
-            os._exit(0)
+            error = outcome.excinfo[1] if outcome is not None and outcome.excinfo else None
+            os._exit(probeio.exit_status_of(error))
 
     # -- collection ---------------------------------------------------------
 
@@ -326,17 +330,23 @@ class Probe:
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, Any, None]:
-        _contain((yield))
+        outcome = yield
+        self._leave_if_copy(outcome)
+        _contain(outcome)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, None]:
-        _contain((yield))
+        outcome = yield
+        self._leave_if_copy(outcome)
+        _contain(outcome)
 
     @pytest.hookimpl(hookwrapper=True, trylast=True)
     def pytest_runtest_teardown(
         self, item: pytest.Item, nextitem: pytest.Item | None
     ) -> Generator[None, Any, None]:
+        self._leave_if_copy()
         outcome = yield
+        self._leave_if_copy(outcome)
         if nextitem is not None and self.control.stop_requested():
             # The chunk ends with this test: tear down everything now, so that a
             # shared fixture's error lands in this test's report as it would

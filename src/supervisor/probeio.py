@@ -193,6 +193,17 @@ class Control:
         return True
 
 
+def exit_status_of(error: BaseException | None) -> int:
+    """The status a process ends with when ``error`` ends it, as the interpreter would."""
+    if error is None:
+        return 0
+    if isinstance(error, SystemExit):
+        if error.code is None:
+            return 0
+        return error.code if isinstance(error.code, int) else 1
+    return 1
+
+
 def env_timeout() -> float | None:
     """The run's per-test limit as the supervisor passed it (``MTEST_TIMEOUT``)."""
     try:
