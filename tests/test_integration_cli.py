@@ -311,3 +311,15 @@ def test_the_runs_notes_are_printed_at_the_end_and_kept_in_the_summary(tmp_path:
     assert last.startswith("mtest: 2 passed"), "notes come before the final line"
     summary = (project / ".gates" / "last-run" / "summary.md").read_text()
     assert "lingerer" in summary.partition("Notes")[2], summary
+
+
+def test_the_quarantine_view_says_broken_for_a_test_that_keeps_failing(tmp_path: Path) -> None:
+    project = write_suite(
+        tmp_path / "p", {"test_r.py": "def test_regressed():\n    assert False\n"}
+    )
+    for _ in range(2):
+        assert run_mtest(["-q"], project).returncode == 1
+    view = run_mtest(["--quarantine"], project)
+    assert view.returncode == 0, view.stderr
+    assert "test_r.py::test_regressed (broken:" in view.stdout, view.stdout
+    assert "it still fails the run" in view.stdout
