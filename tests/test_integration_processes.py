@@ -236,3 +236,55 @@ def test_children_see_their_worker_slot_and_run_id(tmp_path: Path) -> None:
         assert seen["MTEST_RUN_ID"] in run_ids
         assert seen["MTEST_WORKER"] in {"0", "1"}, seen
     assert os.environ.get("MTEST_RUN_ID") not in run_ids
+
+
+def test_stop_after_test_finishes_the_test_in_flight_and_starts_nothing_else(
+    tmp_path: Path,
+) -> None:
+    """``Stop.AFTER_TEST`` (``-x``): the rest of a running chunk stays outstanding.
+
+    The test after the failing one waits until mtest has sent ``stop`` (the
+    pool's ``tick`` runs after the loop sent it and writes the marker).
+    """
+    from supervisor.drive import DriveOptions, Pool, Stop, StopControl
+    from supervisor.model import Chunk, Outcome, TestResult
+
+    marker = tmp_path / "stop-sent"
+    waits = (
+        "import time\nfrom pathlib import Path\n\n\n"
+        "def test_a_fails():\n    raise AssertionError('first failure')\n\n\n"
+        "def test_b_in_flight_when_stopped():\n"
+        "    deadline = time.monotonic() + 60\n"
+        f"    while not Path({str(marker)!r}).exists() and time.monotonic() < deadline:\n"
+        "        time.sleep(0.01)\n\n\n"
+    )
+    rest = "".join(f"def test_c{i}():\n    pass\n\n\n" for i in range(3))
+    project = write_suite(tmp_path / "suite", {"test_x.py": waits + rest})
+    gates = project / ".gates"
+    options = DriveOptions(
+        python=sys.executable, python_origin="the test", pytest_args=(), paths=(),
+        cwd=project, jobs=1, timeout_s=120.0, kill_grace_s=2.0, run_id="stoptest",
+        ancestry="stoptest", work_dir=gates / "children", junit_dir=gates, cache_dir=gates / "c",
+    )  # fmt: skip
+    stop = StopControl()
+    results: list[TestResult] = []
+
+    def sink(result: TestResult) -> None:
+        results.append(result)
+        if result.outcome is Outcome.FAILED:
+            stop.mode = Stop.AFTER_TEST
+
+    def tick() -> None:
+        if stop.mode is Stop.AFTER_TEST:
+            marker.touch()
+
+    with Pool(options) as pool:
+        collection = pool.collect(stop)
+        chunk = Chunk(index=0, tests=collection.items)
+        outstanding = pool.run([chunk], sink, stop, tick=tick)
+        pool.release()
+    assert [(r.test_id, r.outcome) for r in results] == [
+        ("test_x.py::test_a_fails", Outcome.FAILED),
+        ("test_x.py::test_b_in_flight_when_stopped", Outcome.PASSED),
+    ]
+    assert outstanding == [f"test_x.py::test_c{i}" for i in range(3)]

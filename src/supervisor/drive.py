@@ -144,18 +144,16 @@ class Pool(Loop):
         """
         now = time.monotonic()
         for worker in self._live():
-            if worker.state is State.STARTING:
-                worker.stop_now(blame.KillReason.CLOSING, now)  # it ran nothing
-            elif worker.state is not State.EXITING:
+            if worker.state in (State.STARTING, State.RUNNING):
+                # It ran nothing yet, or an error is ending the run mid-chunk.
+                worker.stop_now(blame.KillReason.CLOSING, now)
+            elif worker.state is State.READY:
                 self._send_exit(worker)
         self._wait_all()
 
     def close(self) -> None:
         """Let children finish their sessions, kill what is left, reap, clean up."""
-        for worker in self._live():
-            if worker.state is not State.EXITING:
-                self._send_exit(worker)
-        self._wait_all()
+        self.release()
         reaper.kill_descendants(self.options.run_id)
         self._kill_orphans()
         if self.watchdog is not None:
