@@ -120,8 +120,7 @@ class EventWriter:
         self.silent = False
 
     def emit(self, event: dict[str, Any], *, flush: bool = False) -> None:
-        if self.silent or getpid() != self.pid:
-            self.silence()
+        if self._copy():
             return
         event["pid"] = self.pid
         self._file.write(json.dumps(event, ensure_ascii=True).encode() + b"\n")
@@ -129,8 +128,14 @@ class EventWriter:
             self._file.flush()
 
     def flush(self) -> None:
-        if not self.silent:
+        if not self._copy():
             self._file.flush()
+
+    def _copy(self) -> bool:
+        """Whether this is a forked copy (silenced now if the fork skipped the hooks)."""
+        if not self.silent and getpid() != self.pid:
+            self.silence()
+        return self.silent
 
     def silence(self) -> None:
         if not self.silent:
