@@ -164,6 +164,11 @@ def test_a_child_that_never_finished_its_session_is_a_failure_even_at_exit_0() -
     assert session(exit_code=None, returncode=-11, explained=False) is not None
 
 
+def test_a_session_that_does_not_end_after_exit_is_a_failure() -> None:
+    why = session(exit_code=None, returncode=-9, kill=KillReason.EXIT_HUNG, explained=True)
+    assert why is not None and "did not end in time" in why
+
+
 def test_a_death_recorded_against_the_test_in_flight_is_no_session_failure() -> None:
     assert session(exit_code=None, returncode=0, explained=True, blamed=True) is None
     assert session(exit_code=None, returncode=0, explained=True) is not None

@@ -171,6 +171,7 @@ def test_removing_or_renaming_the_state_directory_loses_no_record(tmp_path: Path
         ("session_finish", 2, "pytest_sessionfinish raised: RuntimeError"),
         ("session_exitstatus", 1, "exit status"),
         ("session_unexplained", 1, "exit code 3"),
+        ("session_hang", 1, "did not end in time"),
     ],
 )
 def test_a_session_that_fails_after_its_tests_passed_is_an_error_and_fails_the_run(

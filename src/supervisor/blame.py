@@ -196,12 +196,18 @@ def session_failure(
     failing test or a collection error, or collected nothing, which account for
     a non-zero status; ``blamed``: its death was recorded against the test in
     flight (``crashed``/``hung``). A child mtest killed for a deadline is
-    blamed by the kill, except one that lingered after its session ended.
+    blamed by the kill, except one that lingered after its session ended or
+    whose session did not end in time (``exit-hung``).
     Silence is never success: a child that ended without finishing its session
     (no ``exit`` event), without a kill and at exit code 0 is a failure too.
     """
     if errors:
         return "; ".join(_describe(error) for error in errors)
+    if kill is KillReason.EXIT_HUNG:
+        return (
+            "the session did not end in time after its last chunk "
+            "(a pytest_sessionfinish hook, a plugin or an atexit handler hangs?)"
+        )
     if blamed or (kill is not None and kill is not KillReason.LINGERING):
         return None
     if exit_code is not None:

@@ -324,12 +324,14 @@ class Loop:
         )  # fmt: skip
         if why is None:
             return
+        hung_at_exit = worker.kill_reason is blame.KillReason.EXIT_HUNG
         out = f"{self.options.work_dir.name}/{worker.seq:04d}.out.txt"
         longrepr = "\n\n".join(e.longrepr for e in worker.session_errors if e.longrepr)
         self.sink(TestResult(
             test_id=SESSION_ID.format(seq=worker.seq), outcome=Outcome.ERROR, duration_s=0.0,
             message=f"{why} (the child's output is in its bundle and {out})",
             longrepr=longrepr, child_output=worker.files.output_text(),
+            stacks=worker.files.stacks_text() if hung_at_exit else "",
             worker=worker.slot, child=worker.seq,
         ))  # fmt: skip
 

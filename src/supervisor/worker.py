@@ -263,6 +263,7 @@ class Worker:
     def begin_exit(self, now: float) -> None:
         """``exit`` was sent: the child finishes its session."""
         self.state, self.since = State.EXITING, now
+        self.files.mark_stacks()
 
     def mark_dead(self) -> None:
         self.state = State.DEAD
