@@ -442,7 +442,7 @@ def test_without_a_traceback_the_stacks_or_the_child_output_diagnose() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(longrepr=st.text(), out=st.text())
+@given(longrepr=any_text, out=any_text)
 def test_sections_read_back_exactly_what_was_written(longrepr: str, out: str) -> None:
     text = text_of(result(longrepr=longrepr, sections=(("Captured stdout call", out),)))
     found = sections(text)
