@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, finals, run_mtest, start_mtest, wait_for_file
+from conftest import FIXTURES, finals, finish, run_mtest, start_mtest, wait_for_file
 
 pytestmark = pytest.mark.integration
 
@@ -154,3 +154,36 @@ def _pids_in(path: Path) -> set[int]:
         return {int(line) for line in path.read_text().split() if line.isdigit()}
     except OSError:
         return set()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return "gone"
+
+
+@pytest.mark.timeout(180)
+def test_ctrl_z_from_outside_stops_mtest_and_its_workers_until_continued(
+    suite: tuple[Path, Path],
+) -> None:
+    project, marks = suite
+    _copy("pause", project)
+    started = time.monotonic()
+    proc = start_mtest(["--timeout", "150"], project, env={"MARKS": str(marks)})
+    try:
+        worker = int(wait_for_file(marks / "worker", proc, timeout=90))
+        proc.send_signal(signal.SIGTSTP)
+        deadline = time.monotonic() + 60
+        while (_state(proc.pid), _state(worker)) != ("T", "T"):
+            assert time.monotonic() < deadline, (_state(proc.pid), _state(worker))
+            time.sleep(0.05)
+        (marks / "go").write_text("go")
+        proc.send_signal(signal.SIGCONT)  # what the shell's `fg` sends
+        result = finish(proc, started, timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _outcomes(project) == {"test_waits.py::test_waits_for_go": "passed"}

@@ -335,7 +335,11 @@ class Guard:
         for group in in_flight:
             with contextlib.suppress(OSError):
                 os.killpg(group, signal.SIGSTOP)
-        os.kill(os.getpid(), signal.SIGSTOP)  # returns once continued
+        os.kill(os.getpid(), signal.SIGSTOP)
+        # The stop reaches this thread a moment later: wait for the SIGCONT that
+        # ends it (a stop signal discards any SIGCONT pending before it).
+        while not self._done.is_set() and signal.sigtimedwait([signal.SIGCONT], WAIT_S) is None:
+            pass
         for group in in_flight:
             with contextlib.suppress(OSError):
                 os.killpg(group, signal.SIGCONT)

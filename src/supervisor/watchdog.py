@@ -18,6 +18,7 @@ names the run. What it watched and killed goes to its record file.
 from __future__ import annotations
 
 import contextlib
+import enum
 import os
 import select
 import signal
@@ -59,6 +60,13 @@ def leftovers(seen: Mapping[int, int], table: Mapping[int, ProcInfo], *, me: int
     return frozenset(pid for pid in victims if pid != me and not table[pid].dead)
 
 
+class End(enum.Enum):
+    BYE = "bye"
+    """The run ended cleanly: leave without killing anything."""
+    EOF = "eof"
+    """The pipe closed without ``bye``: the supervisor died."""
+
+
 @dataclass(kw_only=True)
 class _Watch:
     supervisor: int
@@ -66,6 +74,7 @@ class _Watch:
     groups: set[int]
     seen: dict[int, int]
     held: bool = False
+    pending: bytes = b""
 
     def command(self, line: str) -> bool:
         """Apply one line from the supervisor; ``True`` when it said ``bye``."""
@@ -77,17 +86,34 @@ class _Watch:
             (self.groups.add if line[0] == "+" else self.groups.discard)(int(line[1:]))
         return False
 
-    def scan(self) -> None:
+    def pump(self, timeout: float) -> End | None:
+        """Apply what the supervisor sent within ``timeout`` seconds."""
+        readable, _, _ = select.select([sys.stdin.fileno()], [], [], timeout)
+        if not readable:
+            return None
+        data = os.read(sys.stdin.fileno(), 65536)
+        if not data:
+            return End.EOF
+        *lines, self.pending = (self.pending + data).split(b"\n")
+        return End.BYE if any(self.command(line.decode().strip()) for line in lines) else None
+
+    def scan(self) -> End | None:
+        """Continue a stopped supervisor (unless it stopped itself); remember its tree."""
         table = reaper.process_table()
         info = table.get(self.supervisor)
         if info is not None and info.state == "T" and not self.held:
-            with contextlib.suppress(OSError):
-                os.kill(self.supervisor, signal.SIGCONT)
+            # A Ctrl-Z writes ``hold`` before mtest stops itself: it is in the pipe now.
+            end = self.pump(0)
+            if end is not None:
+                return end
+            if not self.held:
+                with contextlib.suppress(OSError):
+                    os.kill(self.supervisor, signal.SIGCONT)
         seen = remember(self.seen, table, root=self.supervisor, me=os.getpid())
         if seen.keys() != self.seen.keys():
-            self.seen = seen
             self.write("".join(f"{pid}\n" for pid in sorted(seen)))
         self.seen = seen
+        return None
 
     def write(self, text: str, *, append: bool = False) -> None:
         if self.record is None:
@@ -102,32 +128,29 @@ class _Watch:
                 os.replace(tmp, self.record)
 
 
-WATCHDOG_IGNORES = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM",
-                    "SIGTSTP", "SIGTTIN", "SIGTTOU")  # fmt: skip
-"""A test may signal any process it can find: the watchdog ignores all it can."""
+_UNMOVED = {"SIGKILL", "SIGSTOP", "SIGCHLD", "SIGCONT", "SIGURG", "SIGWINCH", "SIGPIPE",
+            "SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE"}  # fmt: skip
+"""Signals the watchdog leaves alone: cannot be ignored, harmless, or real faults."""
 
 
 def main(run_id: str, supervisor: int, record: str) -> None:
     """Watch the supervisor; if its pipe closes without ``bye``, kill everything of the run."""
-    for name in WATCHDOG_IGNORES:
-        signal.signal(signal.Signals[name], signal.SIG_IGN)
+    # A test may signal any process it can find: the watchdog ignores all it can.
+    names = {int(sig): sig.name for sig in signal.Signals}
+    for sig in signal.valid_signals():
+        if names.get(int(sig)) not in _UNMOVED:
+            with contextlib.suppress(OSError, ValueError):
+                signal.signal(sig, signal.SIG_IGN)
     # mtest blocks the signals a test could send it; nothing it starts keeps that mask.
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     watch = _Watch(
         supervisor=supervisor, record=Path(record) if record else None, groups=set(), seen={}
     )
-    pending = b""
-    while True:
-        readable, _, _ = select.select([sys.stdin.buffer], [], [], WATCH_INTERVAL_S)
-        if readable:
-            data = os.read(sys.stdin.fileno(), 65536)
-            if not data:
-                break
-            *lines, pending = (pending + data).split(b"\n")
-            if any(watch.command(line.decode().strip()) for line in lines):
-                return
-        watch.scan()
-    _clean_up(watch, run_id)
+    end = None
+    while end is None:
+        end = watch.pump(WATCH_INTERVAL_S) or watch.scan()
+    if end is End.EOF:
+        _clean_up(watch, run_id)
 
 
 def _clean_up(watch: _Watch, run_id: str) -> None:
