@@ -51,18 +51,10 @@ class ChildFiles:
 
     def read_events(self) -> bytes:
         """What the child appended since the last read, with any partial line before it."""
-        chunks = [self.pending]
-        while True:
-            try:
-                data = os.pread(self.events_fd, READ_BLOCK, self.offset)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-            self.offset += len(data)
-        self.pending = b""
-        return b"".join(chunks)
+        data = _read_from(self.events_fd, self.offset)
+        self.offset += len(data)
+        whole, self.pending = self.pending + data, b""
+        return whole
 
     def keep_pending(self, data: bytes) -> None:
         """The undecoded end of what ``read_events`` returned, for the next read."""
@@ -105,7 +97,7 @@ class ChildFiles:
         """The child's own output: head and tail, saying how much was cut between."""
         if self.final_output is not None:
             return self.final_output
-        data = _read_all(self.output_fd)
+        data = _read_from(self.output_fd)
         total = self.output_dropped + len(data)
         head = self.output_head or data[:OUTPUT_HEAD]
         rest = (self.output_saved_tail + data) if self.output_dropped else data[len(head) :]
@@ -132,9 +124,9 @@ class ChildFiles:
                 os.close(fd)
 
 
-def _read_all(fd: int) -> bytes:
+def _read_from(fd: int, offset: int = 0) -> bytes:
+    """Everything in the file behind ``fd`` from ``offset`` on (what can be read)."""
     chunks: list[bytes] = []
-    offset = 0
     while True:
         try:
             data = os.pread(fd, READ_BLOCK, offset)

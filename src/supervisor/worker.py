@@ -341,21 +341,7 @@ def _start(launch: Launch, *, slot: int, seq: int) -> Worker:
     control_read, control_write = os.pipe()
     bell_read, bell_write = os.pipe()
     os.set_blocking(bell_read, False)
-    env = dict(os.environ)
-    env.update(launch.env)
-    if not env.get("PYTHONDONTWRITEBYTECODE") and not env.get("PYTHONPYCACHEPREFIX"):
-        # Bytecode (and pytest's rewritten test modules) is cached under .gates/,
-        # not in the project's __pycache__ directories: nothing is written outside
-        # .gates/, and later runs start as fast as plain pytest. An environment
-        # that says not to write bytecode, or where to, is left as it is.
-        env["PYTHONPYCACHEPREFIX"] = str(launch.cache_dir / "pycache")
-    env.update(
-        MTEST_EVENTS=str(files.events_path),
-        MTEST_CONTROL_FD=str(control_read),
-        MTEST_NOTIFY_FD=str(bell_write),
-        MTEST_STACKS=str(files.stacks_path),
-        MTEST_PARENT_PID=str(os.getpid()),
-    )
+    env = _child_env(launch, files, control_fd=control_read, notify_fd=bell_write)
     argv = [
         launch.python, "-c", BOOTSTRAP, str(PROBE_PATH),
         "-p", PROBE_MODULE,
@@ -394,6 +380,27 @@ def _start(launch: Launch, *, slot: int, seq: int) -> Worker:
         slot=slot, seq=seq, proc=proc, control=control_write, doorbell=bell_read,
         files=files, spawned=now, since=now,
     )  # fmt: skip
+
+
+def _child_env(
+    launch: Launch, files: ChildFiles, *, control_fd: int, notify_fd: int
+) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(launch.env)
+    if not env.get("PYTHONDONTWRITEBYTECODE") and not env.get("PYTHONPYCACHEPREFIX"):
+        # Bytecode (and pytest's rewritten test modules) is cached under .gates/,
+        # not in the project's __pycache__ directories: nothing is written outside
+        # .gates/, and later runs start as fast as plain pytest. An environment
+        # that says not to write bytecode, or where to, is left as it is.
+        env["PYTHONPYCACHEPREFIX"] = str(launch.cache_dir / "pycache")
+    env.update(
+        MTEST_EVENTS=str(files.events_path),
+        MTEST_CONTROL_FD=str(control_fd),
+        MTEST_NOTIFY_FD=str(notify_fd),
+        MTEST_STACKS=str(files.stacks_path),
+        MTEST_PARENT_PID=str(os.getpid()),
+    )
+    return env
 
 
 def signal_group(pgid: int, sig: int) -> None:

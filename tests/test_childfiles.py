@@ -1,0 +1,68 @@
+"""Unit tests for ``supervisor.childfiles``: a child's files, read through held descriptors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from supervisor import childfiles
+from supervisor.childfiles import ChildFiles
+
+
+def append(path: Path, data: bytes) -> None:
+    with open(path, "ab") as handle:
+        handle.write(data)
+
+
+def test_events_are_read_incrementally_with_the_partial_line_kept(tmp_path: Path) -> None:
+    files = ChildFiles.create(tmp_path / "0001")
+    append(files.events_path, b'{"e": "done"}\n{"e": "st')
+    first = files.read_events()
+    assert first == b'{"e": "done"}\n{"e": "st'
+    files.keep_pending(first[len(b'{"e": "done"}\n') :])
+    append(files.events_path, b'art"}\n')
+    assert files.read_events() == b'{"e": "start"}\n'
+    files.close()
+
+
+def test_the_files_survive_the_removal_of_their_directory(tmp_path: Path) -> None:
+    work = tmp_path / "children"
+    work.mkdir()
+    files = ChildFiles.create(work / "0001")
+    writers = [
+        os.open(p, os.O_WRONLY | os.O_APPEND) for p in (files.events_path, files.output_path)
+    ]
+    for child in work.iterdir():
+        child.unlink()
+    work.rmdir()
+    os.write(writers[0], b'{"e": "exit", "code": 0}\n')
+    os.write(writers[1], b"the child's last words\n")
+    assert files.read_events() == b'{"e": "exit", "code": 0}\n'
+    assert files.output_text() == "the child's last words\n"
+    for fd in writers:
+        os.close(fd)
+    files.close()  # no directory to write to: nothing raises
+
+
+def test_stacks_are_those_written_since_the_test_in_flight_started(tmp_path: Path) -> None:
+    files = ChildFiles.create(tmp_path / "0001")
+    append(files.stacks_path, b"stacks of an earlier test\n")
+    files.mark_stacks()
+    append(files.stacks_path, b"Thread 0x1 (most recent call first):\n")
+    assert files.stacks_text() == "Thread 0x1 (most recent call first):\n"
+    files.close()
+
+
+def test_a_flood_keeps_the_head_and_the_tail_and_says_how_much_was_cut(tmp_path: Path) -> None:
+    files = ChildFiles.create(tmp_path / "0001")
+    head, tail = b"H" * childfiles.OUTPUT_HEAD, b"T" * childfiles.OUTPUT_TAIL
+    middle = b"m" * childfiles.OUTPUT_FILE_CAP
+    append(files.output_path, head + middle + tail)
+    files.cap_output()
+    assert files.output_path.stat().st_size == 0
+    text = files.output_text()
+    assert text.startswith("H" * 100) and text.endswith("T" * 100)
+    assert f"[... mtest cut {len(middle)} bytes ...]" in text
+    files.close()
+    assert files.output_path.read_text().endswith("T" * 100)  # rewritten as head and tail
+    assert files.events_path.stat().st_size == 0
