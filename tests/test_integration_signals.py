@@ -12,8 +12,9 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,12 +28,24 @@ ATTACK = "test_b_attack.py::test_signals_its_parent"
 ESCAPES = "test_b_escapes.py::test_leaves_processes_behind"
 
 
-def _alive(pid: int) -> bool:
+def _state(pid: int) -> str:
+    """``R``, ``S``, ``T`` (stopped), ``Z`` (zombie) ... or ``gone``."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
     except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+        return "gone"
+
+
+def _alive(pid: int) -> bool:
+    return _state(pid) not in ("Z", "X", "gone")
+
+
+def _wait_until(ready: Callable[[], bool], proc: subprocess.Popen[str], what: str) -> None:
+    """Wait for ``ready()`` while mtest runs (a hang guard of 60 s, never a timing claim)."""
+    deadline = time.monotonic() + 60
+    while not ready():
+        assert time.monotonic() < deadline and proc.poll() is None, what
+        time.sleep(0.05)
 
 
 def _still_alive(pids: list[int], within: float = 30.0) -> list[int]:
@@ -65,21 +78,30 @@ def _outcomes(project: Path) -> dict[str, str]:
     return {tid: r["outcome"] for tid, r in finals(project / ".gates").items()}
 
 
+def _all_pass(
+    suite: tuple[Path, Path], name: str, env: dict[str, str], tests: tuple[str, ...],
+    args: tuple[str, ...] = (),
+) -> str:  # fmt: skip
+    """Run mtest over a copy of suite ``name``: exit 0, ``tests`` all passed. Its output."""
+    project, marks = suite
+    _copy(name, project)
+    result = run_mtest(args, project, env={**env, "MARKS": str(marks)}, timeout=150)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert _outcomes(project) == dict.fromkeys(tests, "passed"), output
+    return output
+
+
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGTSTP"])
 def test_a_test_signalling_mtest_is_ignored_and_named(suite: tuple[Path, Path], sig: str) -> None:
-    project, marks = suite
-    _copy("parent", project)
-    env = {"ATTACK": sig, "ATTACKER": "worker", "MARKS": str(marks)}
     # The attacker runs last: mtest names the last test its worker started.
-    args = ["test_a_innocent.py", "test_b_attack.py"]
-    result = run_mtest(args, project, env=env, timeout=150)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    assert _outcomes(project) == dict.fromkeys((INNOCENT[0], ATTACK), "passed"), output
+    args = ("test_a_innocent.py", "test_b_attack.py")
+    env = {"ATTACK": sig, "ATTACKER": "worker"}
+    output = _all_pass(suite, "parent", env, (INNOCENT[0], ATTACK), args)
     assert f"{ATTACK} (pid " in output, output
     assert f"sent {sig} to mtest; ignored" in output, output
-    summary = (project / ".gates" / "last-run" / "summary.md").read_text()
+    summary = (suite[0] / ".gates" / "last-run" / "summary.md").read_text()
     assert f"sent {sig} to mtest; ignored" in summary, summary
 
 
@@ -87,40 +109,25 @@ def test_a_test_signalling_mtest_is_ignored_and_named(suite: tuple[Path, Path], 
 def test_a_grandchild_signalling_mtest_from_a_new_session_is_ignored_and_killed(
     suite: tuple[Path, Path],
 ) -> None:
-    project, marks = suite
-    _copy("parent", project)
-    env = {"ATTACK": "SIGTERM", "ATTACKER": "grandchild", "MARKS": str(marks)}
-    result = run_mtest([], project, env=env, timeout=150)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    assert _outcomes(project) == dict.fromkeys((*INNOCENT, ATTACK), "passed"), output
-    grandchild = int((marks / "grandchild").read_text())
+    env = {"ATTACK": "SIGTERM", "ATTACKER": "grandchild"}
+    output = _all_pass(suite, "parent", env, (*INNOCENT, ATTACK))
+    grandchild = int((suite[1] / "grandchild").read_text())
     assert f"pid {grandchild}" in output and "sent SIGTERM to mtest; ignored" in output, output
     assert _still_alive([grandchild]) == []
 
 
 @pytest.mark.timeout(180)
 def test_a_test_stopping_mtest_does_not_freeze_the_run(suite: tuple[Path, Path]) -> None:
-    project, marks = suite
-    _copy("parent", project)
-    env = {"ATTACK": "SIGSTOP", "ATTACKER": "worker", "MARKS": str(marks)}
-    result = run_mtest([], project, env=env, timeout=150)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    assert _outcomes(project) == dict.fromkeys((*INNOCENT, ATTACK), "passed"), output
+    env = {"ATTACK": "SIGSTOP", "ATTACKER": "worker"}
+    output = _all_pass(suite, "parent", env, (*INNOCENT, ATTACK))
     assert "mtest was stopped (SIGSTOP) and the watchdog continued it" in output, output
 
 
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_escaped_processes_do_not_outlive_the_run(suite: tuple[Path, Path], jobs: str) -> None:
-    project, marks = suite
-    _copy("escapes", project)
-    result = run_mtest(["-j", jobs], project, env={"MARKS": str(marks)}, timeout=150)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    assert _outcomes(project) == dict.fromkeys((*INNOCENT, ESCAPES), "passed"), output
-    pids = [int((marks / name).read_text()) for name in ("escaped", "daemon")]
+    _all_pass(suite, "escapes", {}, (*INNOCENT, ESCAPES), ("-j", jobs))
+    pids = [int((suite[1] / name).read_text()) for name in ("escaped", "daemon")]
     assert _still_alive(pids) == []
 
 
@@ -137,12 +144,7 @@ def test_after_sigkill_of_mtest_the_watchdog_kills_the_escaped_processes(
         ]
         # The watchdog scans the tree twice a second: wait until it has seen both.
         watched = project / ".gates" / "last-run" / "children" / "watchdog.txt"
-        deadline = time.monotonic() + 60
-        while not set(pids) <= _pids_in(watched):
-            assert time.monotonic() < deadline and proc.poll() is None, (
-                "the watchdog never saw them"
-            )
-            time.sleep(0.05)
+        _wait_until(lambda: set(pids) <= _pids_in(watched), proc, "the watchdog missed them")
     finally:
         proc.kill()
         proc.communicate()
@@ -156,13 +158,6 @@ def _pids_in(path: Path) -> set[int]:
         return set()
 
 
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return "gone"
-
-
 @pytest.mark.timeout(180)
 def test_ctrl_z_from_outside_stops_mtest_and_its_workers_until_continued(
     suite: tuple[Path, Path],
@@ -174,10 +169,8 @@ def test_ctrl_z_from_outside_stops_mtest_and_its_workers_until_continued(
     try:
         worker = int(wait_for_file(marks / "worker", proc, timeout=90))
         proc.send_signal(signal.SIGTSTP)
-        deadline = time.monotonic() + 60
-        while (_state(proc.pid), _state(worker)) != ("T", "T"):
-            assert time.monotonic() < deadline, (_state(proc.pid), _state(worker))
-            time.sleep(0.05)
+        stopped = lambda: (_state(proc.pid), _state(worker)) == ("T", "T")  # noqa: E731
+        _wait_until(stopped, proc, "mtest and its worker did not stop")
         (marks / "go").write_text("go")
         proc.send_signal(signal.SIGCONT)  # what the shell's `fg` sends
         result = finish(proc, started, timeout=120)
