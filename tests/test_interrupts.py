@@ -7,7 +7,10 @@ import signal
 import pytest
 
 from supervisor import events, interrupts
+from supervisor.control import Stop, StopControl
 from supervisor.interrupts import Action, Meaning, Origin, Sender
+from supervisor.reaper import Watchdog
+from supervisor.worker import Worker
 
 ME = 100
 WATCHDOG = 101
@@ -136,3 +139,47 @@ def test_the_test_named_is_the_last_the_worker_itself_started() -> None:
     ]
     assert interrupts.last_started(stream, 200) == "t.py::test_b"
     assert interrupts.last_started([], 200) is None
+
+
+class FakePool:
+    """What the guard reads from a pool: one worker (pid 4242) running a test."""
+
+    def __init__(self, *, broken: bool = False) -> None:
+        self.broken = broken
+        self.watchdog: Watchdog | None = None
+        self.workers: list[Worker | None] = []
+
+    def in_flight_by_pid(self) -> dict[int, str | None]:
+        if self.broken:
+            raise ValueError("a pool in a state nobody foresaw")
+        return {4242: "t.py::test_x"}
+
+
+def guard(pool: FakePool) -> interrupts.Guard:
+    """A guard that judges signals handed to it (not entered: no mask, no thread)."""
+    g = interrupts.Guard(StopControl())
+    g.follow(pool)
+    return g
+
+
+def test_a_signal_from_a_worker_is_noted_once_and_stops_nothing() -> None:
+    g = guard(FakePool())
+    g.on_signal(signal.SIGTERM, 4242)
+    g.on_signal(signal.SIGTERM, 4242)
+    assert g.notes == ["pid 4242 (of the run, no test in flight) sent SIGTERM to mtest; ignored"]
+    assert not g.stop.interrupted and g.stop.mode is None
+
+
+def test_from_outside_the_first_interrupt_halts_and_the_second_kills_at_once() -> None:
+    g = guard(FakePool())
+    g.on_signal(signal.SIGINT, 0)
+    assert g.stop.interrupted and g.stop.mode is Stop.HALT and not g.stop.hurry
+    g.on_signal(signal.SIGTERM, 0)
+    assert g.stop.hurry
+    assert g.notes == []
+
+
+def test_when_judging_fails_the_signal_is_honoured_as_the_users() -> None:
+    g = guard(FakePool(broken=True))
+    g._judge(signal.SIGTERM, 4242)
+    assert g.stop.interrupted and g.stop.mode is Stop.HALT

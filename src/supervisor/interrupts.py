@@ -249,16 +249,30 @@ class Guard:
             return
         self._done.set()
         self._thread.join()
-        while (info := signal.sigtimedwait(GUARDED, 0)) is not None:
-            self.on_signal(info.si_signo, info.si_pid, late=True)
-        signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
+        try:
+            while (info := signal.sigtimedwait(GUARDED, 0)) is not None:
+                self._judge(info.si_signo, info.si_pid, late=True)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
 
     def _read(self) -> None:
         while not self._done.is_set():
             info = signal.sigtimedwait(GUARDED, WAIT_S)
             if info is not None:
-                self.on_signal(info.si_signo, info.si_pid)
-            self._continue_watchdog()
+                self._judge(info.si_signo, info.si_pid)
+            with contextlib.suppress(Exception):  # a helper, not worth the reader thread
+                self._continue_watchdog()
+
+    def _judge(self, signum: int, pid: int, *, late: bool = False) -> None:
+        """``on_signal``, but a failure to judge honours the signal as the user's.
+
+        The thread must outlive anything: if it died, the signals would stay
+        blocked and nobody, not even the user, could interrupt the run.
+        """
+        try:
+            self.on_signal(signum, pid, late=late)
+        except Exception:  # whatever went wrong, Ctrl-C must still work
+            self._act(decide(signum, Origin.OUTSIDE, interrupted=self.stop.interrupted))
 
     def on_signal(self, signum: int, pid: int, *, late: bool = False) -> None:
         """Judge one signal and act on it (called from the reader thread).
@@ -275,15 +289,19 @@ class Guard:
         )  # fmt: skip
         action = decide(signum, sender.origin, interrupted=self.stop.interrupted)
         if action in (Action.HALT, Action.KILL_NOW):
-            self.stop.hurry = self.stop.hurry or action is Action.KILL_NOW
-            self.stop.interrupted = True
-            self.stop.mode = Stop.HALT
+            self._act(action)
         elif action is Action.SUSPEND and not late:
             self._suspend(in_flight)
         elif action in (Action.IGNORE, Action.CONTINUED) and self._first(signum, sender):
             test = self._test_of(sender.worker) if sender.worker is not None else None
             tests = [t for t in in_flight.values() if t is not None]
             self.notes.append(note(signum, sender, test=test, in_flight=tests))
+
+    def _act(self, action: Action) -> None:
+        if action in (Action.HALT, Action.KILL_NOW):
+            self.stop.hurry = self.stop.hurry or action is Action.KILL_NOW
+            self.stop.interrupted = True
+            self.stop.mode = Stop.HALT
 
     def _first(self, signum: int, sender: Sender) -> bool:
         """Whether this sender's signal deserves a note: once each, ``MAX_NOTES`` in all."""
@@ -306,7 +324,7 @@ class Guard:
         found = [w for w in (run.workers if run else ()) if w is not None and w.proc.pid == worker]
         try:
             data = found[0].files.events_path.read_bytes() if found else b""
-        except OSError:
+        except (OSError, AttributeError):  # gone, or the pool's shape changed
             return None
         return last_started(parse.decode_events(data)[0], worker)
 
