@@ -448,19 +448,20 @@ def test_control_keeps_commands_in_order_and_takes_stop_out_of_line() -> None:
 # -- the test's clock ------------------------------------------------------------------
 
 PATCHES_THE_CLOCK = """\
-    import time
+    import os, time
 
     def test_patches_the_clock():
         time.monotonic = lambda: 0.0
         time.time = lambda: 0.0
         time.sleep = lambda seconds: None
+        os.getpid = lambda: 1
 
     def test_after():
         pass
 """
 
 
-def test_a_leaked_clock_patch_does_not_move_the_probes_clock(tmp_path: Path) -> None:
+def test_leaked_patches_of_the_clock_or_pid_do_not_reach_the_probe(tmp_path: Path) -> None:
     root = project(tmp_path, {"test_clock.py": PATCHES_THE_CLOCK})
     ids = ["test_clock.py::test_patches_the_clock", "test_clock.py::test_after"]
     child = run_child(root, [ids])

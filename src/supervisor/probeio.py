@@ -29,11 +29,14 @@ CAP_BYTES = 1024 * 1024
 MESSAGE_CHARS = 500
 PARENT_POLL_S = 0.5
 
-# The real clock and process id, taken before any test can patch them: a test
-# that patches ``time.monotonic`` and leaks the patch must not move the probe's.
+# The real clock, process id and JSON encoder, taken before any test can patch
+# them: a test that patches ``time.monotonic`` and leaks the patch must not
+# move the probe's.
 monotonic = time.monotonic
 _sleep = time.sleep
 getpid = os.getpid
+# ASCII JSON: a lone surrogate, NUL or terminal escape becomes a \uXXXX escape.
+_encode = json.JSONEncoder(ensure_ascii=True).encode
 
 _FAIL = "failed"
 _SKIP = "skipped"
@@ -123,7 +126,7 @@ class EventWriter:
         if self._copy():
             return
         event["pid"] = self.pid
-        self._file.write(json.dumps(event, ensure_ascii=True).encode() + b"\n")
+        self._file.write(_encode(event).encode() + b"\n")
         if flush:
             self._file.flush()
 
