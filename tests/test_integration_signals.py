@@ -117,6 +117,15 @@ def test_a_grandchild_signalling_mtest_from_a_new_session_is_ignored_and_killed(
 
 
 @pytest.mark.timeout(180)
+def test_a_kill_command_run_by_a_test_is_ignored_although_it_is_gone_at_once(
+    suite: tuple[Path, Path],
+) -> None:
+    env = {"ATTACK": "SIGTERM", "ATTACKER": "command"}
+    output = _all_pass(suite, "parent", env, (*INNOCENT, ATTACK))
+    assert "sent SIGTERM to mtest" in output and "; ignored" in output, output
+
+
+@pytest.mark.timeout(180)
 def test_a_test_stopping_mtest_does_not_freeze_the_run(suite: tuple[Path, Path]) -> None:
     env = {"ATTACK": "SIGSTOP", "ATTACKER": "worker"}
     output = _all_pass(suite, "parent", env, (*INNOCENT, ATTACK))

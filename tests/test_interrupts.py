@@ -45,6 +45,24 @@ def test_the_user_the_kernel_mtest_itself_and_a_vanished_sender_are_outside(pid:
     assert identify(pid).origin is Origin.OUTSIDE
 
 
+def test_a_sender_gone_at_once_is_of_the_run_when_a_worker_just_reaped_a_child() -> None:
+    sender = interrupts.identify(
+        555, me=ME, parents={}, workers=WORKERS, watchdog=WATCHDOG, reaping=(300,)
+    )
+    assert sender == Sender(pid=555, origin=Origin.RUN, worker=300, gone=True)
+    assert interrupts.note(signal.SIGTERM, sender, test="t.py::test_x", in_flight=()) == (
+        "t.py::test_x sent SIGTERM to mtest through a short-lived process (pid 555); ignored"
+    )
+
+
+def test_init_and_the_kernel_are_outside_whatever_a_worker_reaped() -> None:
+    for pid in (0, 1):
+        sender = interrupts.identify(
+            pid, me=ME, parents={}, workers=WORKERS, watchdog=WATCHDOG, reaping=(300,)
+        )
+        assert sender.origin is Origin.OUTSIDE
+
+
 def test_the_watchdog_is_recognised() -> None:
     assert identify(WATCHDOG).origin is Origin.WATCHDOG
 

@@ -33,8 +33,10 @@ import enum
 import os
 import signal
 import threading
+import time
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Protocol
 
@@ -45,6 +47,8 @@ from supervisor.worker import Worker
 WAIT_S = 0.25
 """How long the reader thread waits for a signal before checking it should end."""
 MAX_NOTES = 20
+GONE_WAIT_S = 0.2
+"""For a sender already gone: how long to watch for a worker reaping it."""
 MAX_CHAIN = 256
 """A parent chain longer than this is not followed further (a loop, or absurd)."""
 
@@ -116,17 +120,24 @@ class Sender:
     origin: Origin
     worker: int | None = None
     """The worker on the sender's parent chain (the sender itself, if it is one)."""
+    gone: bool = False
+    """It exited before mtest could read its parent (a ``kill`` command, say)."""
 
 
 def identify(
-    pid: int, *, me: int, parents: Mapping[int, int], workers: Collection[int], watchdog: int | None
-) -> Sender:
+    pid: int, *, me: int, parents: Mapping[int, int], workers: Collection[int],
+    watchdog: int | None, reaping: Collection[int] = (),
+) -> Sender:  # fmt: skip
     """Whose signal this is, from the sender's pid and its chain of parents.
 
     ``parents`` maps a pid to its parent for as much of the chain as could be
-    read; a sender that is gone before it could be looked up counts as outside.
+    read. A sender that is gone before it could be looked up is of the run
+    when a worker reaped a child just then (``reaping``), else outside.
     """
-    if pid <= 0 or pid == me:
+    if pid > 1 and pid not in parents and pid not in workers and pid not in (me, watchdog):
+        origin = Origin.RUN if reaping else Origin.OUTSIDE
+        return Sender(pid=pid, origin=origin, worker=min(reaping, default=None), gone=True)
+    if pid <= 1 or pid == me:  # the kernel (a terminal), init (a container's), mtest itself
         return Sender(pid=pid, origin=Origin.OUTSIDE)
     if pid == watchdog:
         return Sender(pid=pid, origin=Origin.WATCHDOG)
@@ -170,6 +181,10 @@ def note(signum: int, sender: Sender, *, test: str | None, in_flight: Collection
         return f"mtest was stopped (SIGSTOP) and the watchdog continued it; in flight: {running}"
     if sender.origin is Origin.OUTSIDE:
         return f"pid {sender.pid} sent {name} to mtest; ignored (it means nothing to mtest)"
+    if sender.gone:
+        who = test if test is not None else f"pid {sender.worker}"
+        through = f"a short-lived process (pid {sender.pid})"
+        return f"{who} sent {name} to mtest through {through}; ignored"
     if test is not None:
         return f"{test} (pid {sender.pid}) sent {name} to mtest; ignored"
     return f"pid {sender.pid} (of the run, no test in flight) sent {name} to mtest; ignored"
@@ -227,6 +242,8 @@ class Guard:
         self._thread: threading.Thread | None = None
         self._mask: set[int] = set()
         self._handlers: dict[int, object] = {}
+        self._last_faults: dict[int, int] = {}
+        """Each worker's ``reaped_faults`` at the reader's last turn."""
 
     def follow(self, run: Followed) -> None:
         self._run = run
@@ -260,6 +277,12 @@ class Guard:
             info = signal.sigtimedwait(GUARDED, WAIT_S)
             if info is not None:
                 self._judge(info.si_signo, info.si_pid)
+            with contextlib.suppress(Exception):
+                fresh = self._faults(self._in_flight())
+                # A signal that came while we looked may be from a child reaped
+                # meanwhile: keep the older look, which cannot have seen it.
+                if not signal.sigpending() & GUARDED:
+                    self._last_faults = fresh
             with contextlib.suppress(Exception):  # a helper, not worth the reader thread
                 self._continue_watchdog()
 
@@ -282,10 +305,13 @@ class Guard:
         """
         me = os.getpid()
         in_flight = self._in_flight()
+        written = self._written()  # first: the worker that sent it may move on meanwhile
         watchdog = self._watchdog()
+        parents = parent_chain(pid, me)
+        reaping = () if pid in parents or pid <= 1 else self._reaping(in_flight)
         sender = identify(
-            pid, me=me, parents=parent_chain(pid, me), workers=in_flight,
-            watchdog=watchdog.pid if watchdog else None,
+            pid, me=me, parents=parents, workers=in_flight,
+            watchdog=watchdog.pid if watchdog else None, reaping=reaping,
         )  # fmt: skip
         action = decide(signum, sender.origin, interrupted=self.stop.interrupted)
         if action in (Action.HALT, Action.KILL_NOW):
@@ -293,9 +319,29 @@ class Guard:
         elif action is Action.SUSPEND and not late:
             self._suspend(in_flight)
         elif action in (Action.IGNORE, Action.CONTINUED) and self._first(signum, sender):
-            test = self._test_of(sender.worker) if sender.worker is not None else None
+            test = None
+            if sender.worker is not None:
+                test = self._test_of(sender.worker, written.get(sender.worker, 0))
             tests = [t for t in in_flight.values() if t is not None]
             self.notes.append(note(signum, sender, test=test, in_flight=tests))
+
+    def _faults(self, workers: Iterable[int]) -> dict[int, int]:
+        infos = {pid: reaper.read_proc(pid) for pid in workers}
+        return {pid: info.reaped_faults for pid, info in infos.items() if info is not None}
+
+    def _reaping(self, workers: Collection[int]) -> list[int]:
+        """The workers that reaped a child since the last look (waiting ``GONE_WAIT_S`` for one).
+
+        A test's ``kill`` command is gone as soon as it has signalled, and its
+        worker reaps it at once (or a shell between them does, and exits).
+        """
+        deadline = time.monotonic() + GONE_WAIT_S
+        while True:
+            now = self._faults(workers)
+            reaping = [w for w, n in now.items() if n > self._last_faults.get(w, n)]
+            if reaping or time.monotonic() >= deadline:
+                return reaping
+            time.sleep(0.02)
 
     def _act(self, action: Action) -> None:
         if action in (Action.HALT, Action.KILL_NOW):
@@ -314,17 +360,33 @@ class Guard:
             return False
         return True
 
-    def _test_of(self, worker: int) -> str | None:
-        """The test ``worker`` was running when it signalled, from what it wrote so far.
+    def _events(self) -> dict[int, Path]:
+        run = self._run
+        try:
+            workers = [w for w in (run.workers if run else ()) if w is not None]
+            return {w.proc.pid: w.files.events_path for w in workers}
+        except AttributeError:  # the pool's shape changed: no names
+            return {}
+
+    def _written(self) -> dict[int, int]:
+        """How much each worker had written to its events file when the signal came."""
+        sizes = {}
+        for pid, path in self._events().items():
+            with contextlib.suppress(OSError):
+                sizes[pid] = path.stat().st_size
+        return sizes
+
+    def _test_of(self, worker: int, written: int) -> str | None:
+        """The test ``worker`` was running when it signalled: its last start by then.
 
         The loop may not have read the ``start`` event yet, so its own idea of
         the test in flight can lag: the events file cannot.
         """
-        run = self._run
-        found = [w for w in (run.workers if run else ()) if w is not None and w.proc.pid == worker]
+        path = self._events().get(worker)
         try:
-            data = found[0].files.events_path.read_bytes() if found else b""
-        except (OSError, AttributeError):  # gone, or the pool's shape changed
+            with open(path or os.devnull, "rb") as handle:
+                data = handle.read(written)
+        except OSError:
             return None
         return last_started(parse.decode_events(data)[0], worker)
 

@@ -57,6 +57,9 @@ class ProcInfo:
     """``R``, ``S``, ``T`` (stopped), ``Z`` (zombie), ..."""
     start: int
     """Start time in clock ticks since boot: with the pid, it names one process."""
+    reaped_faults: int = 0
+    """The page faults of the children it has reaped (``cminflt``): it grows each
+    time the process reaps a child, since every process that ran faulted."""
 
     @property
     def dead(self) -> bool:
@@ -75,6 +78,7 @@ def parse_stat(pid: int, text: str) -> ProcInfo | None:
             session=int(fields[3]),
             state=fields[0],
             start=int(fields[19]),
+            reaped_faults=int(fields[8]),
         )
     except (IndexError, ValueError):
         return None
