@@ -1,4 +1,4 @@
-"""The signal guard's decisions without processes: is the sender ours, what does a signal mean."""
+"""The signal guard and its decisions without processes: is the sender ours, what does it mean."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import signal
 
 import pytest
 
-from supervisor import events, interrupts
+from supervisor import events, interrupts, senders
 from supervisor.control import Stop, StopControl
-from supervisor.interrupts import Action, Meaning, Origin, Sender
 from supervisor.reaper import Watchdog
+from supervisor.senders import Action, Meaning, Origin, Sender
 from supervisor.worker import Worker
 
 ME = 100
@@ -20,7 +20,7 @@ PARENTS = {200: ME, 201: 200, 202: 201, 900: 1}
 
 
 def identify(pid: int, parents: dict[int, int] = PARENTS) -> Sender:
-    return interrupts.identify(pid, me=ME, parents=parents, workers=WORKERS, watchdog=WATCHDOG)
+    return senders.identify(pid, me=ME, parents=parents, workers=WORKERS, watchdog=WATCHDOG)
 
 
 def test_a_worker_is_of_the_run() -> None:
@@ -46,18 +46,18 @@ def test_the_user_the_kernel_mtest_itself_and_a_vanished_sender_are_outside(pid:
 
 
 def test_a_sender_gone_at_once_is_of_the_run_when_a_worker_just_reaped_a_child() -> None:
-    sender = interrupts.identify(
+    sender = senders.identify(
         555, me=ME, parents={}, workers=WORKERS, watchdog=WATCHDOG, reaping=(300,)
     )
     assert sender == Sender(pid=555, origin=Origin.RUN, worker=300, gone=True)
-    assert interrupts.note(signal.SIGTERM, sender, test="t.py::test_x", in_flight=()) == (
+    assert senders.note(signal.SIGTERM, sender, test="t.py::test_x", in_flight=()) == (
         "t.py::test_x sent SIGTERM to mtest through a short-lived process (pid 555); ignored"
     )
 
 
 def test_init_and_the_kernel_are_outside_whatever_a_worker_reaped() -> None:
     for pid in (0, 1):
-        sender = interrupts.identify(
+        sender = senders.identify(
             pid, me=ME, parents={}, workers=WORKERS, watchdog=WATCHDOG, reaping=(300,)
         )
         assert sender.origin is Origin.OUTSIDE
@@ -86,14 +86,14 @@ def test_a_parent_loop_does_not_hang() -> None:
     ],
 )
 def test_each_signal_has_a_meaning(sig: int, kind: Meaning) -> None:
-    assert interrupts.meaning(sig) is kind
+    assert senders.meaning(sig) is kind
 
 
 def test_the_guard_blocks_what_a_test_could_send_but_not_kill_or_stop() -> None:
     wanted = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
               signal.SIGUSR2, signal.SIGALRM, signal.SIGTSTP, signal.SIGCONT}  # fmt: skip
-    assert wanted <= interrupts.GUARDED
-    assert signal.SIGKILL not in interrupts.GUARDED and signal.SIGSTOP not in interrupts.GUARDED
+    assert wanted <= senders.GUARDED
+    assert signal.SIGKILL not in senders.GUARDED and signal.SIGSTOP not in senders.GUARDED
 
 
 @pytest.mark.parametrize(
@@ -101,8 +101,8 @@ def test_the_guard_blocks_what_a_test_could_send_but_not_kill_or_stop() -> None:
             signal.SIGUSR1, signal.SIGALRM],
 )  # fmt: skip
 def test_from_the_run_every_signal_is_ignored(sig: int) -> None:
-    assert interrupts.decide(sig, Origin.RUN, interrupted=False) is Action.IGNORE
-    assert interrupts.decide(sig, Origin.RUN, interrupted=True) is Action.IGNORE
+    assert senders.decide(sig, Origin.RUN, interrupted=False) is Action.IGNORE
+    assert senders.decide(sig, Origin.RUN, interrupted=True) is Action.IGNORE
 
 
 @pytest.mark.parametrize(
@@ -122,29 +122,29 @@ def test_from_the_run_every_signal_is_ignored(sig: int) -> None:
 def test_from_outside_a_signal_keeps_its_meaning(
     sig: int, interrupted: bool, action: Action
 ) -> None:
-    assert interrupts.decide(sig, Origin.OUTSIDE, interrupted=interrupted) is action
+    assert senders.decide(sig, Origin.OUTSIDE, interrupted=interrupted) is action
 
 
 def test_sigcont_from_the_watchdog_means_mtest_had_been_stopped() -> None:
-    assert interrupts.decide(signal.SIGCONT, Origin.WATCHDOG, interrupted=False) is Action.CONTINUED
-    assert interrupts.decide(signal.SIGCONT, Origin.RUN, interrupted=False) is Action.NOTHING
+    assert senders.decide(signal.SIGCONT, Origin.WATCHDOG, interrupted=False) is Action.CONTINUED
+    assert senders.decide(signal.SIGCONT, Origin.RUN, interrupted=False) is Action.NOTHING
 
 
 def test_notes_name_the_test_the_sender_and_the_signal() -> None:
     run = Sender(pid=202, origin=Origin.RUN, worker=200)
     assert (
-        interrupts.note(signal.SIGTERM, run, test="t.py::test_x", in_flight=())
+        senders.note(signal.SIGTERM, run, test="t.py::test_x", in_flight=())
         == "t.py::test_x (pid 202) sent SIGTERM to mtest; ignored"
     )
-    assert "pid 202 (of the run, no test in flight) sent SIGINT" in interrupts.note(
+    assert "pid 202 (of the run, no test in flight) sent SIGINT" in senders.note(
         signal.SIGINT, run, test=None, in_flight=()
     )
     user = Sender(pid=900, origin=Origin.OUTSIDE)
-    assert "pid 900 sent SIGUSR1 to mtest; ignored" in interrupts.note(
+    assert "pid 900 sent SIGUSR1 to mtest; ignored" in senders.note(
         signal.SIGUSR1, user, test=None, in_flight=()
     )
     dog = Sender(pid=WATCHDOG, origin=Origin.WATCHDOG)
-    assert interrupts.note(signal.SIGCONT, dog, test=None, in_flight=("b", "a")) == (
+    assert senders.note(signal.SIGCONT, dog, test=None, in_flight=("b", "a")) == (
         "mtest was stopped (SIGSTOP) and the watchdog continued it; in flight: a, b"
     )
 
@@ -155,8 +155,8 @@ def test_the_test_named_is_the_last_the_worker_itself_started() -> None:
         events.Start(pid=200, test_id="t.py::test_b"),
         events.Start(pid=999, test_id="t.py::from_a_forked_copy"),
     ]
-    assert interrupts.last_started(stream, 200) == "t.py::test_b"
-    assert interrupts.last_started([], 200) is None
+    assert senders.last_started(stream, 200) == "t.py::test_b"
+    assert senders.last_started([], 200) is None
 
 
 class FakePool:
