@@ -180,6 +180,24 @@ def test_a_child_mtest_killed_is_blamed_by_the_kill_unless_it_only_lingered() ->
     assert session(exit_code=3, returncode=-15, kill=KillReason.LINGERING) is not None
 
 
+# -- replacing workers ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("dedicated", "waiting", "starting", "expected"),
+    [
+        (True, 1, 5, True),  # a retry always gets its own fresh child
+        (False, 2, 1, True),  # one chunk more than the collecting children will take
+        (False, 1, 1, False),  # the child still collecting takes it
+        (False, 0, 0, False),
+    ],
+)
+def test_an_empty_slot_gets_a_worker_only_for_chunks_nobody_will_take(
+    dedicated: bool, waiting: int, starting: int, expected: bool
+) -> None:
+    assert blame.replaces(dedicated=dedicated, waiting=waiting, starting=starting) is expected
+
+
 # -- early deaths and pytest's own verdict ---------------------------------------------
 
 

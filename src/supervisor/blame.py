@@ -236,6 +236,16 @@ def _exit(returncode: int | None) -> str:
     return f"exit code {returncode}"
 
 
+def replaces(*, dedicated: bool, waiting: int, starting: int) -> bool:
+    """Whether an empty slot (its worker died or exited) gets a fresh worker now.
+
+    A dedicated chunk (``--retries``) always starts its own child. Otherwise a
+    child that is still collecting will take a chunk soon: another starts only
+    for the ``waiting`` chunks beyond what the ``starting`` ones will take.
+    """
+    return dedicated or waiting > starting
+
+
 @dataclass(frozen=True, kw_only=True)
 class Deaths:
     """Children in a row that died before running a test (and not in an import)."""

@@ -217,10 +217,10 @@ class Pool(Loop):
             if not fitting:
                 break
             if worker is None or worker.state is State.DEAD:
-                # A child that is still collecting will take a chunk soon: start
-                # another only for chunks beyond what those will take.
                 starting = sum(1 for w in self._live() if w.state is State.STARTING)
-                if self.dedicated or len(fitting) > starting:
+                if blame.replaces(
+                    dedicated=self.dedicated, waiting=len(fitting), starting=starting
+                ):
                     self._spawn(slot, self._take(fitting[0]) if self.dedicated else None)
             elif worker.state is State.READY and not self.dedicated:
                 self._assign(worker, self._take(fitting[0]))
