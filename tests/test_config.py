@@ -681,3 +681,24 @@ def test_flaky_result_from_flag_and_table(tmp_path: Path) -> None:
 def test_a_bad_flaky_result_is_a_usage_error(tmp_path: Path, line: str) -> None:
     error = table_error(tmp_path, f"[tool.mtest]\n{line}\n")
     assert "`flaky_result`" in error.message and '"pass" or "fail"' in error.hint
+
+
+@pytest.mark.parametrize(
+    ("argv", "whole"),
+    [
+        ([], True),
+        (["--", "--tb", "short", "-p", "no:randomly"], True),
+        (["tests"], False),
+        (["tests/test_a.py::test_x"], False),
+        (["-k", "fast"], False),
+        (["-m", "smoke"], False),
+        (["--", "-knot slow"], False),
+        (["--", "--deselect", "tests/test_a.py::test_x"], False),
+        (["--", "--ignore=tests/slow"], False),
+    ],
+)
+def test_whether_a_run_collects_the_whole_suite(
+    tmp_path: Path, argv: list[str], whole: bool
+) -> None:
+    root = tree(tmp_path / "p", {"pytest.ini": "[pytest]\n", "tests/test_a.py": ""})
+    assert make_config(argv, root).whole_suite is whole

@@ -27,6 +27,8 @@ from supervisor import select
 from supervisor.errors import MtestError
 
 DEFAULT_KILL_GRACE_S = 5.0
+_NARROWING = frozenset({"--deselect", "--ignore", "--ignore-glob", "--pyargs"})
+"""pytest options that collect less than the suite (besides ``-k`` and ``-m``)."""
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
 
 
@@ -82,6 +84,16 @@ class Config:
     def child_args(self) -> tuple[str, ...]:
         """What every pytest child gets after mtest's own options."""
         return (*self.pytest_args, *self.paths)
+
+    @property
+    def whole_suite(self) -> bool:
+        """Whether the children collect the whole suite: no paths, no option that narrows it.
+
+        Only such a run tells which tests no longer exist."""
+        return not self.paths and not any(
+            arg.partition("=")[0] in _NARROWING or arg[:2] in ("-k", "-m")
+            for arg in self.pytest_args
+        )
 
 
 def parse_duration(text: str, origin: str) -> float:

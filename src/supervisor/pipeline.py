@@ -92,7 +92,7 @@ def _run_locked(store: Store, config: Config, console: Console, point: ResumePoi
         save_state(store, config, run_id, picked.selected, done=recorder.finals, complete=False)
         outstanding = _drive(pool, config, recorder, stop, picked)
         pool.release()  # the children finish their sessions while we learn and report
-        quarantine = learn_from(store, knowledge, recorder, collection, _whole_suite(config))
+        quarantine = learn_from(store, knowledge, recorder, collection, config.whole_suite)
         facts = report.RunFacts(
             run_id=run_id,
             elapsed_s=time.monotonic() - started,
@@ -236,16 +236,6 @@ def learn_from(
     )  # fmt: skip
     store.write_json(QUARANTINE, quarantine.to_json())
     return quarantine
-
-
-_NARROWING = ("-k", "-m", "--deselect", "--ignore", "--ignore-glob", "--pyargs")
-
-
-def _whole_suite(config: Config) -> bool:
-    """Whether the children collect the whole suite: no paths, no option that narrows it."""
-    return not config.paths and not any(
-        a.partition("=")[0] in _NARROWING or a[:2] in ("-k", "-m") for a in config.pytest_args
-    )
 
 
 def select_tests(
