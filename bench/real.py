@@ -133,27 +133,23 @@ def tier0_scenario(work: Path) -> Scenario:
             counts_check(dict(smoke), 0),
         ),
     ]
+    # Both mtest tools share one suite copy and one gates directory, warmed by one full run.
+    cwd = copy_suite(root, work / "runs" / "tier0" / "mtest")
+    gates = work / "gates" / "tier0" / "mtest"
+    shutil.rmtree(gates, ignore_errors=True)
+    full = (*MTEST, "-j", "2", "--gates-dir", str(gates))
+    every = records_check(gates, Counter({"passed": tests}), 0)
+    prime: Tool | None = Tool("mtest-tier0 (priming run)", full, cwd, every, gates)
+    check = records_check(gates, smoke, 0, prefix=scenarios.TIER0_FILE + "::")
     for jobs in ("1", "2"):
-        name = f"mtest-tier0-j{jobs}"
-        cwd = copy_suite(root, work / "runs" / "tier0" / name)
-        gates = work / "gates" / "tier0" / name
-        shutil.rmtree(gates, ignore_errors=True)
-        full = (*MTEST, "-j", "2", "--gates-dir", str(gates))
-        prime = Tool(
-            f"{name} (priming run)",
-            full,
-            cwd,
-            records_check(gates, Counter({"passed": tests}), 0),
-            gates,
-        )
         command = (*MTEST, "--tier", "0", "-j", jobs, "--gates-dir", str(gates))
-        check = records_check(gates, smoke, 0, prefix=scenarios.TIER0_FILE + "::")
-        made.append(Tool(name, command, cwd, check, gates, prime=prime))
+        made.append(Tool(f"mtest-tier0-j{jobs}", command, cwd, check, gates, prime=prime))
+        prime = None
     notes = [
         f"{scenarios.TIER0_MODULES} modules of ≈{scenarios.TIER0_IMPORT_MS:g} ms import each, "
         f"{scenarios.SMOKE_TESTS} `smoke` (tier-0) tests in `{scenarios.TIER0_FILE}`",
-        "each mtest tool is warm: its gates directory comes from one full untimed run "
-        f"(`{' '.join(made[1].prime.command) if made[1].prime else ''}`)",
+        "both mtest tools are warm: they share one gates directory, filled by one full "
+        f"untimed run (`{' '.join(full)}`)",
     ]
     return Scenario("tier0", tests, "pytest-file", notes, made)
 

@@ -124,7 +124,10 @@ def run_once(tool: Tool) -> Sample:
     if tool.fresh and tool.gates is not None:
         shutil.rmtree(tool.gates, ignore_errors=True)
     if tool.prepare is not None:
-        tool.prepare()
+        try:
+            tool.prepare()
+        except (OSError, ValueError) as exc:
+            raise BenchError(f"{tool.name}: cannot prepare the run: {exc}") from exc
     if tool.self_cpu is not None:
         tool.self_cpu.unlink(missing_ok=True)
     load = round(os.getloadavg()[0], 2)
