@@ -38,6 +38,7 @@ LOCK = "lock"
 STATE = "state.json"
 DURATIONS = "durations.json"
 QUARANTINE = "quarantine.json"
+INDEX = "index.json"
 CACHE = "cache"
 LAST_RUN = "last-run"
 RUN_LOG = "run.jsonl"
@@ -74,6 +75,10 @@ class Paths:
     @property
     def quarantine(self) -> Path:
         return self.root / QUARANTINE
+
+    @property
+    def index(self) -> Path:
+        return self.root / INDEX
 
     @property
     def cache(self) -> Path:
