@@ -19,8 +19,8 @@ from supervisor.index import (
     Index,
     Listing,
     Problem,
+    chain_paths,
     collection_args,
-    conftest_paths,
     env_key,
     file_keys,
     fs_reader,
@@ -285,9 +285,14 @@ def test_update_refuses_items_of_another_file() -> None:
         update(Index(), env(TREE), {A: Listing(keys[A], LISTINGS[B])})
 
 
-def test_conftest_paths_lists_the_directory_and_each_parent_root_first() -> None:
-    assert conftest_paths("tests/sub/test_b.py") == CONFTESTS
-    assert conftest_paths("test_top.py") == ("conftest.py",)
+def test_chain_paths_lists_the_rootdir_then_each_directory_down_to_the_files() -> None:
+    assert chain_paths("tests/sub/test_b.py")[::2] == CONFTESTS
+    assert chain_paths("test_top.py") == ("conftest.py", "__init__.py")
+
+
+def test_an_init_py_that_appears_invalidates_the_files_under_it() -> None:
+    tree = {**TREE, "tests/sub/__init__.py": b""}
+    assert check(build(TREE), tree)[1] == [B]
 
 
 def test_hash_files_reads_each_path_once() -> None:
@@ -443,5 +448,6 @@ def test_file_keys_differ_when_only_the_conftest_chain_differs() -> None:
     keys = file_keys([A], TREE.get)
     moved = file_keys([A], {**TREE, "tests/conftest.py": b""}.get)
     assert keys[A].content == moved[A].content
+    assert keys[A].chain != moved[A].chain
     assert keys[A] != moved[A]
     assert isinstance(keys[A], FileKey)

@@ -43,7 +43,8 @@ Reader = Callable[[str], "bytes | None"]
 DIGEST_CHARS = 32
 """Hex characters kept of a SHA-256 (128 bits)."""
 
-CONFTEST = "conftest.py"
+CHAIN_NAMES = ("conftest.py", "__init__.py")
+"""Files in a test file's directory and each parent that apply to it (pytest imports both)."""
 
 SESSION_WIDE = (
     "pytest_addhooks", "pytest_addoption", "pytest_cmdline", "pytest_collection",
@@ -118,9 +119,9 @@ class FileKey:
 
     content: str | None
     """The file's content; ``None``: it could not be read (never matches an entry)."""
-    conftests: str
-    """Every ``conftest.py`` in the file's directory and each parent up to the rootdir
-    (path and content; an absent one counts too, so a new conftest changes the key)."""
+    chain: str
+    """Every ``conftest.py`` and ``__init__.py`` in the file's directory and each parent up
+    to the rootdir (path and content; an absent one counts too, so a new one changes it)."""
     deps: tuple[str, ...] = ()
     """Local modules the file's collection imported (rootdir-relative), as reported."""
     deps_digest: str = ""
@@ -140,10 +141,11 @@ class EnvKey:
         return tuple(name for name, value in self.parts if theirs.get(name) != value)
 
 
-def conftest_paths(file: str) -> tuple[str, ...]:
-    """The conftests that may apply to a rootdir-relative file, rootdir's first."""
+def chain_paths(file: str) -> tuple[str, ...]:
+    """The ``conftest.py`` and ``__init__.py`` that may apply to a rootdir-relative file:
+    in the rootdir, then in each directory down to the file's own."""
     dirs = file.split("/")[:-1]
-    return tuple("/".join([*dirs[:n], CONFTEST]) for n in range(len(dirs) + 1))
+    return tuple("/".join([*dirs[:n], name]) for n in range(len(dirs) + 1) for name in CHAIN_NAMES)
 
 
 def indexable(file: str) -> bool:
@@ -159,15 +161,15 @@ def file_keys(
     ``Index.deps()``; for ``update``: what the probe reported when it collected the file)."""
     files = list(dict.fromkeys(files))
     deps = deps or {}
-    wanted = [p for f in files for p in (f, *conftest_paths(f), *deps.get(f, ()))]
+    wanted = [p for f in files for p in (f, *chain_paths(f), *deps.get(f, ()))]
     hashes = hash_files(wanted, reader)
     keys: dict[str, FileKey] = {}
     for file in files:
-        chain = conftest_paths(file)
+        chain = chain_paths(file)
         own = tuple(deps.get(file, ()))
         keys[file] = FileKey(
             content=hashes[file],
-            conftests=digest(*(x for p in chain for x in (p, hashes[p]))),
+            chain=digest(*(x for p in chain for x in (p, hashes[p]))),
             deps=own,
             deps_digest=digest(*(x for p in own for x in (p, hashes[p]))) if own else "",
         )
@@ -352,7 +354,7 @@ def _encode(index: Index) -> dict[str, Any]:
         entry = index.files[file]
         key = entry.key
         files[file] = {
-            "key": [key.content, key.conftests, key.deps_digest],
+            "key": [key.content, key.chain, key.deps_digest],
             "deps": [table.setdefault(path, len(table)) for path in key.deps],
             "tests": [_item_row(file, item) for item in entry.items],
             "problem": None
@@ -395,18 +397,9 @@ def _decode(data: object) -> Index:
 
 def _entry(file: str, raw: Mapping[str, Any], paths: Sequence[str]) -> Entry:
     what = f"index {file!r}"
-    key, deps, tests, problem = (
-        raw.get("key"),
-        raw.get("deps"),
-        raw.get("tests"),
-        raw.get("problem"),
-    )
-    if not (
-        isinstance(key, list)
-        and len(key) == 3
-        and all(k is None or isinstance(k, str) for k in key)
-    ):
-        raise ValueError(f"{what}: `key` must be [content, conftests, deps]")
+    key, deps, tests, problem = (raw.get(k) for k in ("key", "deps", "tests", "problem"))
+    if not isinstance(key, list) or len(key) != 3 or not all(isinstance(k, str) for k in key):
+        raise ValueError(f"{what}: `key` must be [content, chain, deps]")
     if not isinstance(deps, list) or not all(type(d) is int and 0 <= d < len(paths) for d in deps):
         raise ValueError(f"{what}: `deps` must index `paths`")
     if not isinstance(tests, list):
@@ -419,9 +412,9 @@ def _entry(file: str, raw: Mapping[str, Any], paths: Sequence[str]) -> Entry:
     return Entry(
         key=FileKey(
             content=key[0],
-            conftests=key[1] or "",
+            chain=key[1],
             deps=tuple(paths[d] for d in deps),
-            deps_digest=key[2] or "",
+            deps_digest=key[2],
         ),
         items=tuple(_item(file, row, what) for row in tests),
         problem=None if problem is None else Problem(error=problem[0], message=problem[1]),
@@ -437,7 +430,7 @@ def _item(file: str, row: object, what: str) -> TestItem:
         raise ValueError(f"{what}: bad test name or line {row!r}")
     if not isinstance(markers, list) or not all(isinstance(m, str) for m in markers):
         raise ValueError(f"{what}: markers of {name!r} must be strings")
-    if timeout is not None and (type(timeout) not in (int, float) or not timeout > 0):
+    if timeout is not None and (type(timeout) not in (int, float) or not timeout >= 0):
         raise ValueError(f"{what}: bad timeout {timeout!r} of {name!r}")
     return TestItem(
         test_id=file if name is None else f"{file}::{name}",
