@@ -87,11 +87,14 @@ class ChildFiles:
                 return
             if not self.output_head:
                 self.output_head = os.pread(self.output_fd, OUTPUT_HEAD, 0)
-            self.output_saved_tail = os.pread(self.output_fd, OUTPUT_TAIL, size - OUTPUT_TAIL)
+            # Read up to the very end, then truncate at once: what the child
+            # writes between the two is the only output that can be lost.
+            tail = _read_from(self.output_fd, size - OUTPUT_TAIL)
             os.ftruncate(self.output_fd, 0)
         except OSError:
             return
-        self.output_dropped += size
+        self.output_saved_tail = tail[-OUTPUT_TAIL:]
+        self.output_dropped += size - OUTPUT_TAIL + len(tail)
 
     def output_text(self) -> str:
         """The child's own output: head and tail, saying how much was cut between."""
