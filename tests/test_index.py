@@ -28,6 +28,7 @@ from supervisor.index import (
     lookup,
     prune,
     update,
+    with_deps,
 )
 from supervisor.model import Fingerprint, TestItem
 
@@ -451,3 +452,13 @@ def test_file_keys_differ_when_only_the_conftest_chain_differs() -> None:
     assert keys[A].chain != moved[A].chain
     assert keys[A] != moved[A]
     assert isinstance(keys[A], FileKey)
+
+
+def test_with_deps_adds_the_reported_imports_to_a_key_taken_before_collecting() -> None:
+    before = file_keys([A], TREE.get)[A]
+    after = with_deps(before, ["src/pkg/core.py"], TREE.get)
+    assert after == file_keys([A], TREE.get, deps={A: ["src/pkg/core.py"]})[A]
+    assert with_deps(before, [], TREE.get) == before
+    tree = {**TREE, A: b"edited while it was collected\n"}
+    index = update(Index(), env(TREE), {A: Listing(after, LISTINGS[A])})
+    assert check(index, tree, files=[A])[1] == [A]

@@ -2,8 +2,8 @@
 
 A pure core, keyed so that it is never wrong. An entry holds one test file's
 listing (its ``TestItem``\\ s as the probe listed them, and its collection
-problem, if any) under a ``FileKey``: the file's content, the ``conftest.py``
-files that apply to it, and the local modules its collection imported. The
+problem, if any) under a ``FileKey``: the file's content, the ``conftest.py`` and
+``__init__.py`` files that apply to it, and the local modules its collection imported. The
 whole index sits under one ``EnvKey``: rootdir, ini file, interpreter, pytest,
 plugins, installed distributions, the collection-affecting pytest arguments
 and environment variables, and the conftests that act on the whole session.
@@ -12,11 +12,12 @@ Use (``docs/design.md``, "Test index", has the exact rules)::
 
     env = env_key(fingerprint, inifile=..., args=child_args, environ=os.environ,
                   conftests=every_conftest, reader=reader)
-    keys = file_keys(test_files, reader, deps=index.deps())   # before collecting
-    known, stale = lookup(index, env, keys)                    # stale: collect these
-    ... collect ``stale`` whole; the probe reports each file's items, problem, deps ...
-    fresh = file_keys(stale, reader, deps=reported_deps)       # before collecting, too
-    index = update(index, env, {f: Listing(fresh[f], items, problem) for f in stale})
+    keys = file_keys(test_files, reader, deps=index.deps())
+    known, stale = lookup(index, env, keys)          # collect ``stale``, each file whole
+    before = file_keys(stale, reader)                # taken before the collection starts
+    ... the probe reports each stale file's items, problem and local imports (deps) ...
+    index = update(index, env, {f: Listing(with_deps(before[f], deps[f], reader), items[f],
+                                            problems.get(f)) for f in stale})
     index = prune(index, test_files)                           # whole-suite runs only
     store.write_json(store.INDEX, index.to_json())
 
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from supervisor.jsonshape import as_object, check_version, list_field
+from supervisor.jsonshape import as_object, check_version, strs_field
 from supervisor.model import FORMAT_VERSION, Fingerprint, TestItem
 from supervisor.pytestopts import VALUE_LONGS, VALUE_SHORTS
 
@@ -157,23 +158,36 @@ def indexable(file: str) -> bool:
 def file_keys(
     files: Iterable[str], reader: Reader, *, deps: Mapping[str, Sequence[str]] | None = None
 ) -> dict[str, FileKey]:
-    """The current key of each file; ``deps`` gives a file's local imports (for ``lookup``:
-    ``Index.deps()``; for ``update``: what the probe reported when it collected the file)."""
+    """The current key of each file. ``deps``: each file's local imports; before ``lookup``
+    pass ``Index.deps()``; before collecting, none (``with_deps`` adds them afterwards)."""
     files = list(dict.fromkeys(files))
     deps = deps or {}
     wanted = [p for f in files for p in (f, *chain_paths(f), *deps.get(f, ()))]
     hashes = hash_files(wanted, reader)
-    keys: dict[str, FileKey] = {}
-    for file in files:
-        chain = chain_paths(file)
-        own = tuple(deps.get(file, ()))
-        keys[file] = FileKey(
+    return {
+        file: FileKey(
             content=hashes[file],
-            chain=digest(*(x for p in chain for x in (p, hashes[p]))),
-            deps=own,
-            deps_digest=digest(*(x for p in own for x in (p, hashes[p]))) if own else "",
+            chain=_paths_digest(chain_paths(file), hashes),
+            deps=tuple(deps.get(file, ())),
+            deps_digest=_paths_digest(deps.get(file, ()), hashes),
         )
-    return keys
+        for file in files
+    }
+
+
+def with_deps(key: FileKey, deps: Sequence[str], reader: Reader) -> FileKey:
+    """``key`` (computed before the file was collected) with the local imports the probe
+    reported once it was, hashed now."""
+    return FileKey(
+        content=key.content,
+        chain=key.chain,
+        deps=tuple(deps),
+        deps_digest=_paths_digest(deps, hash_files(deps, reader)),
+    )
+
+
+def _paths_digest(paths: Sequence[str], hashes: Mapping[str, str | None]) -> str:
+    return digest(*(x for p in paths for x in (p, hashes[p]))) if paths else ""
 
 
 def session_wide(source: bytes) -> bool:
@@ -357,9 +371,7 @@ def _encode(index: Index) -> dict[str, Any]:
             "key": [key.content, key.chain, key.deps_digest],
             "deps": [table.setdefault(path, len(table)) for path in key.deps],
             "tests": [_item_row(file, item) for item in entry.items],
-            "problem": None
-            if entry.problem is None
-            else [entry.problem.error, entry.problem.message],
+            "problem": entry.problem and [entry.problem.error, entry.problem.message],
         }
     return {
         "version": FORMAT_VERSION,
@@ -385,9 +397,7 @@ def _decode(data: object) -> Index:
         if not all(isinstance(v, str) for v in parts.values()):
             raise ValueError("index: `env` values must be strings")
         env = EnvKey(parts=tuple(sorted((str(k), v) for k, v in parts.items())))
-    paths = list_field(obj, "paths", "index")
-    if not all(isinstance(p, str) for p in paths):
-        raise ValueError("index: `paths` must hold strings only")
+    paths = strs_field(obj, "paths", "index")
     raw_files = as_object(obj.get("files"), "index `files`")
     files = {
         str(f): _entry(str(f), as_object(e, f"index {f!r}"), paths) for f, e in raw_files.items()
