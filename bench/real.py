@@ -66,18 +66,8 @@ REAL_TOOLS = (
 )
 SUITES = (*realsuites.REAL_SUITES, *scenarios.SCENARIOS)
 MTEST = [sys.executable, "-m", "supervisor", "-q"]
-SELF_CPU = """\
-import atexit, resource, runpy, sys
-out = sys.argv[1]
-sys.argv = ["mtest", *sys.argv[2:]]
-def _save():
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    with open(out, "w") as f:
-        f.write(repr(r.ru_utime + r.ru_stime))
-atexit.register(_save)
-runpy.run_module("supervisor", run_name="__main__", alter_sys=True)
-"""
-"""Runs mtest in this very process and writes its own CPU seconds (all threads) at exit."""
+SELF_CPU = HERE / "selfcpu.py"
+"""Runs mtest in its own process and writes mtest's own CPU seconds at exit."""
 
 
 def parity_check(base: realsuites.Baseline, gates: Path) -> Check:
@@ -175,8 +165,7 @@ def storm_scenario(work: Path) -> Scenario:
         gates, own = work / "gates" / "storm" / name, work / "gates" / "storm" / f"{name}.cpu"
         command = (
             sys.executable,
-            "-c",
-            SELF_CPU,
+            str(SELF_CPU),
             str(own),
             "-q",
             "-j",
@@ -190,8 +179,8 @@ def storm_scenario(work: Path) -> Scenario:
         f"{counts['storm']} tests in {scenarios.STORM_MODULES} modules of "
         f"≈{scenarios.STORM_IMPORT_MS:g} ms import; in `storm` {crashes} of them segfault "
         "(`ctypes.string_at(0)`), in `calm` the same tests pass",
-        "mtest runs through a wrapper (`python -c SELF_CPU OUT ...`, bench/real.py) that runs "
-        "mtest in-process and writes mtest's own CPU at exit: children's CPU = the process "
+        "mtest runs through `bench/selfcpu.py OUT ...`, which runs mtest in its own process "
+        "and writes mtest's own CPU at exit: children's CPU = the process "
         "tree's CPU − mtest's own; a fresh gates directory before every run",
     ]
     return Scenario("storm", counts["storm"], "pytest-calm", notes, made)

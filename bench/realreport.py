@@ -73,12 +73,12 @@ def verdicts(scenario: Scenario) -> list[str]:
             ratio, what = got / base, f"{t.against}'s {'CPU' if 'cpu' in t.metric else 'wall'}"
             shown = f"{ratio:.2f}× ({got:.2f}s / {base:.2f}s)"
         else:
-            ratio, what, shown = got, "seconds", f"{got:.2f}s"
+            ratio, what, shown = got, "", f"{got:.2f}s"
         met = ratio < t.limit if t.strict else ratio <= t.limit
         sign = "<" if t.strict else "≤"
-        unit = "s" if not t.against else "×"
+        bound = f"{t.limit:g}× {what}" if t.against else f"{t.limit:g} s"
         lines.append(
-            f"{t.tool} {t.metric.replace('_', ' ')} {sign} {t.limit:g}{unit} {what}: "
+            f"{t.tool} {t.metric.replace('_', ' ')} {sign} {bound}: "
             f"{'met' if met else 'MISSED'}, {shown}"
         )
     return lines

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 from collections import Counter
@@ -42,7 +43,7 @@ class Tool:
     """Where ``SELF_CPU`` writes mtest's own CPU seconds."""
 
     def shell(self) -> str:
-        return f"(cd {self.cwd} && {' '.join(self.command)})"
+        return f"(cd {shlex.quote(str(self.cwd))} && {shlex.join(self.command)})"
 
 
 @dataclass
