@@ -230,7 +230,7 @@ def build(name: str, work: Path, tools: tuple[str, ...], install: bool) -> Scena
     return makers[name](work)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument(
         "--suites",
@@ -260,7 +260,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="fail instead of pip-installing what a suite's tests need",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     started = time.strftime("%Y%m%dT%H%M%S")
     out: Path = args.out or HERE / "results" / f"real-{started}.json"
     work = args.work.resolve() if args.work else Path(tempfile.mkdtemp(prefix="mtest-real-"))
