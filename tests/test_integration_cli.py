@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -15,6 +16,7 @@ import pytest
 from conftest import error_lines, finals, mtest_env, run_mtest, write_suite
 
 import supervisor
+from supervisor import learn
 
 pytestmark = pytest.mark.integration
 
@@ -323,3 +325,23 @@ def test_the_quarantine_view_says_broken_for_a_test_that_keeps_failing(tmp_path:
     assert view.returncode == 0, view.stderr
     assert "test_r.py::test_regressed (broken:" in view.stdout, view.stdout
     assert "it still fails the run" in view.stdout
+
+
+def test_a_test_gone_for_the_retention_is_forgotten_and_the_run_says_so(tmp_path: Path) -> None:
+    project = write_suite(
+        tmp_path / "p",
+        {"test_a.py": "def test_stays():\n    pass\n", "test_b.py": "def test_goes():\n    pass\n"},
+    )
+    assert run_mtest(["-q"], project).returncode == 0
+    (project / "test_b.py").unlink()
+    durations_path = project / ".gates" / "durations.json"
+    durations = json.loads(durations_path.read_text())
+    assert "test_b.py::test_goes" in durations["tests"]
+    # As if the test had already been missing from RETENTION_RUNS - 1 runs.
+    durations["absent"] = {"test_b.py::test_goes": learn.RETENTION_RUNS - 1}
+    durations_path.write_text(json.dumps(durations))
+    result = run_mtest([], project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    notes = [line for line in result.stdout.splitlines() if line.startswith("note: ")]
+    assert any("forgot the history of 1 test(s)" in note for note in notes), result.stdout
+    assert "test_b.py::test_goes" not in json.loads(durations_path.read_text())["tests"]

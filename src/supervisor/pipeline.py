@@ -229,6 +229,9 @@ def learn_from(
         collect_s=coll.collect_s, collected=collected,
     )  # fmt: skip
     store.write_json(DURATIONS, durations.to_json())
+    forgotten = learn.retention_note(knowledge.durations, durations)
+    if forgotten is not None:
+        store.notes.append(forgotten)
     finals = {r.test_id: recorder.finals[r.test_id] for r in recorder.session}
     quarantine = learn.update_quarantine(
         knowledge.quarantine, finals, now=utc_now(), run_id=recorder.context.run_id,
