@@ -124,6 +124,19 @@ def test_a_leaked_clock_patch_neither_hides_a_hang_nor_kills_the_next_test(
     assert 0 < hung["duration_s"] < 1000, hung  # mtest's clock, not the patched one
 
 
+def test_leaked_patches_of_getpid_and_json_do_not_fake_a_session_failure(
+    tmp_path: Path,
+) -> None:
+    run = attack(tmp_path, "leaks", "--timeout", "30")
+    assert run.outcomes == {
+        "test_leaks.py::test_patches_getpid_and_json_and_leaks_them": "passed",
+        "test_leaks.py::test_innocent_after_the_patches": "passed",
+    }, run.output
+    run.assert_one_record_per_test()
+    assert run.session_errors() == [], run.output
+    assert run.result.returncode == 0, run.output
+
+
 # -- 4. blame after a stack dump -----------------------------------------------------
 
 
