@@ -8,6 +8,7 @@ after mtest exits.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections import Counter
@@ -270,3 +271,22 @@ def test_workers_that_keep_dying_before_a_test_end_the_run_with_a_clear_error(
     assert "before listing the tests" in run.result.stderr
     children = run.project / ".gates" / "last-run" / "children"
     assert len(list(children.glob("*.out.txt"))) <= 4  # a bounded number of attempts
+
+
+def test_a_test_file_whose_name_is_not_utf8_runs_like_any_other(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "pytest.ini").write_text("[pytest]\n")
+    odd = project / os.fsdecode(b"test_bad_\xff_name.py")
+    odd.write_text("def test_ok():\n    pass\n\n\ndef test_fails():\n    assert 0\n")
+    (project / "test_good.py").write_text("def test_good():\n    pass\n")
+    # pytest's own cache plugin cannot write such ids to JSON: leave it out, as pytest must.
+    result = run_mtest(["-j", "2", "--timeout", "30", "--", "-p", "no:cacheprovider"], project)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "internal error" not in result.stdout + result.stderr
+    outcomes = {r["test_id"]: r["outcome"] for r in records(project / ".gates")}
+    assert outcomes == {
+        "test_bad_\udcff_name.py::test_ok": "passed",
+        "test_bad_\udcff_name.py::test_fails": "failed",
+        "test_good.py::test_good": "passed",
+    }, result.stdout

@@ -75,7 +75,9 @@ class Loop:
     def _assign(self, worker: Worker, chunk: Chunk) -> None:
         self._ensure_work_dir()
         ids_path = self.options.work_dir / f"{worker.seq:04d}-chunk{chunk.index:04d}.ids"
-        ids_path.write_text("".join(f"{t.test_id}\n" for t in chunk.tests), encoding="utf-8")
+        # A file name that is not UTF-8 gives node ids with surrogates: they go back as bytes.
+        ids = "".join(f"{t.test_id}\n" for t in chunk.tests)
+        ids_path.write_text(ids, encoding="utf-8", errors="surrogateescape")
         worker.assign(chunk, time.monotonic())
         self._send(worker, f"run {chunk.index} {ids_path}\n")
 
@@ -90,7 +92,7 @@ class Loop:
     def _send(self, worker: Worker, line: str) -> None:
         # A child that is gone is handled when it is reaped.
         with contextlib.suppress(OSError):
-            os.write(worker.control, line.encode())
+            os.write(worker.control, os.fsencode(line))
 
     def _send_exit(self, worker: Worker) -> None:
         self._send(worker, "exit\n")

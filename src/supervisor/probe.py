@@ -215,7 +215,7 @@ class Probe:
             if parts[0] != "run" or len(parts) != 3:
                 break
             chunk, ids_path = parts[1], parts[2]
-            with open(ids_path, encoding="utf-8") as handle:
+            with open(ids_path, encoding="utf-8", errors="surrogateescape") as handle:
                 ids = [line.rstrip("\n") for line in handle if line.strip()]
             unknown = [test_id for test_id in ids if test_id not in by_id]
             if unknown:

@@ -197,7 +197,7 @@ class Control:
             self.closed = True
             return False
         *lines, self._partial = (self._partial + data).split(b"\n")
-        self._lines.extend(line.decode("utf-8", "replace") for line in lines)
+        self._lines.extend(os.fsdecode(line) for line in lines)
         return True
 
 
