@@ -182,7 +182,8 @@ class Guard:
         deadline = time.monotonic() + GONE_WAIT_S
         while True:
             now = self._faults(workers)
-            reaping = [w for w, n in now.items() if n > self._last_faults.get(w, n)]
+            # A worker started since the last look has reaped nothing before it.
+            reaping = [w for w, n in now.items() if n > self._last_faults.get(w, 0)]
             if reaping or time.monotonic() >= deadline:
                 return reaping
             time.sleep(0.02)
