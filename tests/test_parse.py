@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from supervisor import events as ev
+from supervisor import parse
 from supervisor.model import Outcome, TestItem, TestResult
 from supervisor.parse import (
     crash_message,
@@ -291,3 +292,25 @@ def test_crash_message_of_a_clean_exit_mid_test_suggests_os_exit() -> None:
 )  # fmt: skip
 def test_hung_message(timeout_s: float, grace_s: float, returncode: int, expected: str) -> None:
     assert hung_message(timeout_s, grace_s, returncode) == expected
+
+
+def test_start_costs_sum_to_mtests_clock_and_split_by_the_childs() -> None:
+    hello = ev.Hello(pid=1, t=100.0)
+    collected = ev.Collected(pid=1, count=3, items=None, t=100.75)
+    # Both events read in one turn: mtest's clock alone would say nothing was collected.
+    startup, collect = parse.start_costs(
+        spawned=10.0, hello_at=12.0, now=12.0, hello=hello, collected=collected
+    )
+    assert (startup, collect) == (1.25, 0.75)
+
+
+def test_start_costs_never_exceed_what_mtest_measured() -> None:
+    hello = ev.Hello(pid=1, t=0.0)
+    collected = ev.Collected(pid=1, count=3, items=None, t=1e9)  # a clock gone wild
+    assert parse.start_costs(
+        spawned=10.0, hello_at=11.0, now=12.0, hello=hello, collected=collected
+    ) == (0.0, 2.0)
+    untimed = ev.Collected(pid=1, count=3, items=None)
+    assert parse.start_costs(
+        spawned=10.0, hello_at=11.0, now=12.5, hello=None, collected=untimed
+    ) == (1.0, 1.5)

@@ -42,6 +42,8 @@ class Hello:
     rootdir: str = ""
     timeout: float | None = None
     """pytest-timeout's option or the project's ``timeout`` ini, when set."""
+    t: float | None = None
+    """The child's monotonic clock when it wrote this: informational only."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +74,8 @@ class Collected:
     count: int
     items: tuple[TestItem, ...] | None
     """The whole listing, from the child asked for it; ``None`` from the others."""
+    t: float | None = None
+    """The child's monotonic clock when it wrote this: informational only."""
 
 
 @dataclass(frozen=True, kw_only=True)

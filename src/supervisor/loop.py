@@ -219,12 +219,15 @@ class Loop:
             return  # only slot 0's children send the whole listing (see _spawn)
         self.limits = {t.test_id: t.timeout for t in event.items if t.timeout is not None}
         hello_at = worker.hello_at if worker.hello_at is not None else worker.spawned
+        startup_s, collect_s = parse.start_costs(
+            spawned=worker.spawned, hello_at=hello_at, now=now, hello=worker.hello, collected=event
+        )
         self.collection = parse.collection_from(
             event.items,
             [*self.blamed, *(p for p in worker.problems if p.test_id not in self.blamed_files)],
             worker.hello,
-            startup_s=hello_at - worker.spawned,
-            collect_s=now - hello_at,
+            startup_s=startup_s,
+            collect_s=collect_s,
         )
 
     # -- deadlines and death ---------------------------------------------------

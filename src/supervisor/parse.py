@@ -77,13 +77,16 @@ def _hello(raw: Mapping[str, Any], pid: int | None) -> events.Event:
         plugins=tuple(str(p) for p in raw.get("plugins") or ()),
         rootdir=_str(raw, "rootdir"),
         timeout=_float(raw.get("timeout")),
+        t=_float(raw.get("t")),
     )
 
 
 def _collected(raw: Mapping[str, Any], pid: int | None) -> events.Event:
     listing = raw.get("items")
     items = None if listing is None else tuple(item_from_listing(entry) for entry in listing)
-    return events.Collected(pid=pid, count=int(raw.get("count") or 0), items=items)
+    return events.Collected(
+        pid=pid, count=int(raw.get("count") or 0), items=items, t=_float(raw.get("t"))
+    )
 
 
 def _end(raw: Mapping[str, Any], pid: int | None) -> events.Event:
@@ -319,3 +322,22 @@ def collect_problem(event: events.CollectProblem, *, worker: int, child: int) ->
         worker=worker,
         child=child,
     )
+
+
+def start_costs(
+    *, spawned: float, hello_at: float, now: float, hello: events.Hello | None,
+    collected: events.Collected,
+) -> tuple[float, float]:  # fmt: skip
+    """A child's start-up and collection seconds, for the budget to learn.
+
+    Their sum is measured on mtest's clock (spawn to the listing read). Both
+    events are often read in one turn, so the split between them comes from
+    the child's own timestamps, bounded by that sum: never a deadline, only
+    how the cost is divided.
+    """
+    total = max(0.0, now - spawned)
+    collect = max(0.0, now - hello_at)
+    if hello is not None and hello.t is not None and collected.t is not None:
+        collect = max(0.0, collected.t - hello.t)
+    collect = min(collect, total)
+    return total - collect, collect
