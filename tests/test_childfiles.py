@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+
+import pytest
 
 from supervisor import childfiles
 from supervisor.childfiles import ChildFiles
@@ -59,10 +62,35 @@ def test_a_flood_keeps_the_head_and_the_tail_and_says_how_much_was_cut(tmp_path:
     middle = b"m" * childfiles.OUTPUT_FILE_CAP
     append(files.output_path, head + middle + tail)
     files.cap_output()
-    assert files.output_path.stat().st_size == 0
+    assert files.output_path.stat().st_blocks * 512 < childfiles.OUTPUT_HEAD  # the disk freed
     text = files.output_text()
     assert text.startswith("H" * 100) and text.endswith("T" * 100)
     assert f"[... mtest cut {len(middle)} bytes ...]" in text
     files.close()
     assert files.output_path.read_text().endswith("T" * 100)  # rewritten as head and tail
     assert files.events_path.stat().st_size == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="punches holes with fallocate")
+def test_what_the_child_writes_while_the_flood_is_capped_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child writes on between mtest's read of the tail and the dropping of the file."""
+    files = ChildFiles.create(tmp_path / "0001")
+    flood = b"f" * (childfiles.OUTPUT_FILE_CAP + childfiles.OUTPUT_TAIL)
+    append(files.output_path, flood)
+    read_from = childfiles._read_from
+
+    def read_then_child_writes(fd: int, offset: int = 0) -> bytes:
+        data = read_from(fd, offset)
+        append(files.output_path, b"LAST WORDS\n")
+        return data
+
+    monkeypatch.setattr(childfiles, "_read_from", read_then_child_writes)
+    files.cap_output()
+    monkeypatch.undo()
+    text = files.output_text()
+    assert text.endswith("f" * 100 + "LAST WORDS\n")
+    cut = len(flood) - childfiles.OUTPUT_HEAD - (childfiles.OUTPUT_TAIL - len("LAST WORDS\n"))
+    assert f"[... mtest cut {cut} bytes ...]" in text
+    files.close()

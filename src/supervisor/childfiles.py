@@ -9,9 +9,12 @@ or renames ``.gates/`` removes the names, not the files, and nothing is lost.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 OUTPUT_HEAD = 64 * 1024
 OUTPUT_TAIL = 1024 * 1024
@@ -19,6 +22,8 @@ OUTPUT_FILE_CAP = 8 * 1024 * 1024
 """A child's own output goes to a file opened O_APPEND; past this size the pool
 keeps its head and truncates it, so a flood never fills the disk."""
 READ_BLOCK = 1024 * 1024
+FALLOC_FL_KEEP_SIZE = 0x01
+FALLOC_FL_PUNCH_HOLE = 0x02
 
 
 @dataclass(kw_only=True)
@@ -36,6 +41,8 @@ class ChildFiles:
     output_head: bytes = b""
     output_saved_tail: bytes = b""
     output_dropped: int = 0
+    output_start: int = 0
+    """Where the output still in the file begins: what is before it was read and dropped."""
     final_output: str | None = None
 
     @staticmethod
@@ -75,32 +82,37 @@ class ChildFiles:
         return data.decode(errors="replace")
 
     def cap_output(self) -> None:
-        """Keep the output file bounded: save its head once and its latest tail, then truncate.
+        """Keep the output file bounded: save its head once and its latest tail, drop the rest.
 
-        The child writes with O_APPEND, so after the truncation its writes land
-        at the new end; what it wrote last before a crash is in the saved tail
-        or in the file.
+        What was read is dropped by punching a hole over it: the child's
+        O_APPEND writes go on at the end meanwhile, and nothing it wrote after
+        the read is lost. Where holes cannot be punched the file is truncated,
+        and what the child writes between the read and the truncation is lost.
         """
         try:
             size = os.fstat(self.output_fd).st_size
-            if size <= OUTPUT_FILE_CAP:
+            if size - self.output_start <= OUTPUT_FILE_CAP:
                 return
             if not self.output_head:
                 self.output_head = os.pread(self.output_fd, OUTPUT_HEAD, 0)
-            # Read up to the very end, then truncate at once: what the child
-            # writes between the two is the only output that can be lost.
             tail = _read_from(self.output_fd, size - OUTPUT_TAIL)
-            os.ftruncate(self.output_fd, 0)
+            end = size - OUTPUT_TAIL + len(tail)
+            if _punch_hole(self.output_fd, self.output_start, end - self.output_start):
+                start = end
+            else:
+                os.ftruncate(self.output_fd, 0)
+                start = 0
         except OSError:
             return
         self.output_saved_tail = tail[-OUTPUT_TAIL:]
-        self.output_dropped += size - OUTPUT_TAIL + len(tail)
+        self.output_dropped += end - self.output_start
+        self.output_start = start
 
     def output_text(self) -> str:
         """The child's own output: head and tail, saying how much was cut between."""
         if self.final_output is not None:
             return self.final_output
-        data = _read_from(self.output_fd)
+        data = _read_from(self.output_fd, self.output_start)
         total = self.output_dropped + len(data)
         head = self.output_head or data[:OUTPUT_HEAD]
         rest = (self.output_saved_tail + data) if self.output_dropped else data[len(head) :]
@@ -125,6 +137,24 @@ class ChildFiles:
         for fd in (self.events_fd, self.output_fd, self.stacks_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+@functools.cache
+def _fallocate() -> Any:
+    """libc's ``fallocate``, or ``None`` where there is none (not Linux)."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).fallocate
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    return function
+
+
+def _punch_hole(fd: int, offset: int, length: int) -> bool:
+    """Free ``length`` bytes of the file from ``offset``, its size kept; whether it could."""
+    fallocate = _fallocate()
+    mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+    return fallocate is not None and fallocate(fd, mode, offset, length) == 0
 
 
 def _read_from(fd: int, offset: int = 0) -> bytes:
