@@ -26,13 +26,16 @@ FAILING = {
     **PASSING,
     "test_bad.py": "def test_broken():\n    assert 1 == 2, 'deliberate'\n",
 }
-SLEEPER = {
-    "test_sleep.py": (
+HOLDER = {
+    "test_hold.py": (
         "import os, time\n"
         "from pathlib import Path\n\n\n"
-        "def test_sleeps():\n"
+        "def test_holds_until_released():\n"
         "    Path(os.environ['STARTED']).write_text(str(os.getpid()))\n"
-        "    time.sleep(5)\n"
+        "    deadline = time.monotonic() + 300  # a hang guard: the test releases it\n"
+        "    while not Path(os.environ['RELEASE']).exists():\n"
+        "        assert time.monotonic() < deadline, 'never released'\n"
+        "        time.sleep(0.05)\n"
     )
 }
 STATE_FILES = ("durations.json", "quarantine.json", "state.json")
@@ -45,22 +48,28 @@ DAMAGE = {
 }
 
 
+@pytest.mark.timeout(400)
 def test_second_mtest_on_a_locked_gates_dir_exits_4_naming_the_holder(tmp_path: Path) -> None:
-    project = write_suite(tmp_path / "p", SLEEPER)
-    started = tmp_path / "started"
+    """The first run holds the lock until the second one has ended."""
+    project = write_suite(tmp_path / "p", HOLDER)
+    started, release = tmp_path / "started", tmp_path / "release"
     t0 = time.monotonic()
-    first = start_mtest([], project, env={"STARTED": str(started)})
+    env = {"STARTED": str(started), "RELEASE": str(release)}
+    first = start_mtest(["--timeout", "600"], project, env=env)
     try:
-        wait_for_file(started, first)
-        second = run_mtest([], project)
+        wait_for_file(started, first, timeout=120)
+        second = run_mtest([], project, timeout=120)
     finally:
-        done = finish(first, t0, timeout=60)
+        release.touch()
+        done = finish(first, t0, timeout=120)
     assert second.returncode == 4
     lines = error_lines(second.stderr)
     assert len(lines) == 1 and lines[0].startswith("mtest: error:"), second.stderr
     assert f"pid {first.pid}" in lines[0], lines[0]
     assert done.returncode == 0, done.stderr
-    assert finals(project / ".gates")["test_sleep.py::test_sleeps"]["outcome"] == "passed"
+    assert (
+        finals(project / ".gates")["test_hold.py::test_holds_until_released"]["outcome"] == "passed"
+    )
 
 
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
@@ -189,10 +198,12 @@ BROKEN_IMPORTS = {
 }
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(300)
 def test_files_that_kill_or_hang_their_child_at_import_gate_the_run(tmp_path: Path) -> None:
+    # The timeout also bounds the innocent file's import and the wait for its
+    # test to start: far above what they need, even on a loaded machine.
     project = write_suite(tmp_path / "p", BROKEN_IMPORTS)
-    result = run_mtest(["--timeout", "3", "--kill-grace", "1"], project, timeout=80)
+    result = run_mtest(["--timeout", "10", "--kill-grace", "1"], project, timeout=240)
     assert result.returncode == 1, result.stdout + result.stderr
     results = finals(project / ".gates")
     assert {t: r["outcome"] for t, r in results.items()} == {
@@ -201,7 +212,7 @@ def test_files_that_kill_or_hang_their_child_at_import_gate_the_run(tmp_path: Pa
         "test_hangs_on_import.py": "error",
     }
     assert "exited with code 3 while importing it" in results["test_dies_on_import.py"]["message"]
-    assert "took longer than the 3s timeout" in results["test_hangs_on_import.py"]["message"]
+    assert "took longer than the 10s timeout" in results["test_hangs_on_import.py"]["message"]
     summary = (project / ".gates" / "last-run" / "summary.md").read_text()
     assert "test_dies_on_import.py" in summary and "test_hangs_on_import.py" in summary
     bundle = project / ".gates" / "last-run" / results["test_hangs_on_import.py"]["bundle"]
