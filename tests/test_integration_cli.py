@@ -233,8 +233,13 @@ def test_every_entry_point_prints_the_same_version(tmp_path: Path) -> None:
 # -- on a terminal ----------------------------------------------------------------
 
 
-def run_on_a_terminal(args: list[str], cwd: Path, *, env: dict[str, str]) -> tuple[int, str]:
-    """Run mtest with its stdout on a pseudo-terminal; return its exit code and all it wrote."""
+def run_on_a_terminal(
+    args: list[str], cwd: Path, *, env: dict[str, str], release: tuple[str, Path] | None = None
+) -> tuple[int, str]:
+    """Run mtest with its stdout on a pseudo-terminal; return its exit code and all it wrote.
+
+    ``release``: (text, path) — once mtest has written ``text``, create ``path``.
+    """
     main, child = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-m", "supervisor", *args],
@@ -254,15 +259,23 @@ def run_on_a_terminal(args: list[str], cwd: Path, *, env: dict[str, str]) -> tup
         if not data:
             break
         chunks.append(data)
+        if release is not None and release[0].encode() in b"".join(chunks):
+            release[1].touch()
     os.close(main)
     return proc.wait(timeout=60), b"".join(chunks).decode(errors="replace")
 
 
 SLOW_AND_FAILING = {
     "test_slow.py": (
-        "import time\n\n\n"
-        "def test_slow_one():\n    time.sleep(1.5)\n\n\n"
-        "def test_slow_two():\n    time.sleep(1.5)\n\n\n"
+        "import os, time\n"
+        "from pathlib import Path\n\n\n"
+        "def test_slow_one():\n"
+        "    # With RELEASE: in flight until the status line has named it.\n"
+        "    deadline = time.monotonic() + 120  # a hang guard\n"
+        "    while 'RELEASE' in os.environ and not Path(os.environ['RELEASE']).exists():\n"
+        "        assert time.monotonic() < deadline, 'never released'\n"
+        "        time.sleep(0.05)\n\n\n"
+        "def test_slow_two():\n    pass\n\n\n"
         "def test_fails():\n    assert False, 'boom'\n"
     )
 }
@@ -270,13 +283,16 @@ SLOW_AND_FAILING = {
 
 def test_terminal_gets_a_live_status_line_and_colours(tmp_path: Path) -> None:
     project = write_suite(tmp_path / "p", SLOW_AND_FAILING)
-    code, text = run_on_a_terminal([], project, env={"TERM": "xterm"})
+    release = tmp_path / "release"
+    env = {"TERM": "xterm", "RELEASE": str(release)}
+    running = "running test_slow.py::test_slow_one"
+    code, text = run_on_a_terminal([], project, env=env, release=(running, release))
     assert code == 1, text
     assert "internal error" not in text and "Traceback" not in text
     # The status line is redrawn in place, names the test in flight, and is
     # cleared before the problem and summary lines.
     assert "\r\x1b[K[" in text
-    assert "running test_slow.py::test_slow_" in text
+    assert running in text
     assert "\x1b[31mFAILED test_slow.py::test_fails - AssertionError: boom\x1b[0m" in text
     assert re.search(r"mtest: 1 failed, 2 passed in [\d.]+s", text)
 
