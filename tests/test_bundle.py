@@ -228,7 +228,7 @@ def test_repro_command_runs_in_a_real_shell(tmp_path: Path) -> None:
     test_id = "tests/test_x.py::test_y[a b-'c'-$(echo no)-`x`]"
     command = repro_command(test_id, str(python), ("-x", "--tb=line"), str(workdir))
     out = subprocess.run(
-        ["/bin/sh", "-c", command], capture_output=True, text=True, check=True, timeout=10
+        ["/bin/sh", "-c", command], capture_output=True, text=True, check=True, timeout=60
     ).stdout
     assert out.splitlines() == [str(workdir), "-m", "pytest", test_id, "-x", "--tb=line"]
 
