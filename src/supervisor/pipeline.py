@@ -53,6 +53,8 @@ def run(config: Config, console: Console) -> int:
         if config.mode is Mode.RESUME:
             point = load_resume_point(store, config)
             config = point.config
+            if not point.outstanding:
+                return _finish_resumed(store, config, console, point)
         return _run_locked(store, config, console, point)
 
 
@@ -109,6 +111,36 @@ def _run_locked(store: Store, config: Config, console: Console, point: ResumePoi
     # every note, also those that came after the summary was written.
     wall = dataclasses.replace(facts, elapsed_s=time.monotonic() - started)
     _print_end(console, finals, wall, picked.left_out, code, store, _notes(pool, store, guard))
+    return code
+
+
+def _finish_resumed(store: Store, config: Config, console: Console, point: ResumePoint) -> int:
+    """``--resume`` when every selected test has a record: report the run, start nothing.
+
+    The run stopped after its last record but before it was marked complete (a
+    crash, a kill): no child, no watchdog, no collection is needed to finish it.
+    """
+    started = time.monotonic()
+    store.begin_run(fresh=False)
+    knowledge = load_knowledge(store)
+    recorder = Recorder(
+        store=store, console=console, context=_context(config, point.run_id, knowledge)
+    )
+    recorder.seed(point.records)
+    console.line(f"mtest: resuming run {point.run_id}: nothing left to run")
+    facts = report.RunFacts(
+        run_id=point.run_id,
+        elapsed_s=time.monotonic() - started,
+        interrupted=False,
+        stopped_reason="",
+        outstanding=0,
+        left_out=(),
+        resumed=True,
+        notes=tuple(store.notes),
+        quarantine_kinds=knowledge.quarantine.kinds(),
+    )
+    finals, code = _report(store, config, recorder, point.selected, facts)
+    _print_end(console, finals, facts, (), code, store, tuple(dict.fromkeys(store.notes)))
     return code
 
 
