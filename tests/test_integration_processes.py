@@ -99,7 +99,8 @@ def start_sleepers(tmp_path: Path) -> Iterator[Callable[[float], Sleepers]]:
         run_id = wait_for_file(marks / "a", proc, timeout=HANG_GUARD_S)
         run_ids.append(run_id)
         # The scan must see the run at all, or "none left" would prove nothing.
-        assert len(run_processes(run_id)) >= 4, "mtest, its child and two grandchildren"
+        # (The two short tests make one chunk: one worker, the plan can use no more.)
+        assert len(run_processes(run_id)) >= 3, "the child and its two grandchildren"
         return Sleepers(project=project, proc=proc, run_id=run_id, started=started, marks=marks)
 
     yield start

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from supervisor import plan
 from supervisor.model import Chunk, TestItem
-from supervisor.plan import CHUNKS_PER_JOB, MIN_CHUNK_S, balance, make_chunks
+from supervisor.plan import CHUNKS_PER_JOB, MIN_CHUNK_S, balance, lanes, make_chunks
 from supervisor.select import DEFAULT_ESTIMATE_S
 
 
@@ -232,3 +233,52 @@ def test_chunks_holding_a_first_test_are_dispatched_first() -> None:
 
 def ids_of(tests: Sequence[TestItem]) -> list[str]:
     return [t.test_id for t in tests]
+
+
+def _chunk(index: int, seconds: float, *files: str) -> Chunk:
+    tests = tuple(TestItem(test_id=f"{f}::t{index}", file=f) for f in files)
+    return Chunk(index=index, tests=tests, estimate_s=seconds)
+
+
+def test_lanes_never_outnumber_the_chunks() -> None:
+    chunks = [_chunk(0, 3.0, "a.py"), _chunk(1, 1.0, "b.py")]
+    assert [[c.index for c in lane] for lane in lanes(chunks, 4)] == [[0], [1]]
+    assert [[c.index for c in lane] for lane in lanes(chunks[:1], 2)] == [[0]]
+    assert lanes([], 3) == []
+
+
+def test_lanes_deal_longest_first_to_the_least_loaded() -> None:
+    chunks = [_chunk(0, 5.0, "a.py"), _chunk(1, 3.0, "b.py"), _chunk(2, 2.0, "c.py"),
+              _chunk(3, 1.0, "d.py")]  # fmt: skip
+    dealt = lanes(chunks, 2)
+    assert [[c.index for c in lane] for lane in dealt] == [[0, 3], [1, 2]]
+
+
+def test_lanes_of_chunks_without_estimates_are_never_empty() -> None:
+    chunks = [_chunk(i, 0.0, f"f{i}.py") for i in range(3)]
+    assert [len(lane) for lane in lanes(chunks, 3)] == [1, 1, 1]
+
+
+@given(st.lists(st.floats(min_value=0, max_value=100), max_size=30), st.integers(1, 8))
+@settings(max_examples=60, deadline=None)
+def test_lanes_hold_every_chunk_once(seconds: list[float], jobs: int) -> None:
+    chunks = [_chunk(i, s, f"f{i}.py") for i, s in enumerate(seconds)]
+    dealt = lanes(chunks, jobs)
+    assert len(dealt) == min(jobs, len(chunks))  # distinct files: one unit per chunk
+    assert all(dealt)
+    assert sorted(c.index for lane in dealt for c in lane) == list(range(len(chunks)))
+
+
+def test_lanes_keep_the_slices_of_a_file_together_unless_it_is_too_big() -> None:
+    a = [_chunk(i, 1.0, "a.py") for i in range(2)]
+    b = [_chunk(2 + i, 1.0, "b.py") for i in range(2)]
+    dealt = lanes([a[0], b[0], a[1], b[1]], 2)
+    assert [plan.files_of(lane) for lane in dealt] == [("a.py",), ("b.py",)]
+    big = [_chunk(i, 1.0, "big.py") for i in range(4)]
+    dealt = lanes([*big, _chunk(4, 1.0, "small.py")], 2)
+    assert sorted(len(lane) for lane in dealt) == [2, 3]  # the big file is cut
+
+
+def test_files_of_lists_each_file_once_in_order() -> None:
+    chunks = [_chunk(0, 1.0, "b.py", "a.py"), _chunk(1, 1.0, "a.py", "c.py")]
+    assert plan.files_of(chunks) == ("b.py", "a.py", "c.py")

@@ -1,10 +1,15 @@
 """Running chunks in pytest children: the event loop, deadlines, blame and the kill.
 
 A ``Pool`` keeps up to ``jobs`` children ("workers"). Each worker is a pytest
-session with the probe loaded: it collects the suite once, reports the
-listing, then runs the chunks the pool sends it, one after another, until told
-to exit. All workers start at once and collect in parallel, so collection
-costs one collection's wall time, not one per chunk.
+session with the probe loaded: it collects once, then runs the chunks the pool
+sends it, one after another, until told to exit. The first worker (slot 0)
+collects the whole suite and lists it; the plan then deals the chunks into
+lanes (``plan.lanes``: never more than there are chunks), and each other
+lane's worker starts with only its lane's files (with the listing child's
+``--rootdir`` and ini file, so node ids stay the whole suite's). A worker runs
+only chunks whose files it collected; it takes another lane's chunk only when
+that lane's worker is not still collecting for it. A replacement for a dead
+worker collects only the files of the chunk it takes.
 
 The loop (``loop.Loop``, which ``Pool`` builds on) is single-threaded and
 never sleeps: it waits on the children's "doorbell" pipes with a short
@@ -20,12 +25,13 @@ run in a fresh child. How a child is started and stopped is ``worker``'s busines
 
 from __future__ import annotations
 
+import os
 import selectors
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from supervisor import blame, reaper
+from supervisor import blame, plan, reaper
 from supervisor.control import (
     BUDGET_KILL_GRACE_S,
     DEFAULT_TIMEOUT_S,
@@ -61,10 +67,11 @@ class Pool(Loop):
         self.close()
 
     def start(self) -> None:
-        """Start every worker; each begins collecting the suite at once."""
+        """Start the worker that lists the suite (slot 0); the others start once the plan
+        says what they will run, and collect only that."""
         self.sink = self.blamed.append
-        for slot in range(self.options.jobs):
-            self._spawn(slot)
+        if self.workers[0] is None:
+            self._spawn(0)
 
     def collect(self, stop: StopControl) -> Collection:
         """Wait for the first complete listing of the suite (starting the workers if needed).
@@ -106,6 +113,7 @@ class Pool(Loop):
         self.stop = stop
         self.dedicated = dedicated
         self.queue = deque(chunks)
+        self._deal(chunks)
         while True:
             now = time.monotonic()
             mode = stop.current(now)
@@ -171,14 +179,33 @@ class Pool(Loop):
 
     # -- spawning and dispatch ---------------------------------------------
 
-    def _spawn(self, slot: int, chunk: Chunk | None = None) -> Worker:
+    def _deal(self, chunks: Sequence[Chunk]) -> None:
+        """Deal the chunks into lanes, one per worker the plan can use (never more than
+        chunks); a lane whose slot has no worker yet starts one with the lane's files."""
+        dealt = plan.lanes(chunks, self.options.jobs)
+        self.width = len(dealt)
+        self.owner = {chunk.index: slot for slot, lane in enumerate(dealt) for chunk in lane}
+        empty = [slot for slot, w in enumerate(self.workers) if w is None or w.state is State.DEAD]
+        self.lanes = {
+            slot: plan.files_of(lane)
+            for slot, lane in enumerate(dealt)
+            if not self.dedicated and slot in empty
+        }
+
+    def _spawn(
+        self, slot: int, chunk: Chunk | None = None, files: Sequence[str] | None = None
+    ) -> Worker:
+        """Start a child in ``slot``: the whole suite (no chunk, no files), a lane's
+        ``files``, or one ``chunk`` (its node ids when dedicated, else its files)."""
         opts = self.options
         self._ensure_work_dir()
         self.seq += 1
+        targets, scope = self._targets(chunk, files)
+        whole = scope is None
         env = {
             # One child lists every test with its markers; the others
             # only say they are ready (the listing is costly on big suites).
-            "MTEST_LISTING": "full" if slot == 0 and chunk is None else "count",
+            "MTEST_LISTING": "full" if slot == 0 and whole else "count",
             "MTEST_WORKER": str(slot),
             "MTEST_RUN_ID": opts.run_id,
             reaper.ANCESTRY_VAR: opts.ancestry,
@@ -189,9 +216,10 @@ class Pool(Loop):
             Launch(
                 python=opts.python,
                 args=(
+                    *(() if whole else self._layout_args()),
                     *(f"--ignore={path}" for path in self.ignored),
                     *opts.pytest_args,
-                    *(opts.paths if chunk is None else (t.test_id for t in chunk.tests)),
+                    *targets,
                 ),
                 cwd=opts.cwd,
                 base=opts.work_dir / f"{self.seq:04d}",
@@ -206,27 +234,88 @@ class Pool(Loop):
             self.watchdog.watch(worker.pgid)
         if chunk is not None:
             worker.take_chunk(chunk)
+        worker.scope = scope
         self.workers[slot] = worker
         return worker
 
+    def _targets(
+        self, chunk: Chunk | None, files: Sequence[str] | None
+    ) -> tuple[Sequence[str], frozenset[str] | None]:
+        """What a child is given to collect, and the files it will have collected
+        (``None``: the whole suite)."""
+        if chunk is not None:
+            scope = plan.files_of([chunk])
+            if self.dedicated:  # --retries: only the chunk's tests
+                return tuple(self._located(t.test_id) for t in chunk.tests), frozenset(scope)
+            files = scope
+        if files is None:
+            return self.options.paths, None
+        return tuple(self._located(f) for f in files), frozenset(files)
+
+    def _located(self, node_id: str) -> str:
+        """A node id (relative to the rootdir) as an argument that names it from any
+        working directory: under the listing child's rootdir."""
+        rootdir = self.layout.rootdir if self.layout is not None else ""
+        return os.path.join(rootdir, node_id) if rootdir else node_id
+
+    def _layout_args(self) -> tuple[str, ...]:
+        """What keeps a child given explicit files on the listing child's rootdir and ini
+        file, so that its node ids are the whole suite's."""
+        hello = self.layout
+        if hello is None or not hello.rootdir:
+            return ()
+        ini = () if hello.inifile is None else ("-c", hello.inifile)
+        return (f"--rootdir={hello.rootdir}", *ini)
+
     def _dispatch(self, stop: StopControl) -> None:
-        """Give idle workers the next chunk that fits; start workers where slots are empty."""
-        for slot, worker in enumerate(self.workers):
+        """Give idle workers the next chunk that fits and that they collected; start
+        workers where the plan's slots are empty."""
+        for slot in range(self.width):
+            worker = self.workers[slot]
             now = time.monotonic()
             fitting = [i for i, chunk in enumerate(self.queue) if stop.fits(chunk, now)]
             if not fitting:
                 break
             if worker is None or worker.state is State.DEAD:
-                starting = sum(1 for w in self._live() if w.state is State.STARTING)
-                if blame.replaces(
-                    dedicated=self.dedicated, waiting=len(fitting), starting=starting
-                ):
-                    self._spawn(slot, self._take(fitting[0]) if self.dedicated else None)
+                self._fill(slot, fitting)
             elif worker.state is State.READY and not self.dedicated:
-                self._assign(worker, self._take(fitting[0]))
+                index = self._choose(worker, fitting)
+                if index is not None:
+                    self._assign(worker, self._take(index))
         for worker in self._live():
-            if worker.state is State.READY and (self.dedicated or not self.queue):
+            if worker.state is State.READY and (
+                self.dedicated or not any(self._collected(worker, c) for c in self.queue)
+            ):
                 self._send_exit(worker)
+
+    def _fill(self, slot: int, fitting: list[int]) -> None:
+        """An empty slot: its lane's first worker, or a replacement that collects only
+        the files of the chunk it takes (a dedicated child: only the chunk's ids)."""
+        lane = self.lanes.pop(slot, None)
+        if lane is not None:
+            self._spawn(slot, files=lane)
+            return
+        starting = sum(1 for w in self._live() if w.state is State.STARTING)
+        if blame.replaces(dedicated=self.dedicated, waiting=len(fitting), starting=starting):
+            self._spawn(slot, self._take(fitting[0]))
+
+    def _choose(self, worker: Worker, fitting: list[int]) -> int | None:
+        """The queue position of the chunk ``worker`` runs next: the first of its own
+        lane, else the first it collected the files of whose lane's worker is not still
+        collecting them (that would waste its collection), else none."""
+        usable = [i for i in fitting if self._collected(worker, self.queue[i])]
+        own = [i for i in usable if self.owner.get(self.queue[i].index) == worker.slot]
+        return next(iter(own or [i for i in usable if not self._awaited(self.queue[i])]), None)
+
+    def _awaited(self, chunk: Chunk) -> bool:
+        """Whether the worker of ``chunk``'s lane is starting (it collects for it)."""
+        slot = self.owner.get(chunk.index)
+        worker = None if slot is None else self.workers[slot]
+        return slot in self.lanes or (worker is not None and worker.state is State.STARTING)
+
+    @staticmethod
+    def _collected(worker: Worker, chunk: Chunk) -> bool:
+        return worker.scope is None or all(t.file in worker.scope for t in chunk.tests)
 
     def _stop_after_test(self) -> None:
         """Ask every busy child to end its chunk after the test in flight (once each)."""

@@ -40,6 +40,8 @@ class Hello:
     pytest: str = ""
     plugins: tuple[str, ...] = ()
     rootdir: str = ""
+    inifile: str | None = None
+    """The ini file pytest read (``config.inipath``), absolute; ``None``: none."""
     timeout: float | None = None
     """pytest-timeout's option or the project's ``timeout`` ini, when set."""
     t: float | None = None

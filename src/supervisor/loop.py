@@ -61,6 +61,14 @@ class Loop:
         self.sink: ResultSink = lambda result: None
         self.queue: deque[Chunk] = deque()
         self.dedicated = False
+        self.width = options.jobs
+        """How many slots the plan uses (``plan.lanes``); slots past it stay empty."""
+        self.owner: dict[int, int] = {}
+        """Chunk index → the slot whose lane it was dealt to."""
+        self.lanes: dict[int, tuple[str, ...]] = {}
+        """Slot → the files its first worker collects, for lanes not started yet."""
+        self.layout: events.Hello | None = None
+        """The listing child's hello: its rootdir and ini file, for children given files."""
         self.stop = StopControl()
         """The run's stop control: an interrupt while children shut down still counts."""
         self.watchdog: reaper.Watchdog | None = None
@@ -218,6 +226,7 @@ class Loop:
         if self.collection is not None or event.items is None:
             return  # only slot 0's children send the whole listing (see _spawn)
         self.limits = {t.test_id: t.timeout for t in event.items if t.timeout is not None}
+        self.layout = worker.hello
         hello_at = worker.hello_at if worker.hello_at is not None else worker.spawned
         startup_s, collect_s = parse.start_costs(
             spawned=worker.spawned, hello_at=hello_at, now=now, hello=worker.hello, collected=event

@@ -76,6 +76,7 @@ def _hello(raw: Mapping[str, Any], pid: int | None) -> events.Event:
         pytest=_str(raw, "pytest"),
         plugins=tuple(str(p) for p in raw.get("plugins") or ()),
         rootdir=_str(raw, "rootdir"),
+        inifile=_str(raw, "inifile") or None,
         timeout=_float(raw.get("timeout")),
         t=_float(raw.get("t")),
     )

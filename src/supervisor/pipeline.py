@@ -17,7 +17,7 @@ from pathlib import Path
 
 from supervisor import github, junit, learn, plan, report, select
 from supervisor.bundle import read_diagnoses
-from supervisor.config import Config, FlakyResult, Mode
+from supervisor.config import Config, FlakyResult, Mode, usable_cpus
 from supervisor.console import Console
 from supervisor.drive import DriveOptions, Pool, Stop, StopControl
 from supervisor.interrupts import Guard
@@ -73,6 +73,12 @@ class Selected:
 def _run_locked(store: Store, config: Config, console: Console, point: ResumePoint | None) -> int:
     started = time.monotonic()
     run_id = point.run_id if point else new_run_id()
+    cores = usable_cpus()
+    if config.jobs > cores:
+        console.warn(
+            f"-j {config.jobs} is more than the {cores} usable core(s): "
+            "the workers will take turns on them"
+        )
     store.begin_run(fresh=point is None)
     budget_end = None if config.budget_s is None else started + config.budget_s - FINISH_RESERVE_S
     stop = StopControl(deadline=budget_end)

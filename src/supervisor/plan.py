@@ -142,3 +142,39 @@ def balance(chunks: Sequence[Chunk], jobs: int) -> list[list[Chunk]]:
         assigned[worker].append(chunk)
         heapq.heappush(free_at, (load + chunk.estimate_s, worker))
     return assigned
+
+
+def lanes(chunks: Sequence[Chunk], jobs: int) -> list[list[Chunk]]:
+    """The chunks dealt to the workers the plan can use, each lane in queue order.
+
+    At most ``min(jobs, len(chunks))`` lanes, none empty. A lane's worker
+    collects only its lane's files (``files_of``), so the slices of one file
+    stay in one lane unless the file alone is more than a fair share of the
+    work. Those units go, longest first, to the lane with the least work so far
+    (then the fewest chunks, then the lowest index): the LPT rule.
+    """
+    if jobs < 1:
+        raise ValueError(f"invalid jobs {jobs}: expected 1 or more")
+    count = min(jobs, len(chunks))
+    fair = sum(c.estimate_s for c in chunks) / count if count else 0.0
+    by_file: dict[str, list[Chunk]] = {}
+    for chunk in chunks:
+        by_file.setdefault(chunk.tests[0].file if chunk.tests else "", []).append(chunk)
+    units: list[list[Chunk]] = []
+    for unit in by_file.values():
+        too_big = len(unit) > 1 and sum(c.estimate_s for c in unit) > fair
+        units.extend([[c] for c in unit] if too_big else [unit])
+    units.sort(key=lambda unit: -sum(c.estimate_s for c in unit))
+    dealt: list[list[Chunk]] = [[] for _ in range(count)]
+    loads = [(0.0, 0, lane) for lane in range(count)]
+    for unit in units:
+        load, held, lane = heapq.heappop(loads)
+        dealt[lane].extend(unit)
+        heapq.heappush(loads, (load + sum(c.estimate_s for c in unit), held + len(unit), lane))
+    position = {chunk.index: n for n, chunk in enumerate(chunks)}
+    return [sorted(lane, key=lambda c: position[c.index]) for lane in dealt if lane]
+
+
+def files_of(chunks: Sequence[Chunk]) -> tuple[str, ...]:
+    """The files holding the chunks' tests, each once, in order of first appearance."""
+    return tuple(dict.fromkeys(t.file for chunk in chunks for t in chunk.tests))

@@ -521,6 +521,7 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
             "pytest": pytest.__version__,
             "plugins": _plugin_versions(config),
             "rootdir": str(config.rootpath),
+            "inifile": None if config.inipath is None else str(config.inipath),
             "timeout": _ini_timeout(config),
             "t": probeio.monotonic(),
         },

@@ -131,6 +131,8 @@ class Worker:
     problems: list[TestResult] = field(default_factory=list)
     collecting: dict[str, float] = field(default_factory=dict)
     chunk: Chunk | None = None
+    scope: frozenset[str] | None = None
+    """The files this child was given; ``None``: the whole suite (it can run any chunk)."""
     todo: deque[str] = field(default_factory=deque)
     in_flight: str | None = None
     in_flight_since: float = 0.0
