@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import signal
+import time
 from pathlib import Path
 
 import pytest
-from conftest import finals, records, run_mtest, write_suite
+from conftest import finals, finish, records, run_mtest, start_mtest, wait_for_file, write_suite
 
 pytestmark = pytest.mark.integration
 
@@ -145,3 +147,38 @@ def test_lanes_started_from_a_subdirectory_name_the_same_tests(tmp_path: Path) -
         f"tests/test_f{i}.py::test_{x}": "passed" for i in range(4) for x in "ab"
     }
     assert len(_imports(marks)) == 2, "the second lane's child ran too"
+
+
+def test_resume_collects_only_the_files_of_the_outstanding_tests(tmp_path: Path) -> None:
+    hold = (
+        "def test_holds():\n"
+        "    if os.environ.get('STARTED'):\n"
+        "        Path(os.environ['STARTED']).write_text('x')\n"
+        "        time.sleep(600)\n"
+    )
+    files = {
+        "test_a.py": MARKS_IMPORT + "def test_ok():\n    pass\n",
+        "test_b.py": "import time\n" + MARKS_IMPORT + hold,
+        "test_c.py": MARKS_IMPORT + "def test_it():\n    pass\n",
+    }
+    project = write_suite(tmp_path / "p", files)
+    first_marks, resume_marks = tmp_path / "first", tmp_path / "resume"
+    for marks in (first_marks, resume_marks):
+        marks.mkdir()
+    started = tmp_path / "started"
+    t0 = time.monotonic()
+    first = start_mtest([], project, env={"IMPORTS": str(first_marks), "STARTED": str(started)})
+    wait_for_file(started, first)
+    first.send_signal(signal.SIGINT)
+    assert finish(first, t0, timeout=60).returncode == 2
+    assert _outcomes(project / ".gates") == {"test_a.py::test_ok": "passed"}
+
+    resumed = run_mtest(["--resume"], project, env={"IMPORTS": str(resume_marks)})
+
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert _outcomes(project / ".gates") == {
+        "test_a.py::test_ok": "passed",
+        "test_b.py::test_holds": "passed",
+        "test_c.py::test_it": "passed",
+    }
+    assert list(_imports(resume_marks).values()) == [{"test_b", "test_c"}]

@@ -15,6 +15,8 @@ from supervisor.config import Mode
 from supervisor.errors import MtestError
 from supervisor.model import Outcome, TestRecord
 from supervisor.resume import (
+    Layout,
+    ResumePoint,
     SavedState,
     ignored_flags,
     load_resume_point,
@@ -265,3 +267,31 @@ def test_the_run_log_is_the_truth_when_the_state_lags_behind(tmp_path: Path) -> 
 )
 def test_resume_names_the_flags_it_ignores(argv: list[str], ignored: list[str]) -> None:
     assert ignored_flags(argv) == ignored
+
+
+def test_the_layout_is_saved_and_a_state_without_it_still_loads(tmp_path: Path) -> None:
+    config = make_config([], project(tmp_path))
+    store = Store(config.gates_dir, ignore)
+    layout = Layout(rootdir="/r", inifile="/r/pytest.ini")
+    save_state(store, config, RUN, ["t::a"], done={}, complete=False, layout=layout)
+    state = load_state(store)
+    assert state is not None and state.layout == layout
+    raw = json.loads((config.gates_dir / STATE).read_text())
+    del raw["rootdir"], raw["inifile"]
+    (config.gates_dir / STATE).write_text(json.dumps(raw))
+    old = load_state(store)
+    assert old is not None and old.layout == Layout()
+
+
+def test_a_resumed_run_lists_only_the_files_of_its_outstanding_tests(tmp_path: Path) -> None:
+    config = make_config([], project(tmp_path))
+    outstanding = ("a/t.py::x", "b.py::y[1]", "a/t.py::z")
+
+    def point(layout: Layout) -> ResumePoint:
+        return ResumePoint(
+            run_id=RUN, config=config, selected=outstanding, outstanding=outstanding,
+            records=[], layout=layout,
+        )  # fmt: skip
+
+    assert point(Layout(rootdir="/r")).listed() == ("a/t.py", "b.py")
+    assert point(Layout()).listed() is None, "rootdir unknown: list the whole suite"

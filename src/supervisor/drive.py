@@ -31,7 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from supervisor import blame, plan, reaper
+from supervisor import blame, events, plan, reaper
 from supervisor.control import (
     BUDGET_KILL_GRACE_S,
     DEFAULT_TIMEOUT_S,
@@ -66,12 +66,21 @@ class Pool(Loop):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def start(self) -> None:
+    def start(
+        self, listed: Sequence[str] | None = None, *, rootdir: str = "", inifile: str | None = None
+    ) -> None:
         """Start the worker that lists the suite (slot 0); the others start once the plan
-        says what they will run, and collect only that."""
+        says what they will run, and collect only that.
+
+        ``listed``: only these files (rootdir-relative) are listed, under ``rootdir``
+        and ``inifile`` (a resumed run collects only what is outstanding).
+        """
         self.sink = self.blamed.append
+        if rootdir:
+            self.layout = events.Hello(pid=None, rootdir=rootdir, inifile=inifile)
+        self.listed = None if listed is None else tuple(listed)
         if self.workers[0] is None:
-            self._spawn(0)
+            self._spawn(0, files=self.listed, listing=True)
 
     def collect(self, stop: StopControl) -> Collection:
         """Wait for the first complete listing of the suite (starting the workers if needed).
@@ -92,7 +101,7 @@ class Pool(Loop):
             self._turn(stop)
             primary = self.workers[0]
             if self.collection is None and (primary is None or primary.state is State.DEAD):
-                self._spawn(0)  # slot 0's child is the one that lists the suite
+                self._spawn(0, files=self.listed, listing=True)  # slot 0's child lists
         return self.collection
 
     def run(
@@ -193,10 +202,12 @@ class Pool(Loop):
         }
 
     def _spawn(
-        self, slot: int, chunk: Chunk | None = None, files: Sequence[str] | None = None
-    ) -> Worker:
+        self, slot: int, chunk: Chunk | None = None, files: Sequence[str] | None = None,
+        *, listing: bool = False,
+    ) -> Worker:  # fmt: skip
         """Start a child in ``slot``: the whole suite (no chunk, no files), a lane's
-        ``files``, or one ``chunk`` (its node ids when dedicated, else its files)."""
+        ``files``, or one ``chunk`` (its node ids when dedicated, else its files).
+        ``listing``: the child lists what it collected (the run's collection)."""
         opts = self.options
         self._ensure_work_dir()
         self.seq += 1
@@ -205,7 +216,7 @@ class Pool(Loop):
         env = {
             # One child lists every test with its markers; the others
             # only say they are ready (the listing is costly on big suites).
-            "MTEST_LISTING": "full" if slot == 0 and whole else "count",
+            "MTEST_LISTING": "full" if listing else "count",
             "MTEST_WORKER": str(slot),
             "MTEST_RUN_ID": opts.run_id,
             reaper.ANCESTRY_VAR: opts.ancestry,

@@ -67,6 +67,8 @@ class Loop:
         """Chunk index → the slot whose lane it was dealt to."""
         self.lanes: dict[int, tuple[str, ...]] = {}
         """Slot → the files its first worker collects, for lanes not started yet."""
+        self.listed: tuple[str, ...] | None = None
+        """The files the listing child collects; ``None``: the whole suite."""
         self.layout: events.Hello | None = None
         """The listing child's hello: its rootdir and ini file, for children given files."""
         self.stop = StopControl()

@@ -196,6 +196,8 @@ class Fingerprint:
     plugins: tuple[str, ...] = ()
     rootdir: str = ""
     platform: str = ""
+    inifile: str | None = None
+    """The ini file pytest read (absolute); ``None``: none."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

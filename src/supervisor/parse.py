@@ -261,6 +261,7 @@ def collection_from(
             plugins=hello.plugins,
             rootdir=hello.rootdir,
             platform=sys.platform,
+            inifile=hello.inifile,
         ),
         startup_s=max(0.0, startup_s),
         collect_s=max(0.0, collect_s),

@@ -25,7 +25,7 @@ from supervisor.model import Chunk, Collection, Fingerprint, TestItem, TestRecor
 from supervisor.progress import Progress, StopRule
 from supervisor.reaper import ANCESTRY_VAR
 from supervisor.record import Context, Recorder, holder_line, utc_now
-from supervisor.resume import ResumePoint, load_resume_point, save_state
+from supervisor.resume import Layout, ResumePoint, load_resume_point, save_state
 from supervisor.store import DURATIONS, QUARANTINE, Store
 
 FINISH_RESERVE_S = 0.7
@@ -73,18 +73,16 @@ class Selected:
 def _run_locked(store: Store, config: Config, console: Console, point: ResumePoint | None) -> int:
     started = time.monotonic()
     run_id = point.run_id if point else new_run_id()
-    cores = usable_cpus()
-    if config.jobs > cores:
-        console.warn(
-            f"-j {config.jobs} is more than the {cores} usable core(s): "
-            "the workers will take turns on them"
-        )
+    _warn_jobs(config, console)
     store.begin_run(fresh=point is None)
     budget_end = None if config.budget_s is None else started + config.budget_s - FINISH_RESERVE_S
     stop = StopControl(deadline=budget_end)
     with Guard(stop) as guard, Pool(_drive_options(config, store, run_id)) as pool:
         guard.follow(pool)  # a signal from a worker names its test
-        pool.start()  # the children start and collect while we read what earlier runs learned
+        # A resumed run lists only the files of its outstanding tests.
+        listed = point.listed() if point else None
+        rootdir, inifile = (point.layout.rootdir, point.layout.inifile) if point else ("", None)
+        pool.start(listed, rootdir=rootdir, inifile=inifile)  # it collects while we read on
         knowledge = load_knowledge(store)
         recorder = Recorder(
             store=store, console=console, context=_context(config, run_id, knowledge)
@@ -97,10 +95,15 @@ def _run_locked(store: Store, config: Config, console: Console, point: ResumePoi
         for problem in collection.problems:
             recorder.record_new(problem)
         picked = _pick(config, collection, knowledge, point)
-        save_state(store, config, run_id, picked.selected, done=recorder.finals, complete=False)
+        layout = Layout(
+            rootdir=collection.fingerprint.rootdir, inifile=collection.fingerprint.inifile
+        )
+        save_state(store, config, run_id, picked.selected, done=recorder.finals, complete=False,
+                   layout=layout)  # fmt: skip
         outstanding = _drive(pool, config, recorder, stop, picked)
         pool.release()  # the children finish their sessions while we learn and report
-        quarantine = learn_from(store, knowledge, recorder, collection, config.whole_suite)
+        whole = config.whole_suite and listed is None
+        quarantine = learn_from(store, knowledge, recorder, collection, whole)
         facts = report.RunFacts(
             run_id=run_id,
             elapsed_s=time.monotonic() - started,
@@ -112,7 +115,7 @@ def _run_locked(store: Store, config: Config, console: Console, point: ResumePoi
             notes=_notes(pool, store, guard),
             quarantine_kinds=quarantine.kinds(),
         )
-        finals, code = _report(store, config, recorder, picked.selected, facts)
+        finals, code = _report(store, config, recorder, picked.selected, facts, layout)
     # The children have finished their sessions now: say how long it all took, and
     # every note, also those that came after the summary was written.
     wall = dataclasses.replace(facts, elapsed_s=time.monotonic() - started)
@@ -145,9 +148,18 @@ def _finish_resumed(store: Store, config: Config, console: Console, point: Resum
         notes=tuple(store.notes),
         quarantine_kinds=knowledge.quarantine.kinds(),
     )
-    finals, code = _report(store, config, recorder, point.selected, facts)
+    finals, code = _report(store, config, recorder, point.selected, facts, point.layout)
     _print_end(console, finals, facts, (), code, store, tuple(dict.fromkeys(store.notes)))
     return code
+
+
+def _warn_jobs(config: Config, console: Console) -> None:
+    cores = usable_cpus()
+    if config.jobs > cores:
+        console.warn(
+            f"-j {config.jobs} is more than the {cores} usable core(s): "
+            "the workers will take turns on them"
+        )
 
 
 def _pick(
@@ -220,7 +232,7 @@ def list_selection(store: Store, config: Config, console: Console) -> int:
 
 def _report(
     store: Store, config: Config, recorder: Recorder, selected: tuple[str, ...],
-    facts: report.RunFacts,
+    facts: report.RunFacts, layout: Layout,
 ) -> tuple[dict[str, TestRecord], int]:  # fmt: skip
     """Write everything that describes the run; return its results and exit code."""
     # Every record of this run counts: the selected tests, and the files that
@@ -241,7 +253,7 @@ def _report(
     github.publish(recorder.console.command, finals, items, summary, diagnoses=diagnoses)
     done = not facts.outstanding and not facts.interrupted
     save_state(store, config, facts.run_id, selected, done=recorder.finals, complete=done,
-               exit_code=code)  # fmt: skip
+               exit_code=code, layout=layout)  # fmt: skip
     return finals, code
 
 

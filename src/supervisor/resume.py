@@ -24,6 +24,15 @@ from supervisor.store import STATE, Store
 
 
 @dataclass(frozen=True, kw_only=True)
+class Layout:
+    """Where the run's node ids are rooted: pytest's rootdir and ini file (absolute)."""
+
+    rootdir: str = ""
+    """``""``: unknown (a state written before it was saved); the resumed run lists all."""
+    inifile: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class SavedState:
     run_id: str
     argv: tuple[str, ...]
@@ -32,6 +41,7 @@ class SavedState:
     outstanding: tuple[str, ...]
     complete: bool
     exit_code: int | None
+    layout: Layout = Layout()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -43,6 +53,8 @@ class SavedState:
             "outstanding": list(self.outstanding),
             "complete": self.complete,
             "exit_code": self.exit_code,
+            "rootdir": self.layout.rootdir,
+            "inifile": self.layout.inifile,
         }
 
     @classmethod
@@ -56,6 +68,9 @@ class SavedState:
         code = data.get("exit_code")
         if code is not None and not isinstance(code, int):
             raise ValueError("`exit_code` is not an integer")
+        rootdir, inifile = data.get("rootdir", ""), data.get("inifile")
+        if not isinstance(rootdir, str) or not (inifile is None or isinstance(inifile, str)):
+            raise ValueError("`rootdir` and `inifile` must be strings")
         return cls(
             run_id=str(data["run_id"]),
             argv=strings("argv"),
@@ -64,6 +79,7 @@ class SavedState:
             outstanding=strings("outstanding"),
             complete=bool(data["complete"]),
             exit_code=code,
+            layout=Layout(rootdir=rootdir, inifile=inifile),
         )
 
 
@@ -74,6 +90,14 @@ class ResumePoint:
     selected: tuple[str, ...]
     outstanding: tuple[str, ...]
     records: list[TestRecord]
+    layout: Layout = Layout()
+
+    def listed(self) -> tuple[str, ...] | None:
+        """The files of the outstanding tests, which are all a resumed run collects;
+        ``None`` when the run's rootdir is unknown (then it collects everything)."""
+        if not self.layout.rootdir:
+            return None
+        return tuple(dict.fromkeys(test_id.split("::", 1)[0] for test_id in self.outstanding))
 
 
 def reconcile(selected: Sequence[str], records: Sequence[TestRecord], run_id: str) -> list[str]:
@@ -85,6 +109,7 @@ def reconcile(selected: Sequence[str], records: Sequence[TestRecord], run_id: st
 def save_state(
     store: Store, config: Config, run_id: str, selected: Sequence[str], *,
     done: Mapping[str, TestRecord], complete: bool, exit_code: int | None = None,
+    layout: Layout = Layout(),
 ) -> None:  # fmt: skip
     """Checkpoint the run: its command line, what it selected and what is still to run."""
     ids = tuple(selected)
@@ -96,6 +121,7 @@ def save_state(
         outstanding=tuple(t for t in ids if t not in done),
         complete=complete,
         exit_code=exit_code,
+        layout=layout,
     )
     store.write_json(STATE, state.to_json())
 
@@ -150,4 +176,5 @@ def load_resume_point(store: Store, config: Config) -> ResumePoint:
         selected=state.selected,
         outstanding=tuple(reconcile(state.selected, records, state.run_id)),
         records=records,
+        layout=state.layout,
     )
