@@ -182,3 +182,6 @@ def test_resume_collects_only_the_files_of_the_outstanding_tests(tmp_path: Path)
         "test_c.py::test_it": "passed",
     }
     assert list(_imports(resume_marks).values()) == [{"test_b", "test_c"}]
+    # The narrow listing does not make the tests it did not collect look gone.
+    durations = json.loads((project / ".gates" / "durations.json").read_text())
+    assert "test_a.py::test_ok" in durations["tests"]

@@ -102,8 +102,9 @@ def _run_locked(store: Store, config: Config, console: Console, point: ResumePoi
                    layout=layout)  # fmt: skip
         outstanding = _drive(pool, config, recorder, stop, picked)
         pool.release()  # the children finish their sessions while we learn and report
-        whole = config.whole_suite and listed is None
-        quarantine = learn_from(store, knowledge, recorder, collection, whole)
+        quarantine = learn_from(
+            store, knowledge, recorder, collection, config.whole_suite, narrowed=listed is not None
+        )
         facts = report.RunFacts(
             run_id=run_id,
             elapsed_s=time.monotonic() - started,
@@ -264,19 +265,23 @@ def load_knowledge(store: Store) -> Knowledge:
 
 
 def learn_from(
-    store: Store, knowledge: Knowledge, recorder: Recorder, coll: Collection, whole_suite: bool
-) -> learn.Quarantine:
+    store: Store, knowledge: Knowledge, recorder: Recorder, coll: Collection, whole_suite: bool,
+    *, narrowed: bool = False,
+) -> learn.Quarantine:  # fmt: skip
     """Fold this invocation's records into durations and quarantine (each record once).
 
     Only a run that collected the whole suite tells which tests no longer exist
     (a run of one file, or with ``-k``, does not collect the others).
+    ``narrowed``: mtest listed only some files (a resumed run): neither which
+    tests exist nor the suite's collection time can be learned from it.
     """
     if not recorder.session:
         return knowledge.quarantine
+    whole_suite = whole_suite and not narrowed
     collected = frozenset(t.test_id for t in coll.items) if whole_suite else None
     durations = learn.update_durations(
         knowledge.durations, recorder.session, startup_s=coll.startup_s,
-        collect_s=coll.collect_s, collected=collected,
+        collect_s=None if narrowed else coll.collect_s, collected=collected,
     )  # fmt: skip
     store.write_json(DURATIONS, durations.to_json())
     forgotten = learn.retention_note(knowledge.durations, durations)
