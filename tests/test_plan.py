@@ -282,3 +282,29 @@ def test_lanes_keep_the_slices_of_a_file_together_unless_it_is_too_big() -> None
 def test_files_of_lists_each_file_once_in_order() -> None:
     chunks = [_chunk(0, 1.0, "b.py", "a.py"), _chunk(1, 1.0, "a.py", "c.py")]
     assert plan.files_of(chunks) == ("b.py", "a.py", "c.py")
+
+
+def test_a_worker_runs_only_chunks_of_files_it_collected() -> None:
+    chunk = _chunk(0, 1.0, "a.py", "b.py")
+    assert plan.runnable(chunk, None)
+    assert plan.runnable(chunk, {"a.py", "b.py", "c.py"})
+    assert not plan.runnable(chunk, {"a.py"})
+
+
+def test_choose_prefers_the_own_lane_and_spares_a_lane_still_collecting() -> None:
+    queue = [_chunk(0, 1.0, "a.py"), _chunk(1, 1.0, "b.py"), _chunk(2, 1.0, "c.py")]
+    owner = {0: 1, 1: 0, 2: 2}
+
+    def whole(chunks: list[Chunk], awaited: set[int]) -> int | None:
+        return plan.choose(chunks, slot=0, scope=None, owner=owner, awaited=awaited)
+
+    def lane(chunks: list[Chunk], awaited: set[int]) -> int | None:
+        return plan.choose(chunks, slot=2, scope={"c.py"}, owner=owner, awaited=awaited)
+
+    assert whole(queue, set()) == 1  # its own lane first
+    rest = [queue[0], queue[2]]
+    assert whole(rest, set()) == 0  # then any it can run
+    assert whole(rest, {1}) == 1  # not lane 1's: that worker is collecting for it
+    assert whole(rest, {1, 2}) is None
+    assert lane(rest, {2}) == 1  # its own, even while it starts
+    assert lane(rest[:1], set()) is None  # a.py was never collected

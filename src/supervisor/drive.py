@@ -295,7 +295,7 @@ class Pool(Loop):
                     self._assign(worker, self._take(index))
         for worker in self._live():
             if worker.state is State.READY and (
-                self.dedicated or not any(self._collected(worker, c) for c in self.queue)
+                self.dedicated or not any(plan.runnable(c, worker.scope) for c in self.queue)
             ):
                 self._send_exit(worker)
 
@@ -311,22 +311,13 @@ class Pool(Loop):
             self._spawn(slot, self._take(fitting[0]))
 
     def _choose(self, worker: Worker, fitting: list[int]) -> int | None:
-        """The queue position of the chunk ``worker`` runs next: the first of its own
-        lane, else the first it collected the files of whose lane's worker is not still
-        collecting them (that would waste its collection), else none."""
-        usable = [i for i in fitting if self._collected(worker, self.queue[i])]
-        own = [i for i in usable if self.owner.get(self.queue[i].index) == worker.slot]
-        return next(iter(own or [i for i in usable if not self._awaited(self.queue[i])]), None)
-
-    def _awaited(self, chunk: Chunk) -> bool:
-        """Whether the worker of ``chunk``'s lane is starting (it collects for it)."""
-        slot = self.owner.get(chunk.index)
-        worker = None if slot is None else self.workers[slot]
-        return slot in self.lanes or (worker is not None and worker.state is State.STARTING)
-
-    @staticmethod
-    def _collected(worker: Worker, chunk: Chunk) -> bool:
-        return worker.scope is None or all(t.file in worker.scope for t in chunk.tests)
+        """The queue position of the chunk ``worker`` runs next (``plan.choose``)."""
+        awaited = {*self.lanes, *(w.slot for w in self._live() if w.state is State.STARTING)}
+        position = plan.choose(
+            [self.queue[i] for i in fitting], slot=worker.slot, scope=worker.scope,
+            owner=self.owner, awaited=awaited,
+        )  # fmt: skip
+        return None if position is None else fitting[position]
 
     def _stop_after_test(self) -> None:
         """Ask every busy child to end its chunk after the test in flight (once each)."""

@@ -16,7 +16,7 @@ Pure: estimates in, :class:`~supervisor.model.Chunk` values out. The rules:
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from supervisor.model import Chunk, TestItem
 from supervisor.select import estimate_of, unique
@@ -178,3 +178,24 @@ def lanes(chunks: Sequence[Chunk], jobs: int) -> list[list[Chunk]]:
 def files_of(chunks: Sequence[Chunk]) -> tuple[str, ...]:
     """The files holding the chunks' tests, each once, in order of first appearance."""
     return tuple(dict.fromkeys(t.file for chunk in chunks for t in chunk.tests))
+
+
+def runnable(chunk: Chunk, scope: Collection[str] | None) -> bool:
+    """Whether a worker that collected ``scope`` (``None``: the whole suite) can run ``chunk``."""
+    return scope is None or all(t.file in scope for t in chunk.tests)
+
+
+def choose(
+    queue: Sequence[Chunk], *, slot: int, scope: Collection[str] | None,
+    owner: Mapping[int, int], awaited: Collection[int],
+) -> int | None:  # fmt: skip
+    """The position in ``queue`` of the chunk an idle worker of ``slot`` runs next.
+
+    The first chunk of its own lane (``owner``: chunk index → slot); else the
+    first it can run whose lane's worker is not ``awaited`` (still starting, so
+    collecting for it: taking its chunk would waste that); else none.
+    """
+    usable = [n for n, chunk in enumerate(queue) if runnable(chunk, scope)]
+    own = [n for n in usable if owner.get(queue[n].index) == slot]
+    free = [n for n in usable if owner.get(queue[n].index) not in awaited]
+    return next(iter(own or free), None)
