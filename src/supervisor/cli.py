@@ -69,4 +69,6 @@ def _dispatch(config: Config, console: Console) -> int:
         return view(config, console)
     from supervisor import pipeline
 
+    if config.mode is Mode.RUN:
+        pipeline.warn_jobs(config, console)  # the user's -j (a resumed run warned before)
     return pipeline.run(config, console)

@@ -73,7 +73,6 @@ class Selected:
 def _run_locked(store: Store, config: Config, console: Console, point: ResumePoint | None) -> int:
     started = time.monotonic()
     run_id = point.run_id if point else new_run_id()
-    _warn_jobs(config, console)
     store.begin_run(fresh=point is None)
     budget_end = None if config.budget_s is None else started + config.budget_s - FINISH_RESERVE_S
     stop = StopControl(deadline=budget_end)
@@ -154,7 +153,8 @@ def _finish_resumed(store: Store, config: Config, console: Console, point: Resum
     return code
 
 
-def _warn_jobs(config: Config, console: Console) -> None:
+def warn_jobs(config: Config, console: Console) -> None:
+    """Once per command line: ``-j`` above the cores this process may use."""
     cores = usable_cpus()
     if config.jobs > cores:
         console.warn(
