@@ -99,7 +99,7 @@ def test_a_test_signalling_mtest_is_ignored_and_named(suite: tuple[Path, Path], 
     args = ("test_a_innocent.py", "test_b_attack.py")
     env = {"ATTACK": sig, "ATTACKER": "worker"}
     output = _all_pass(suite, "parent", env, (INNOCENT[0], ATTACK), args)
-    assert f"{ATTACK} (pid " in output, output
+    assert f"the last test its worker had started: {ATTACK})" in output, output
     assert f"sent {sig} to mtest; ignored" in output, output
     summary = (suite[0] / ".gates" / "last-run" / "summary.md").read_text()
     assert f"sent {sig} to mtest; ignored" in summary, summary

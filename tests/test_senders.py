@@ -51,7 +51,8 @@ def test_a_sender_gone_at_once_is_of_the_run_when_a_worker_just_reaped_a_child()
     )
     assert sender == Sender(pid=555, origin=Origin.RUN, worker=300, gone=True)
     assert senders.note(signal.SIGTERM, sender, test="t.py::test_x", in_flight=()) == (
-        "t.py::test_x sent SIGTERM to mtest through a short-lived process (pid 555); ignored"
+        "a short-lived process (pid 555) of worker pid 300 sent SIGTERM to mtest; ignored"
+        " (the last test its worker had started: t.py::test_x)"
     )
 
 
@@ -134,7 +135,8 @@ def test_notes_name_the_test_the_sender_and_the_signal() -> None:
     run = Sender(pid=202, origin=Origin.RUN, worker=200)
     assert (
         senders.note(signal.SIGTERM, run, test="t.py::test_x", in_flight=())
-        == "t.py::test_x (pid 202) sent SIGTERM to mtest; ignored"
+        == "pid 202 of the run sent SIGTERM to mtest; ignored"
+        " (the last test its worker had started: t.py::test_x)"
     )
     assert "pid 202 (of the run, no test in flight) sent SIGINT" in senders.note(
         signal.SIGINT, run, test=None, in_flight=()

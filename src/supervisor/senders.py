@@ -149,12 +149,14 @@ def note(signum: int, sender: Sender, *, test: str | None, in_flight: Collection
         return f"mtest was stopped (SIGSTOP) and the watchdog continued it; in flight: {running}"
     if sender.origin is Origin.OUTSIDE:
         return f"pid {sender.pid} sent {name} to mtest; ignored (it means nothing to mtest)"
+    # The signal is read a moment after it was sent, and the worker may have
+    # moved on meanwhile: the test is named as a witness, not as a certainty.
+    witness = f" (the last test its worker had started: {test})" if test is not None else ""
     if sender.gone:
-        who = test if test is not None else f"pid {sender.worker}"
-        through = f"a short-lived process (pid {sender.pid})"
-        return f"{who} sent {name} to mtest through {through}; ignored"
+        through = f"a short-lived process (pid {sender.pid}) of worker pid {sender.worker}"
+        return f"{through} sent {name} to mtest; ignored{witness}"
     if test is not None:
-        return f"{test} (pid {sender.pid}) sent {name} to mtest; ignored"
+        return f"pid {sender.pid} of the run sent {name} to mtest; ignored{witness}"
     return f"pid {sender.pid} (of the run, no test in flight) sent {name} to mtest; ignored"
 
 
