@@ -308,3 +308,29 @@ def test_choose_prefers_the_own_lane_and_spares_a_lane_still_collecting() -> Non
     assert whole(rest, {1, 2}) is None
     assert lane(rest, {2}) == 1  # its own, even while it starts
     assert lane(rest[:1], set()) is None  # a.py was never collected
+
+
+def test_lanes_keep_a_file_with_the_worker_that_collected_it() -> None:
+    chunks = [_chunk(0, 5.0, "a.py"), _chunk(1, 3.0, "b.py"), _chunk(2, 2.0, "c.py"),
+              _chunk(3, 1.0, "d.py")]  # fmt: skip
+    # Slot 1 collected a.py (the biggest): a.py stays in lane 1, the rest balance around it.
+    dealt = lanes(chunks, 2, held={"a.py": 1})
+    assert [[c.index for c in lane] for lane in dealt] == [[1, 2], [0, 3]]
+
+
+def test_held_files_yield_to_balance_when_one_worker_collected_everything() -> None:
+    chunks = [_chunk(i, 1.0, f"f{i}.py") for i in range(4)]
+    dealt = lanes(chunks, 2, held={f"f{i}.py": 0 for i in range(4)})
+    assert [len(lane) for lane in dealt] == [2, 2], "lane 0 takes only its fair share"
+    assert {c.index for c in dealt[0]} <= {0, 1, 2, 3}
+
+
+def test_lanes_with_held_files_keep_their_slot_numbers() -> None:
+    chunks = [_chunk(0, 1.0, "a.py")]
+    dealt = lanes(chunks, 2, held={"a.py": 1})
+    # One chunk: one lane (slot 0) — a lane past the chunk count is never made.
+    assert [[c.index for c in lane] for lane in dealt] == [[0]]
+    # A file bigger than a fair share is split; its holder keeps the first slice.
+    two = [_chunk(0, 1.0, "a.py"), _chunk(1, 1.0, "a.py")]
+    dealt = lanes(two, 2, held={"a.py": 1})
+    assert [[c.index for c in lane] for lane in dealt] == [[1], [0]]

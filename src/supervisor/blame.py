@@ -112,7 +112,7 @@ def deadline(watch: Watch, limits: Limits) -> Deadline | None:
     """The deadline this worker is under right now (``None``: waiting for mtest)."""
     if watch.phase is Phase.READY:
         return None
-    if watch.phase is Phase.RUNNING:
+    if watch.phase is Phase.RUNNING and (watch.in_flight is not None or watch.collecting is None):
         if watch.in_flight is not None:
             limit = limits.of(watch.in_flight)
             at = watch.in_flight_since + limit

@@ -29,9 +29,9 @@ import os
 import selectors
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from supervisor import blame, events, plan, reaper
+from supervisor import blame, events, parse, plan, reaper
 from supervisor.control import (
     BUDGET_KILL_GRACE_S,
     DEFAULT_TIMEOUT_S,
@@ -42,7 +42,7 @@ from supervisor.control import (
 )  # fmt: skip
 from supervisor.errors import MtestError
 from supervisor.loop import Loop
-from supervisor.model import Chunk, Collection
+from supervisor.model import Chunk, Collection, TestItem
 from supervisor.worker import Launch, State, Worker
 
 __all__ = [
@@ -82,6 +82,78 @@ class Pool(Loop):
         if self.workers[0] is None:
             self._spawn(0, files=self.listed, listing=True)
 
+    def start_lazy(self, workers: int = 1) -> None:
+        """Lazy mode: start ``workers`` children that walk the suite and list its test
+        files without importing them; each collects a file when it is named or needed."""
+        self.sink = self.blamed.append
+        self.lazy = True
+        for slot in range(max(1, min(workers, self.options.jobs))):
+            if self.workers[slot] is None:
+                self._spawn(slot)
+
+    def list_files(self, stop: StopControl) -> events.Files:
+        """Wait for the first lazy worker's list of the suite's test files."""
+        self.stop = stop
+        while self.walk is None:
+            self._halt_if_stopped(stop, "before the test files were listed")
+            self._turn(stop)
+            primary = self.workers[0]
+            if self.walk is None and (primary is None or primary.state is State.DEAD):
+                self._spawn(0)
+        return self.walk
+
+    def collect_lazy(
+        self, stop: StopControl, batches: Sequence[tuple[str, ...]],
+        known: Mapping[str, tuple[TestItem, ...]],
+    ) -> Collection:  # fmt: skip
+        """Have lazy workers collect ``batches`` (one worker each, started as needed) and
+        return the suite: each listed file's tests from ``known`` or from its collection.
+
+        A file whose import crashed or hung its worker is blamed and left out; the
+        rest of that worker's batch goes to a fresh one.
+        """
+        assert self.walk is not None
+        self.stop = stop
+        started = time.monotonic()
+        self.to_collect = deque(b for b in batches if b)
+        self.spread = max(1, min(self.options.jobs, len(self.to_collect)))
+        while self.to_collect or any(w.state is State.COLLECTING for w in self._live()):
+            self._halt_if_stopped(stop, "before the tests were listed")
+            for slot in range(self.spread):
+                worker = self.workers[slot]
+                if not self.to_collect:
+                    break
+                if worker is None or worker.state is State.DEAD:
+                    self._spawn(slot)
+                elif worker.state is State.READY:
+                    self._send_collect(worker, self.to_collect.popleft())
+            self._turn(stop)
+        items = [
+            item
+            for file in self.walk.files
+            if file not in self.blamed_files
+            for item in known.get(file, self.listings[file].items if file in self.listings else ())
+        ]
+        self.indexed = frozenset(f for f in self.walk.files if f in known)
+        self.known_ids = {f: frozenset(t.test_id for t in known[f]) for f in self.indexed}
+        problems = [
+            *self.walk_problems, *self.blamed,
+            *(p for f, p in self.file_problems.items() if f not in self.blamed_files),
+        ]  # fmt: skip
+        self.limits.update((t.test_id, t.timeout) for t in items if t.timeout is not None)
+        startup_s, walk_s = self.walk_costs
+        self.collection = parse.collection_from(
+            items, problems, self.layout, startup_s=startup_s,
+            collect_s=walk_s + time.monotonic() - started,
+        )  # fmt: skip
+        return self.collection
+
+    def _halt_if_stopped(self, stop: StopControl, when: str) -> None:
+        if stop.current(time.monotonic()) is Stop.HALT:
+            self._halt(stop)
+            why = "interrupted" if stop.interrupted else "the --budget ran out"
+            raise MtestError(f"{why} {when}", code=2)
+
     def collect(self, stop: StopControl) -> Collection:
         """Wait for the first complete listing of the suite (starting the workers if needed).
 
@@ -94,10 +166,7 @@ class Pool(Loop):
         if not self._live():
             self.start()
         while self.collection is None:
-            if stop.current(time.monotonic()) is Stop.HALT:
-                self._halt(stop)
-                why = "interrupted" if stop.interrupted else "the --budget ran out"
-                raise MtestError(f"{why} before the tests were listed", code=2)
+            self._halt_if_stopped(stop, "before the tests were listed")
             self._turn(stop)
             primary = self.workers[0]
             if self.collection is None and (primary is None or primary.state is State.DEAD):
@@ -191,8 +260,9 @@ class Pool(Loop):
     def _deal(self, chunks: Sequence[Chunk]) -> None:
         """Deal the chunks into lanes, one per worker the plan can use (never more than
         chunks); a lane whose slot has no worker yet starts one with the lane's files."""
-        dealt = plan.lanes(chunks, self.options.jobs)
-        self.width = len(dealt)
+        held = {f: w.slot for w in self._live() if w.lazy for f in w.held}
+        dealt = plan.lanes(chunks, self.options.jobs, held=held if self.lazy else None)
+        self.width = max(len(dealt), 1)
         self.owner = {chunk.index: slot for slot, lane in enumerate(dealt) for chunk in lane}
         empty = [slot for slot, w in enumerate(self.workers) if w is None or w.state is State.DEAD]
         self.lanes = {
@@ -211,7 +281,8 @@ class Pool(Loop):
         opts = self.options
         self._ensure_work_dir()
         self.seq += 1
-        targets, scope = self._targets(chunk, files)
+        lazy = self.lazy and not self.dedicated
+        targets, scope = (opts.paths, None) if lazy else self._targets(chunk, files)
         whole = scope is None
         env = {
             # One child lists every test with its markers; the others
@@ -221,6 +292,8 @@ class Pool(Loop):
             "MTEST_RUN_ID": opts.run_id,
             reaper.ANCESTRY_VAR: opts.ancestry,
         }
+        if lazy:
+            env["MTEST_LAZY"] = "1"
         if self.timeout_known:
             env["MTEST_TIMEOUT"] = f"{self.timeout_s:g}"
         worker = Worker.start(
@@ -246,6 +319,7 @@ class Pool(Loop):
         if chunk is not None:
             worker.take_chunk(chunk)
         worker.scope = scope
+        worker.lazy = lazy
         self.workers[slot] = worker
         return worker
 
@@ -311,8 +385,14 @@ class Pool(Loop):
             self._spawn(slot, self._take(fitting[0]))
 
     def _choose(self, worker: Worker, fitting: list[int]) -> int | None:
-        """The queue position of the chunk ``worker`` runs next (``plan.choose``)."""
-        awaited = {*self.lanes, *(w.slot for w in self._live() if w.state is State.STARTING)}
+        """The queue position of the chunk ``worker`` runs next (``plan.choose``).
+
+        A lane is awaited while its worker starts, and while it is idle: it takes its
+        own chunk in this same dispatch, so another must not take it first.
+        """
+        waiting = (State.STARTING, State.COLLECTING, State.READY)
+        others = (w.slot for w in self._live() if w is not worker and w.state in waiting)
+        awaited = {*self.lanes, *others}
         position = plan.choose(
             [self.queue[i] for i in fitting], slot=worker.slot, scope=worker.scope,
             owner=self.owner, awaited=awaited,

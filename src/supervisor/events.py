@@ -23,6 +23,8 @@ class EventKind(enum.StrEnum):
     COLLECT_END = "cend"
     COLLECT_PROBLEM = "collect_problem"
     COLLECTED = "collected"
+    FILES = "files"
+    LISTED = "listed"
     UNKNOWN = "unknown"
     START = "start"
     END = "end"
@@ -78,6 +80,33 @@ class Collected:
     """The whole listing, from the child asked for it; ``None`` from the others."""
     t: float | None = None
     """The child's monotonic clock when it wrote this: informational only."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Files:
+    """A lazy child walked the suite: its test files, none imported yet."""
+
+    pid: int | None
+    files: tuple[str, ...]
+    """Node ids of the test files, rootdir-relative, in pytest's collection order."""
+    conftests: tuple[str, ...] = ()
+    """The conftest.py files the walk loaded (rootdir-relative when under it)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileListing:
+    file: str
+    items: tuple[TestItem, ...]
+    deps: tuple[str, ...] = ()
+    """Local files its listing may depend on (``probedeps``), rootdir-relative."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Listed:
+    """A lazy child collected these files (each whole): their tests."""
+
+    pid: int | None
+    files: tuple[FileListing, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,6 +166,8 @@ Event = (
     | CollectEnd
     | CollectProblem
     | Collected
+    | Files
+    | Listed
     | Unknown
     | Start
     | End

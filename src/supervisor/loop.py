@@ -20,6 +20,7 @@ import selectors
 import signal
 import time
 from collections import deque
+from collections.abc import Callable
 
 from supervisor import blame, events, parse, reaper
 from supervisor.control import (
@@ -36,8 +37,11 @@ from supervisor.control import (
     StopControl,
 )  # fmt: skip
 from supervisor.errors import MtestError
-from supervisor.model import Chunk, Collection, Outcome, TestResult
+from supervisor.model import Chunk, Collection, Outcome, TestItem, TestResult, file_of
 from supervisor.worker import NO_PYTEST_EXIT, State, Worker, signal_group
+
+APPEARED_CHUNKS = 900_000
+"""Chunks of tests that appeared in indexed files are numbered from here."""
 
 
 class Loop:
@@ -77,6 +81,33 @@ class Loop:
         self.notes: list[str] = []
         """What the run must tell the user that is not a test outcome (one line each)."""
         self.state_dir_gone = False
+        # Lazy mode (``Pool.start_lazy``): every worker walks the suite and collects a
+        # file only when it is named (``collect``) or a chunk of it comes.
+        self.lazy = False
+        self.walk: events.Files | None = None
+        """The first lazy worker's list of the suite's test files."""
+        self.walk_problems: list[TestResult] = []
+        """What failed while that worker walked the suite (a conftest that did not import)."""
+        self.walk_costs = (0.0, 0.0)
+        """That worker's start-up seconds (spawn to hello) and walk seconds (to the list)."""
+        self.listings: dict[str, events.FileListing] = {}
+        """Every file a lazy worker collected in this run, as it listed it."""
+        self.file_problems: dict[str, TestResult] = {}
+        """Files a lazy worker failed to import or that skipped at import (first report)."""
+        self.to_collect: deque[tuple[str, ...]] = deque()
+        """Batches of files waiting for a lazy worker to collect them (``Pool.collect_lazy``)."""
+        self.spread = 1
+        """How many slots may hold a lazy worker while files are being collected."""
+        self.indexed: frozenset[str] = frozenset()
+        """Files whose tests came from the index, not from a collection in this run."""
+        self.vanished: list[str] = []
+        """Tests the index listed that their file, collected now, no longer has."""
+        self.known_ids: dict[str, frozenset[str]] = {}
+        """The tests the index listed for each of ``indexed``."""
+        self.appeared: list[TestItem] = []
+        """Tests a file the index knew has now, that the index did not list."""
+        self.admit: Callable[[TestItem], bool] = lambda item: False
+        """Whether such a test is one the run would have chosen (it then runs too)."""
         options.work_dir.mkdir(parents=True, exist_ok=True)
 
     def _live(self) -> list[Worker]:
@@ -103,6 +134,16 @@ class Loop:
         # A child that is gone is handled when it is reaped.
         with contextlib.suppress(OSError):
             os.write(worker.control, os.fsencode(line))
+
+    def _send_collect(self, worker: Worker, files: tuple[str, ...]) -> None:
+        """Tell a lazy worker to collect these files (it lists them when done)."""
+        self._ensure_work_dir()
+        path = self.options.work_dir / f"{worker.seq:04d}-collect{len(worker.held):05d}.files"
+        path.write_text(
+            "".join(f"{f}\n" for f in files), encoding="utf-8", errors="surrogateescape"
+        )
+        worker.begin_collect(files, time.monotonic())
+        self._send(worker, f"collect {path}\n")
 
     def _send_exit(self, worker: Worker) -> None:
         self._send(worker, "exit\n")
@@ -175,14 +216,21 @@ class Loop:
             case events.CollectEnd(file=path):
                 worker.on_collect_end(path, now)
             case events.CollectProblem():
-                worker.problems.append(
-                    parse.collect_problem(event, worker=worker.slot, child=worker.seq)
-                )
+                problem = parse.collect_problem(event, worker=worker.slot, child=worker.seq)
+                worker.problems.append(problem)
+                if worker.lazy and worker.walked:
+                    self._file_problem(worker, problem)
             case events.Collected():
                 self._on_collected(worker, event, now)
+            case events.Files():
+                self._on_files(worker, event, now)
+            case events.Listed():
+                self._on_listed(worker, event, now)
             case events.Unknown(ids=ids):
                 for test_id in ids:
                     worker.on_unknown(test_id)
+                    if worker.lazy and self._accounted(test_id):
+                        continue
                     self._record(worker, parse.unknown_result(
                         test_id, chunk=_index(worker), worker=worker.slot, child=worker.seq
                     ))  # fmt: skip
@@ -210,21 +258,75 @@ class Loop:
             case events.Exit(code=code):
                 worker.on_exit(code, now)
 
+    def _file_problem(self, worker: Worker, problem: TestResult) -> None:
+        """A file a lazy worker collected failed to import (or skipped): once per file;
+        recorded now when the run is under way, else part of the collection."""
+        if problem.test_id in self.file_problems or problem.test_id in self.blamed_files:
+            return
+        self.file_problems[problem.test_id] = problem
+        if self.collection is not None:
+            self._record(worker, problem)
+
+    def _accounted(self, test_id: str) -> bool:
+        """A test a lazy worker did not find: its file's error stands for it, or the
+        index listed a test its file no longer has (noted, no record)."""
+        file = file_of(test_id)
+        if file in self.file_problems or file in self.blamed_files:
+            return True
+        if file in self.indexed:
+            self.vanished.append(test_id)
+            return True
+        return False
+
+    def _on_files(self, worker: Worker, event: events.Files, now: float) -> None:
+        worker.on_files(now)
+        if self.walk is None:
+            self.walk, self.layout = event, worker.hello
+            self.walk_problems = list(worker.problems)
+            hello_at = worker.hello_at if worker.hello_at is not None else worker.spawned
+            self.walk_costs = (max(0.0, hello_at - worker.spawned), max(0.0, now - hello_at))
+        self._start_waiting_chunk(worker, now)
+
+    def _on_listed(self, worker: Worker, event: events.Listed, now: float) -> None:
+        for listing in event.files:
+            self.listings[listing.file] = listing
+            self.limits.update((t.test_id, t.timeout) for t in listing.items if t.timeout)
+            if listing.file in self.known_ids and self.collection is not None:
+                self._reconcile(listing)
+        count = sum(len(listing.items) for listing in event.files)
+        worker.on_listed([listing.file for listing in event.files], count, now)
+
+    def _reconcile(self, listing: events.FileListing) -> None:
+        """Tests an indexed file has now that the index did not list: the run takes
+        those it would have chosen, in a chunk of their own."""
+        known = self.known_ids[listing.file]
+        new = [t for t in listing.items if t.test_id not in known]
+        self.known_ids[listing.file] = known | {t.test_id for t in new}
+        self.appeared.extend(new)
+        admitted = tuple(t for t in new if self.admit(t))
+        if admitted:
+            index = APPEARED_CHUNKS + len(self.appeared)
+            self.queue.append(Chunk(index=index, tests=admitted, estimate_s=0.0))
+
+    def _start_waiting_chunk(self, worker: Worker, now: float) -> None:
+        """A child started for one chunk (a replacement, a retry) is ready: run it."""
+        if worker.chunk is None or worker.state is not State.READY:
+            return
+        if self.stop.current(now) is Stop.AFTER_TEST:
+            chunk = worker.release_chunk()
+            if chunk is not None:
+                self.queue.appendleft(chunk)
+            self._send_exit(worker)
+        else:
+            self._assign(worker, worker.chunk)
+
     def _record(self, worker: Worker, result: TestResult) -> None:
         worker.count(result)
         self.sink(result)
 
     def _on_collected(self, worker: Worker, event: events.Collected, now: float) -> None:
         worker.on_collected(event.count, now)
-        if worker.chunk is not None and worker.state is State.READY:
-            # A dedicated child: its chunk was waiting for the collection.
-            if self.stop.current(now) is Stop.AFTER_TEST:
-                chunk = worker.release_chunk()
-                if chunk is not None:
-                    self.queue.appendleft(chunk)
-                self._send_exit(worker)
-            else:
-                self._assign(worker, worker.chunk)
+        self._start_waiting_chunk(worker, now)  # a dedicated child's chunk waited for this
         if self.collection is not None or event.items is None:
             return  # only slot 0's children send the whole listing (see _spawn)
         self.limits = {t.test_id: t.timeout for t in event.items if t.timeout is not None}
@@ -286,10 +388,15 @@ class Loop:
         for fd in (worker.control, worker.doorbell):
             with contextlib.suppress(OSError):
                 os.close(fd)
+        collecting = worker.state is State.COLLECTING or (
+            worker.lazy and worker.in_flight is None and bool(worker.collecting)
+        )
         worker.mark_dead()
         try:
             if worker.kill_reason not in (blame.KillReason.HALT, blame.KillReason.CLOSING):
-                if worker.collected_at is None and worker.chunk is None:
+                if worker.walked and collecting:
+                    self._blame_lazy(worker)
+                elif worker.collected_at is None and worker.chunk is None:
                     self._blame_collection(worker)
                 else:
                     accounted = self._blame_run(worker)
@@ -350,6 +457,32 @@ class Loop:
             stacks=worker.files.stacks_text() if hung_at_exit else "",
             worker=worker.slot, child=worker.seq,
         ))  # fmt: skip
+
+    def _blame_lazy(self, worker: Worker) -> None:
+        """A lazy worker died collecting files it was named, or a chunk's files: the file
+        it was importing is blamed (and ignored from now on); the rest waits for another."""
+        path = min(worker.collecting, key=worker.collecting.__getitem__, default=None)
+        batch = tuple(f for f in worker.batch if f != path and f not in worker.held)
+        chunk = worker.release_chunk()
+        if path is None or path in self.blamed_files:
+            self._early_death(worker)
+        else:
+            self.blamed_files.add(path)
+            self.ignored.append(path)
+            hung = worker.kill_reason is blame.KillReason.COLLECT_HUNG
+            info = worker.blame(with_stacks=hung)
+            self._record(
+                worker,
+                parse.import_blame(path, info, hung_after_s=self.timeout_s if hung else None),
+            )
+        if batch:
+            self.to_collect.appendleft(batch)
+        if chunk is not None:
+            rest = tuple(t for t in chunk.tests if t.file != path)
+            if rest:
+                self.queue.appendleft(
+                    Chunk(index=chunk.index, tests=rest, estimate_s=chunk.estimate_s)
+                )
 
     def _blame_collection(self, worker: Worker) -> None:
         path = min(worker.collecting, key=worker.collecting.__getitem__, default=None)

@@ -90,6 +90,28 @@ def _collected(raw: Mapping[str, Any], pid: int | None) -> events.Event:
     )
 
 
+def _files(raw: Mapping[str, Any], pid: int | None) -> events.Event:
+    return events.Files(
+        pid=pid,
+        files=tuple(str(f) for f in raw.get("files") or ()),
+        conftests=tuple(str(c) for c in raw.get("conftests") or ()),
+    )
+
+
+def _listed(raw: Mapping[str, Any], pid: int | None) -> events.Event:
+    listings = []
+    for row in raw.get("files") or ():
+        file, items, deps = row  # a malformed row makes the whole event unreadable
+        listings.append(
+            events.FileListing(
+                file=str(file),
+                items=tuple(item_from_listing(entry) for entry in items),
+                deps=tuple(str(d) for d in deps),
+            )
+        )
+    return events.Listed(pid=pid, files=tuple(listings))
+
+
 def _end(raw: Mapping[str, Any], pid: int | None) -> events.Event:
     sections = tuple(
         (str(pair[0]), str(pair[1]))
@@ -121,6 +143,8 @@ _DECODERS: dict[events.EventKind, _Decoder] = {
         longrepr=_str(r, "longrepr"),
     ),
     events.EventKind.COLLECTED: _collected,
+    events.EventKind.FILES: _files,
+    events.EventKind.LISTED: _listed,
     events.EventKind.UNKNOWN: lambda r, p: events.Unknown(
         pid=p, ids=tuple(str(i) for i in r.get("ids") or ())
     ),
@@ -250,21 +274,25 @@ def collection_from(
     startup_s: float, collect_s: float,
 ) -> Collection:  # fmt: skip
     """The suite as the first child to finish collecting it saw it."""
-    hello = hello or events.Hello(pid=None)
     return Collection(
         items=tuple(items),
         problems=tuple(problems),
-        fingerprint=Fingerprint(
-            python=hello.python,
-            executable=hello.executable,
-            pytest=hello.pytest,
-            plugins=hello.plugins,
-            rootdir=hello.rootdir,
-            platform=sys.platform,
-            inifile=hello.inifile,
-        ),
+        fingerprint=fingerprint_of(hello or events.Hello(pid=None)),
         startup_s=max(0.0, startup_s),
         collect_s=max(0.0, collect_s),
+    )
+
+
+def fingerprint_of(hello: events.Hello) -> Fingerprint:
+    """The environment a child reported in its ``hello``."""
+    return Fingerprint(
+        python=hello.python,
+        executable=hello.executable,
+        pytest=hello.pytest,
+        plugins=hello.plugins,
+        rootdir=hello.rootdir,
+        platform=sys.platform,
+        inifile=hello.inifile,
     )
 
 

@@ -12,21 +12,24 @@ import os
 import secrets
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from supervisor import github, junit, learn, plan, report, select
+from supervisor import collecting, events, github, junit, learn, plan, report, select
 from supervisor.bundle import read_diagnoses
+from supervisor.collecting import Found
 from supervisor.config import Config, FlakyResult, Mode, usable_cpus
 from supervisor.console import Console
 from supervisor.drive import DriveOptions, Pool, Stop, StopControl
+from supervisor.index import Index, fs_reader
 from supervisor.interrupts import Guard
 from supervisor.model import Chunk, Collection, Fingerprint, TestItem, TestRecord
 from supervisor.progress import Progress, StopRule
 from supervisor.reaper import ANCESTRY_VAR
 from supervisor.record import Context, Recorder, holder_line, utc_now
 from supervisor.resume import Layout, ResumePoint, load_resume_point, save_state
-from supervisor.store import DURATIONS, QUARANTINE, Store
+from supervisor.store import DURATIONS, INDEX, QUARANTINE, Store
 
 FINISH_RESERVE_S = 0.7
 """Of a --budget, what is kept for stopping children, learning and reporting."""
@@ -78,10 +81,17 @@ def _run_locked(store: Store, config: Config, console: Console, point: ResumePoi
     stop = StopControl(deadline=budget_end)
     with Guard(stop) as guard, Pool(_drive_options(config, store, run_id)) as pool:
         guard.follow(pool)  # a signal from a worker names its test
-        # A resumed run lists only the files of its outstanding tests.
+        # A resumed run lists only the files of its outstanding tests; a run of node
+        # ids collects just those; any other run is lazy: its workers walk the suite
+        # and import a test file only when it is new, changed, or about to run.
         listed = point.listed() if point else None
-        rootdir, inifile = (point.layout.rootdir, point.layout.inifile) if point else ("", None)
-        pool.start(listed, rootdir=rootdir, inifile=inifile)  # it collects while we read on
+        lazy = point is None and not any("::" in path for path in config.paths)
+        stored = (store.load(INDEX, Index.from_json) or Index()) if lazy else Index()
+        if lazy:
+            pool.start_lazy()  # one worker walks; more start when there is work for them
+        else:
+            rootdir, inifile = (point.layout.rootdir, point.layout.inifile) if point else ("", None)
+            pool.start(listed, rootdir=rootdir, inifile=inifile)  # it collects while we read on
         knowledge = load_knowledge(store)
         recorder = Recorder(
             store=store, console=console, context=_context(config, run_id, knowledge)
@@ -89,7 +99,9 @@ def _run_locked(store: Store, config: Config, console: Console, point: ResumePoi
         if point:
             recorder.seed(point.records)
             console.line(f"mtest: resuming run {run_id}: {len(point.outstanding)} test(s) to go")
-        collection = pool.collect(stop)
+        found = _collect_lazy(pool, stop, config, stored) if lazy else None
+        collection = pool.collection if found else pool.collect(stop)
+        assert collection is not None
         recorder.learn_items(collection, config.tier_map)
         for problem in collection.problems:
             recorder.record_new(problem)
@@ -99,8 +111,12 @@ def _run_locked(store: Store, config: Config, console: Console, point: ResumePoi
         )
         save_state(store, config, run_id, picked.selected, done=recorder.finals, complete=False,
                    layout=layout)  # fmt: skip
+        pool.admit = _admits(config, knowledge)
         outstanding = _drive(pool, config, recorder, stop, picked)
         pool.release()  # the children finish their sessions while we learn and report
+        if found is not None:
+            _learn_index(store, pool, config, stored, found)
+            picked = _reconciled(picked, pool.vanished, pool.appeared, pool.admit)
         quarantine = learn_from(
             store, knowledge, recorder, collection, config.whole_suite, narrowed=listed is not None
         )
@@ -121,6 +137,87 @@ def _run_locked(store: Store, config: Config, console: Console, point: ResumePoi
     wall = dataclasses.replace(facts, elapsed_s=time.monotonic() - started)
     _print_end(console, finals, wall, picked.left_out, code, store, _notes(pool, store, guard))
     return code
+
+
+def _collect_lazy(pool: Pool, stop: StopControl, config: Config, stored: Index) -> Found:
+    """Walk the suite, look its files up in the index, and collect only the stale ones
+    (spread over the workers on a first run); ``pool.collection`` is the suite then."""
+    walk = pool.list_files(stop)
+    hello = pool.layout or events.Hello(pid=None)
+    root = Path(hello.rootdir or config.cwd)
+    reader = fs_reader(root)
+    found = collecting.look_up(
+        stored, hello, walk, args=config.pytest_args, environ=os.environ, reader=reader
+    )
+    sizes = {file: _size(root / file) for file in found.stale}
+    workers = collecting.workers_for(found.stale, jobs=config.jobs, cold=not stored.files)
+    pool.collect_lazy(stop, collecting.spread(found.stale, sizes, workers), found.known)
+    if stored.files and found.env_changed:
+        pool.notes.append(
+            "the test index was made for another environment "
+            f"({', '.join(found.env_changed)} changed): every test file was collected again"
+        )
+    return found
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _learn_index(store: Store, pool: Pool, config: Config, stored: Index, found: Found) -> None:
+    """Write what this run's collections said into the index (``collecting.updated``)."""
+    hello = pool.layout or events.Hello(pid=None)
+    walk = pool.walk.files if pool.walk is not None else ()
+    new = collecting.updated(
+        stored, found, pool.listings, pool.file_problems.values(),
+        reader=fs_reader(Path(hello.rootdir or config.cwd)), blamed=pool.blamed_files,
+        existing=walk if config.whole_suite else None,
+    )  # fmt: skip
+    store.write_json(INDEX, new.to_json())
+    if pool.vanished:
+        pool.notes.append(
+            f"{len(pool.vanished)} test(s) the index listed were gone when their file was "
+            f"collected (first: {pool.vanished[0]}); the index is updated"
+        )
+    if pool.appeared:
+        pool.notes.append(
+            f"{len(pool.appeared)} test(s) the index had not listed appeared when their file "
+            f"was collected (first: {pool.appeared[0].test_id}); the index is updated"
+        )
+
+
+def _admits(config: Config, knowledge: Knowledge) -> Callable[[TestItem], bool]:
+    """For a test found in a file the index had listed without it: would this run
+    have chosen it? Only a run that picks by tier and quarantine alone can tell."""
+    if config.shard is not None or config.budget_s is not None:
+        return lambda item: False
+    quarantined = knowledge.quarantine.quarantined_ids() if config.skip_quarantined else set()
+
+    def admit(item: TestItem) -> bool:
+        tier = select.tier_of(item.markers, config.tier_map)
+        return tier in config.tiers and item.test_id not in quarantined
+
+    return admit
+
+
+def _reconciled(
+    picked: Selected, vanished: list[str], appeared: list[TestItem],
+    admit: Callable[[TestItem], bool],
+) -> Selected:  # fmt: skip
+    """The run's tests as they turned out: without those that did not exist, with those
+    the index had missed and the run took."""
+    if not vanished and not appeared:
+        return picked
+    gone = frozenset(vanished)
+    added = tuple(t for t in appeared if admit(t))
+    return dataclasses.replace(
+        picked,
+        chosen=(*(t for t in picked.chosen if t.test_id not in gone), *added),
+        selected=(*(t for t in picked.selected if t not in gone), *(t.test_id for t in added)),
+    )
 
 
 def _finish_resumed(store: Store, config: Config, console: Console, point: ResumePoint) -> int:

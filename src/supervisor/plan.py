@@ -144,14 +144,20 @@ def balance(chunks: Sequence[Chunk], jobs: int) -> list[list[Chunk]]:
     return assigned
 
 
-def lanes(chunks: Sequence[Chunk], jobs: int) -> list[list[Chunk]]:
+def lanes(
+    chunks: Sequence[Chunk], jobs: int, *, held: Mapping[str, int] | None = None
+) -> list[list[Chunk]]:
     """The chunks dealt to the workers the plan can use, each lane in queue order.
 
-    At most ``min(jobs, len(chunks))`` lanes, none empty. A lane's worker
+    At most ``min(jobs, len(chunks))`` lanes, none empty (with ``held``: lane ``n`` is
+    slot ``n``'s, and may be empty when another lane holds what it would run). A lane's worker
     collects only its lane's files (``files_of``), so the slices of one file
     stay in one lane unless the file alone is more than a fair share of the
-    work. Those units go, longest first, to the lane with the least work so far
-    (then the fewest chunks, then the lowest index): the LPT rule.
+    work. ``held``: files a worker has collected already (file → its slot); a
+    unit of such a file goes to that worker's lane first, while the lane is
+    under its fair share. The other units go, longest first, to the lane with
+    the least work so far (then the fewest chunks, then the lowest index): the
+    LPT rule.
     """
     if jobs < 1:
         raise ValueError(f"invalid jobs {jobs}: expected 1 or more")
@@ -166,13 +172,31 @@ def lanes(chunks: Sequence[Chunk], jobs: int) -> list[list[Chunk]]:
         units.extend([[c] for c in unit] if too_big else [unit])
     units.sort(key=lambda unit: -sum(c.estimate_s for c in unit))
     dealt: list[list[Chunk]] = [[] for _ in range(count)]
-    loads = [(0.0, 0, lane) for lane in range(count)]
+    load = [0.0] * count
+    rest: list[list[Chunk]] = []
     for unit in units:
-        load, held, lane = heapq.heappop(loads)
+        seconds = sum(c.estimate_s for c in unit)
+        slot = (held or {}).get(unit[0].tests[0].file if unit[0].tests else "", -1)
+        if 0 <= slot < count and (not dealt[slot] or load[slot] + seconds <= fair * 1.05):
+            dealt[slot].extend(unit)
+            load[slot] += seconds
+        else:
+            rest.append(unit)
+    loads = [(load[lane], len(dealt[lane]), lane) for lane in range(count)]
+    heapq.heapify(loads)
+    for unit in rest:
+        total, held_count, lane = heapq.heappop(loads)
         dealt[lane].extend(unit)
-        heapq.heappush(loads, (load + sum(c.estimate_s for c in unit), held + len(unit), lane))
+        heapq.heappush(
+            loads, (total + sum(c.estimate_s for c in unit), held_count + len(unit), lane)
+        )
     position = {chunk.index: n for n, chunk in enumerate(chunks)}
-    return [sorted(lane, key=lambda c: position[c.index]) for lane in dealt if lane]
+    ordered = [sorted(lane, key=lambda c: position[c.index]) for lane in dealt]
+    if held:  # lanes are slots: keep their places, drop only empty ones at the end
+        while ordered and not ordered[-1]:
+            ordered.pop()
+        return ordered
+    return [lane for lane in ordered if lane]
 
 
 def files_of(chunks: Sequence[Chunk]) -> tuple[str, ...]:

@@ -39,7 +39,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import IO, TYPE_CHECKING, Any
@@ -61,9 +61,10 @@ def _load_beside(name: str) -> ModuleType:
 
 
 if TYPE_CHECKING:
-    from . import probeio
+    from . import probedeps, probeio
 else:
     probeio = _load_beside("probeio")
+    probedeps = _load_beside("probedeps")
 
 # Kept under their old names for those who import them from here.
 MESSAGE_CHARS = probeio.MESSAGE_CHARS
@@ -76,6 +77,9 @@ STRUCTURAL_MARKERS = frozenset({"parametrize", "usefixtures", "filterwarnings"})
 STACKS_SIGNAL = signal.SIGUSR2
 # pytest's exit statuses that say nothing beyond the tests' own reports.
 QUIET_EXIT_STATUSES = frozenset({0, 5})  # OK, NO_TESTS_COLLECTED
+# Text in a conftest that may shape the listing of the files under it: its own
+# imports then count as those files' dependencies.
+LISTING_HOOKS = (b"pytest_generate_tests", b"pytest_pycollect", b"pytest_collect")
 
 
 def _message(report: pytest.TestReport, outcome: str) -> str:
@@ -125,6 +129,15 @@ class Probe:
         self.reports: list[pytest.TestReport] = []
         self.reruns: list[pytest.TestReport] = []
         self.collecting: set[str] = set()
+        # Lazy mode (``MTEST_LAZY=1``): the session walks the suite's directories and
+        # lists its test files without importing them; a file is collected when the
+        # supervisor names it (``collect``) or a chunk needs one of its tests.
+        self.lazy = os.environ.get("MTEST_LAZY") == "1"
+        self.deferring = self.lazy
+        self.deferred: dict[str, pytest.Collector] = {}
+        self.by_id: dict[str, pytest.Item] = {}
+        self.deps: probedeps.Deps | None = None
+        self.conftest_deps: dict[str, list[str]] = {}
         self.failures = 0
         self.interrupted = False
         os.register_at_fork(after_in_child=self._in_forked_copy)
@@ -149,9 +162,27 @@ class Probe:
 
     # -- collection ---------------------------------------------------------
 
+    def _defers(self, collector: pytest.Collector) -> bool:
+        """Whether this collector is a test file whose import waits (lazy mode, walking).
+
+        A package (``__init__.py``; a ``Module`` in pytest 7) is walked, not deferred.
+        """
+        return (
+            self.deferring
+            and isinstance(collector, pytest.File)
+            and not isinstance(collector, pytest.Package)
+        )
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_make_collect_report(self, collector: pytest.Collector) -> Any:
+        if not self._defers(collector):
+            return None
+        self.deferred[collector.nodeid] = collector
+        return pytest.CollectReport(collector.nodeid, "passed", None, [])
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_collectstart(self, collector: pytest.Collector) -> None:
-        if isinstance(collector, pytest.File):
+        if isinstance(collector, pytest.File) and not self._defers(collector):
             self.collecting.add(collector.nodeid)
             self.events.emit({"e": "cstart", "file": collector.nodeid}, flush=True)
 
@@ -187,11 +218,72 @@ class Probe:
         ``pytest_collection_finish``: pytest calls that one in a ``finally``, so it
         also fires when a ``pytest_collection_modifyitems`` raised and the
         session is about to end with an internal error."""
+        if self.lazy:
+            self.deferring = False
+            self._announce_files()
+            return
         event: dict[str, Any] = {"e": "collected", "count": len(session.items)}
         if os.environ.get("MTEST_LISTING", "full") == "full":
             event["items"] = [self._describe(item) for item in session.items]
         event["t"] = probeio.monotonic()
         self.events.emit(event, flush=True)
+        self._notify()
+
+    def _announce_files(self) -> None:
+        """Lazy mode: the test files the walk found (none imported yet), and the
+        conftests it loaded (with the local files of those that shape listings)."""
+        self.deps = probedeps.Deps(str(self.config.rootpath))
+        conftests: list[str] = []
+        for plugin in self.config.pluginmanager.get_plugins():
+            path = self.deps.local_path(plugin) if isinstance(plugin, ModuleType) else None
+            if path is None or not path.endswith("conftest.py"):
+                continue
+            conftests.append(path)
+            source = probedeps._read(str(plugin.__file__)) or b""
+            if any(hook in source for hook in LISTING_HOOKS):
+                deps = sorted(self.deps.closure(plugin.__name__) - {path})
+                self.conftest_deps[path.rpartition("/")[0]] = deps
+        event = {"e": "files", "files": list(self.deferred), "conftests": sorted(conftests)}
+        self.events.emit({**event, "t": probeio.monotonic()}, flush=True)
+        self._notify()
+
+    def _collect_files(self, session: pytest.Session, files: list[str]) -> None:
+        """Collect these deferred files now, as pytest would have, and list them.
+
+        Each file goes through the hooks pytest's own collection of one node calls
+        (``pytest_collectstart``, ``pytest_make_collect_report``), its children
+        through ``session.genitems``, the new items through
+        ``pytest_collection_modifyitems`` (``-k``, ``-m``, ``--deselect``, plugins).
+        """
+        assert self.deps is not None
+        listed: list[list[Any]] = []
+        for file in files:
+            node = self.deferred.pop(file, None)
+            if node is None:
+                continue
+            before = self.deps.snapshot()
+            node.ihook.pytest_collectstart(collector=node)
+            report = node.ihook.pytest_make_collect_report(collector=node)
+            report.__dict__.pop("call", None)
+            items: list[pytest.Item] = []
+            if report.passed:
+                for child in report.result:
+                    items.extend(session.genitems(child))
+            node.ihook.pytest_collectreport(report=report)
+            self._leave_if_copy()
+            module = getattr(node, "_obj", None) if isinstance(node, pytest.Module) else None
+            deps = self.deps.of(module if isinstance(module, ModuleType) else None, before)
+            for folder, extra in self.conftest_deps.items():
+                if not folder or file.startswith(folder + "/"):
+                    deps = sorted({*deps, *extra})
+            self.config.hook.pytest_collection_modifyitems(
+                session=session, config=self.config, items=items
+            )
+            session.items.extend(items)
+            session.testscollected += len(items)
+            self.by_id.update((item.nodeid, item) for item in items)
+            listed.append([file, [self._describe(item) for item in items], deps])
+        self.events.emit({"e": "listed", "files": listed, "t": probeio.monotonic()}, flush=True)
         self._notify()
 
     def _describe(self, item: pytest.Item) -> list[Any]:
@@ -208,25 +300,46 @@ class Probe:
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
         """Run the chunks the supervisor sends until it says ``exit`` (or goes away)."""
         self._announce(session)
-        by_id = {item.nodeid: item for item in session.items}
+        by_id = self.by_id
+        by_id.update((item.nodeid, item) for item in session.items)
         while (command := self.control.next_command()) is not None:
             self._leave_if_copy()
             parts = command.split(" ", 2)
+            if parts[0] == "collect" and len(parts) == 2 and self.lazy:
+                self._collect_files(session, _read_lines(parts[1]))
+                continue
             if parts[0] != "run" or len(parts) != 3:
                 break
             chunk, ids_path = parts[1], parts[2]
-            with open(ids_path, encoding="utf-8", errors="surrogateescape") as handle:
-                ids = [line.rstrip("\n") for line in handle if line.strip()]
-            unknown = [test_id for test_id in ids if test_id not in by_id]
-            if unknown:
-                self.events.emit({"e": "unknown", "ids": unknown}, flush=True)
-            self._run_chunk(session, [by_id[test_id] for test_id in ids if test_id in by_id])
+            ids = _read_lines(ids_path)
+            if self.deferred:  # files are collected as the chunk reaches them
+                self._run_chunk(session, self._resolve(session, ids))
+            else:
+                unknown = [test_id for test_id in ids if test_id not in by_id]
+                if unknown:
+                    self.events.emit({"e": "unknown", "ids": unknown}, flush=True)
+                self._run_chunk(session, iter([by_id[i] for i in ids if i in by_id]))
             self.events.emit({"e": "done", "chunk": int(chunk)}, flush=True)
             self._notify()
         self._leave_if_copy()
         return True
 
-    def _run_chunk(self, session: pytest.Session, items: list[pytest.Item]) -> None:
+    def _resolve(self, session: pytest.Session, ids: list[str]) -> Iterator[pytest.Item]:
+        """The chunk's items in order; a file not collected yet is collected when the
+        chunk reaches it (one test ahead: pytest needs the next item to know what to
+        tear down), so a child that dies early has imported only what it reached."""
+        for test_id in ids:
+            item = self.by_id.get(test_id)
+            file = test_id.split("::", 1)[0]
+            if item is None and file in self.deferred:
+                self._collect_files(session, [file])
+                item = self.by_id.get(test_id)
+            if item is None:
+                self.events.emit({"e": "unknown", "ids": [test_id]}, flush=True)
+                continue
+            yield item
+
+    def _run_chunk(self, session: pytest.Session, items: Iterator[pytest.Item]) -> None:
         self.control.start_chunk()
         try:
             self._run_tests(session, items)
@@ -234,12 +347,13 @@ class Probe:
             if self.stack_timer is not None:
                 self.stack_timer.cancel()  # an idle child between chunks is not hung
 
-    def _run_tests(self, session: pytest.Session, items: list[pytest.Item]) -> None:
-        for index, item in enumerate(items):
+    def _run_tests(self, session: pytest.Session, items: Iterator[pytest.Item]) -> None:
+        item = next(items, None)
+        while item is not None:
             if self.control.stop_requested():
                 self._teardown_rest(session)
                 return
-            nextitem = items[index + 1] if index + 1 < len(items) else None
+            nextitem = next(items, None)
             self.reports, self.reruns = [], []
             threads = set(threading.enumerate())
             now = probeio.monotonic()
@@ -257,6 +371,7 @@ class Probe:
             self._leave_if_copy()
             self._end(item)
             self._report_threads(item, threads)
+            item = nextitem
 
     def _report_threads(self, item: pytest.Item, before: set[threading.Thread]) -> None:
         names = [
@@ -398,6 +513,12 @@ class Probe:
         # The supervisor may be busy or gone; it also polls the stream.
         with contextlib.suppress(OSError):
             os.write(self.notify_fd, b"!")
+
+
+def _read_lines(path: str) -> list[str]:
+    """The non-empty lines of a file of node ids or paths the supervisor wrote."""
+    with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+        return [line.rstrip("\n") for line in handle if line.strip()]
 
 
 def _status_name(status: int) -> str:

@@ -92,6 +92,8 @@ class Launch:
 
 class State(enum.Enum):
     STARTING = "starting"
+    COLLECTING = "collecting"
+    """A lazy child collects the files it was named (``collect``), before any chunk."""
     READY = "ready"
     RUNNING = "running"
     EXITING = "exiting"
@@ -100,6 +102,7 @@ class State(enum.Enum):
 
 _PHASES = {
     State.STARTING: blame.Phase.STARTING,
+    State.COLLECTING: blame.Phase.STARTING,
     State.READY: blame.Phase.READY,
     State.RUNNING: blame.Phase.RUNNING,
     State.EXITING: blame.Phase.EXITING,
@@ -133,6 +136,14 @@ class Worker:
     chunk: Chunk | None = None
     scope: frozenset[str] | None = None
     """The files this child was given; ``None``: the whole suite (it can run any chunk)."""
+    lazy: bool = False
+    """It walked the whole suite and collects a file when named or needed (any chunk)."""
+    walked: bool = False
+    """A lazy child has listed the suite's files: later collection problems are files'."""
+    held: set[str] = field(default_factory=set)
+    """Files a lazy child has collected (the plan keeps their chunks in its lane)."""
+    batch: tuple[str, ...] = ()
+    """The files a lazy child was told to collect and has not listed yet."""
     todo: deque[str] = field(default_factory=deque)
     in_flight: str | None = None
     in_flight_since: float = 0.0
@@ -204,6 +215,23 @@ class Worker:
         self.collected_at, self.collected_count = now, count
         if self.state is State.STARTING:
             self.state, self.since = State.READY, now
+
+    def on_files(self, now: float) -> None:
+        """A lazy child walked the suite and waits for commands."""
+        self.walked = True
+        self.on_collected(0, now)  # it counts what it collects (``on_listed``)
+
+    def begin_collect(self, files: tuple[str, ...], now: float) -> None:
+        self.batch = files
+        self.state, self.since = State.COLLECTING, now
+
+    def on_listed(self, files: list[str], count: int, now: float) -> None:
+        self.held.update(files)
+        self.collected_count = (self.collected_count or 0) + count
+        self.since = now
+        if self.state is State.COLLECTING:
+            self.batch = ()
+            self.state = State.READY
 
     def assign(self, chunk: Chunk, now: float) -> None:
         """A chunk was sent to this (ready) child."""
