@@ -5,7 +5,7 @@ project's interpreter. A test file's listing (its tests, markers and
 parametrizations) is what its module body produced when it was imported, and
 that body can read any module it imports. So the dependencies of a test file
 are the project's own modules it reaches by ``import`` statements, followed
-transitively (read from each module's source with ``ast``, resolved through
+transitively (read from each module's source, resolved through
 ``sys.modules``), plus every local module that was first imported while the
 file was collected (which catches ``importlib.import_module`` and the like).
 
@@ -19,9 +19,9 @@ import time).
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import os
+import re
 import site
 import sys
 from collections.abc import Iterable
@@ -111,26 +111,45 @@ class Deps:
         return self.imports[name]
 
 
+IMPORT_LINE = re.compile(
+    rb"^[ \t]*(?:from[ \t]+(?P<base>\.*[\w.]*)[ \t]+import[ \t]*(?P<names>\([^)]*\)|[^\n#;]*)"
+    rb"|import[ \t]+(?P<modules>[^\n#;]*))",
+    re.MULTILINE,
+)
+"""An ``import`` statement at the start of a line (also inside a string: more names,
+never fewer). A regular expression, not ``ast``: parsing a 200 KB generated data
+module costs a tenth of a second, and only import statements matter here."""
+
+
 def imported_names(source: bytes, package: str) -> list[str]:
     """Every module name an ``import`` statement in ``source`` may bind: ``import a.b``
     gives ``a`` and ``a.b``; ``from .m import x`` gives the resolved ``m`` and ``m.x``
-    (``x`` may be a submodule). Unparsable source gives none."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return []
+    (``x`` may be a submodule)."""
     names: list[str] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                names.extend(_prefixes(alias.name))
-        elif isinstance(node, ast.ImportFrom):
-            base = _resolve(node.module, node.level, package)
-            if base is None:
-                continue
-            names.extend(_prefixes(base))
-            names.extend(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
+    for match in IMPORT_LINE.finditer(source):
+        if match["modules"] is not None:
+            for part in match["modules"].split(b","):
+                module = part.strip().split()[0].decode("ascii", "replace") if part.strip() else ""
+                if _dotted(module):
+                    names.extend(_prefixes(module))
+            continue
+        raw = match["base"].decode("ascii", "replace")
+        level = len(raw) - len(raw.lstrip("."))
+        base = _resolve(raw[level:] or None, level, package)
+        if base is None or not _dotted(base):
+            continue
+        names.extend(_prefixes(base))
+        listed = match["names"].strip(b"() \t\r\n\\")
+        for part in listed.replace(b"\\\n", b" ").split(b","):
+            words = part.split()
+            name = words[0].decode("ascii", "replace") if words else ""
+            if name and name != "*" and _dotted(name):
+                names.append(f"{base}.{name}")
     return list(dict.fromkeys(names))
+
+
+def _dotted(name: str) -> bool:
+    return all(part.isidentifier() for part in name.split("."))
 
 
 def _prefixes(dotted: str) -> Iterable[str]:
