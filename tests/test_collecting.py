@@ -117,3 +117,27 @@ def test_deps_follow_imports_of_local_modules_only(tmp_path, monkeypatch) -> Non
 
         for name in ("test_x", "helper", "data", "vendored"):
             sys.modules.pop(name, None)
+
+
+def test_import_costs_go_to_the_first_test_of_each_file_not_yet_imported() -> None:
+    items = (*_items("a.py", "t1", "t2"), *_items("b.py", "t1"))
+    estimates = {"a.py::t1": 0.1, "a.py::t2": 0.1, "b.py::t1": 0.2}
+    result = collecting.with_import_costs(estimates, items, {"a.py": 2.0, "c.py": 9.0})
+    assert result == {"a.py::t1": 2.1, "a.py::t2": 0.1, "b.py::t1": 0.2}
+    assert estimates["a.py::t1"] == 0.1, "the input is not changed"
+
+
+def test_collection_seconds_survive_the_index_file_and_only_known_files_cost() -> None:
+    tree = {"a.py": b"a", "b.py": b"b"}
+    walk = events.Files(pid=1, files=("a.py", "b.py"))
+    first = collecting.look_up(index.Index(), HELLO, walk, args=(), environ={}, reader=_tree(tree))
+    listings = {
+        "a.py": events.FileListing(file="a.py", items=_items("a.py", "t"), collect_s=1.5),
+        "b.py": events.FileListing(file="b.py", items=_items("b.py", "t"), collect_s=0.5),
+    }
+    stored = collecting.updated(index.Index(), first, listings, (), reader=_tree(tree))
+    again = index.Index.from_json(stored.to_json())
+    assert again.costs() == {"a.py": 1.5, "b.py": 0.5}
+    tree["b.py"] = b"changed"
+    found = collecting.look_up(again, HELLO, walk, args=(), environ={}, reader=_tree(tree))
+    assert found.costs == {"a.py": 1.5}, "a stale file is collected before the plan"

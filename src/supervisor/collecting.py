@@ -39,6 +39,8 @@ class Found:
     """New, changed or never-indexed files, in walk order."""
     env_changed: tuple[str, ...]
     """What of the environment differs from the index's (all parts for a first run)."""
+    costs: dict[str, float]
+    """The known files' collection seconds (paid when a chunk reaches them)."""
 
 
 def look_up(
@@ -52,7 +54,26 @@ def look_up(
     )  # fmt: skip
     keys = index.file_keys(walk.files, reader, deps=stored.deps())
     known, stale = index.lookup(stored, env, keys)
-    return Found(env=env, keys=keys, known=known, stale=stale, env_changed=env.changed(stored.env))
+    costs = {file: cost for file, cost in stored.costs().items() if file in known}
+    return Found(
+        env=env, keys=keys, known=known, stale=stale, env_changed=env.changed(stored.env),
+        costs=costs,
+    )  # fmt: skip
+
+
+def with_import_costs(
+    estimates: Mapping[str, float], items: Sequence[TestItem], costs: Mapping[str, float]
+) -> dict[str, float]:
+    """Test estimates with each not-yet-imported file's collection seconds added to its
+    first test: a worker pays them when a chunk reaches the file, and the plan must see
+    them (durations are the tests' own; a suite of quick tests is mostly imports)."""
+    result = dict(estimates)
+    seen: set[str] = set()
+    for item in items:
+        if item.file in costs and item.file not in seen:
+            seen.add(item.file)
+            result[item.test_id] = result.get(item.test_id, 0.0) + costs[item.file]
+    return result
 
 
 def workers_for(stale: Sequence[str], *, jobs: int, cold: bool) -> int:
@@ -108,6 +129,7 @@ def updated(
             problem=None
             if problem is None
             else index.Problem(error=problem.outcome is Outcome.ERROR, message=problem.message),
+            collect_s=listing.collect_s,
         )
     new = index.update(stored, found.env, fresh)
     return index.prune(new, frozenset(existing)) if existing is not None else new

@@ -99,6 +99,8 @@ class FileListing:
     items: tuple[TestItem, ...]
     deps: tuple[str, ...] = ()
     """Local files its listing may depend on (``probedeps``), rootdir-relative."""
+    collect_s: float = 0.0
+    """The child's seconds collecting it (import, items, hooks): for planning only."""
 
 
 @dataclass(frozen=True, kw_only=True)

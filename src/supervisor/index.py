@@ -285,6 +285,8 @@ class Entry:
     key: FileKey
     items: tuple[TestItem, ...]
     problem: Problem | None = None
+    collect_s: float = 0.0
+    """How long collecting (importing) the file took when it was listed."""
 
 
 class Listing(NamedTuple):
@@ -293,12 +295,17 @@ class Listing(NamedTuple):
     key: FileKey
     items: Sequence[TestItem]
     problem: Problem | None = None
+    collect_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
 class Index:
     env: EnvKey | None = None
     files: Mapping[str, Entry] = field(default_factory=dict)
+
+    def costs(self) -> dict[str, float]:
+        """Each indexed file's collection seconds, as last measured."""
+        return {file: entry.collect_s for file, entry in self.files.items() if entry.collect_s}
 
     def deps(self) -> dict[str, tuple[str, ...]]:
         """Each indexed file's recorded local imports, for ``file_keys`` before ``lookup``."""
@@ -342,14 +349,14 @@ def update(index: Index, env: EnvKey, listings: Mapping[str, Listing]) -> Index:
     computed before the collection. Files that cannot be indexed are dropped.
     """
     files = dict(index.files) if index.env == env else {}
-    for file, (key, items, problem) in listings.items():
+    for file, (key, items, problem, collect_s) in listings.items():
         if not indexable(file) or key.content is None:
             files.pop(file, None)
             continue
         stray = [item.test_id for item in items if item.file != file]
         if stray:
             raise ValueError(f"index: {stray[0]!r} is not a test of {file!r}")
-        files[file] = Entry(key=key, items=tuple(items), problem=problem)
+        files[file] = Entry(key=key, items=tuple(items), problem=problem, collect_s=collect_s)
     return Index(env=env, files=files)
 
 
@@ -372,6 +379,7 @@ def _encode(index: Index) -> dict[str, Any]:
             "deps": [table.setdefault(path, len(table)) for path in key.deps],
             "tests": [_item_row(file, item) for item in entry.items],
             "problem": entry.problem and [entry.problem.error, entry.problem.message],
+            "collect_s": round(entry.collect_s, 4),
         }
     return {
         "version": FORMAT_VERSION,
@@ -428,7 +436,17 @@ def _entry(file: str, raw: Mapping[str, Any], paths: Sequence[str]) -> Entry:
         ),
         items=tuple(_item(file, row, what) for row in tests),
         problem=None if problem is None else Problem(error=problem[0], message=problem[1]),
+        collect_s=_seconds(raw.get("collect_s"), what),
     )
+
+
+def _seconds(value: object, what: str) -> float:
+    """An optional non-negative number of seconds (absent in older files: 0)."""
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(f"{what}: bad collect_s {value!r}")
+    return float(value)
 
 
 def _item(file: str, row: object, what: str) -> TestItem:

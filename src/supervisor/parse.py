@@ -101,12 +101,13 @@ def _files(raw: Mapping[str, Any], pid: int | None) -> events.Event:
 def _listed(raw: Mapping[str, Any], pid: int | None) -> events.Event:
     listings = []
     for row in raw.get("files") or ():
-        file, items, deps = row  # a malformed row makes the whole event unreadable
+        file, items, deps, *rest = row  # a malformed row makes the whole event unreadable
         listings.append(
             events.FileListing(
                 file=str(file),
                 items=tuple(item_from_listing(entry) for entry in items),
                 deps=tuple(str(d) for d in deps),
+                collect_s=max(0.0, _float(rest[0]) or 0.0) if rest else 0.0,
             )
         )
     return events.Listed(pid=pid, files=tuple(listings))

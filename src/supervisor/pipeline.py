@@ -12,7 +12,7 @@ import os
 import secrets
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,7 +88,7 @@ def _run_locked(store: Store, config: Config, console: Console, point: ResumePoi
         lazy = point is None and not any("::" in path for path in config.paths)
         stored = (store.load(INDEX, Index.from_json) or Index()) if lazy else Index()
         if lazy:
-            pool.start_lazy()  # one worker walks; more start when there is work for them
+            pool.start_lazy(_eager_workers(config, stored))
         else:
             rootdir, inifile = (point.layout.rootdir, point.layout.inifile) if point else ("", None)
             pool.start(listed, rootdir=rootdir, inifile=inifile)  # it collects while we read on
@@ -105,7 +105,7 @@ def _run_locked(store: Store, config: Config, console: Console, point: ResumePoi
         recorder.learn_items(collection, config.tier_map)
         for problem in collection.problems:
             recorder.record_new(problem)
-        picked = _pick(config, collection, knowledge, point)
+        picked = _pick(config, collection, knowledge, point, costs=found.costs if found else {})
         layout = Layout(
             rootdir=collection.fingerprint.rootdir, inifile=collection.fingerprint.inifile
         )
@@ -137,6 +137,17 @@ def _run_locked(store: Store, config: Config, console: Console, point: ResumePoi
     wall = dataclasses.replace(facts, elapsed_s=time.monotonic() - started)
     _print_end(console, finals, wall, picked.left_out, code, store, _notes(pool, store, guard))
     return code
+
+
+def _eager_workers(config: Config, stored: Index) -> int:
+    """Workers to start before the plan is known: one, unless the index says a
+    whole-suite run will keep several busy (a narrow run, or a first run, starts more
+    only once the plan or the files to collect say so)."""
+    narrow = (
+        config.tiers != frozenset(range(select.MAX_TIER + 1)) or config.shard is not None
+        or config.budget_s is not None or not config.whole_suite
+    )  # fmt: skip
+    return 1 if narrow else max(1, min(config.jobs, len(stored.files)))
 
 
 def _collect_lazy(pool: Pool, stop: StopControl, config: Config, stored: Index) -> Found:
@@ -261,10 +272,13 @@ def warn_jobs(config: Config, console: Console) -> None:
 
 
 def _pick(
-    config: Config, collection: Collection, knowledge: Knowledge, point: ResumePoint | None
-) -> Selected:
-    """Select the tests and cut them into chunks."""
-    estimates = learn.estimates(knowledge.durations, collection.items)
+    config: Config, collection: Collection, knowledge: Knowledge, point: ResumePoint | None,
+    *, costs: Mapping[str, float],
+) -> Selected:  # fmt: skip
+    """Select the tests and cut them into chunks (``costs``: files still to import)."""
+    estimates = collecting.with_import_costs(
+        learn.estimates(knowledge.durations, collection.items), collection.items, costs
+    )
     chosen, left_out = select_tests(config, collection, knowledge, estimates, point)
     chunks = plan.make_chunks(
         chosen, jobs=config.jobs, estimates=estimates, first=_priority(config, knowledge, chosen)

@@ -262,6 +262,7 @@ class Probe:
             if node is None:
                 continue
             before = self.deps.snapshot()
+            started = probeio.monotonic()
             node.ihook.pytest_collectstart(collector=node)
             report = node.ihook.pytest_make_collect_report(collector=node)
             report.__dict__.pop("call", None)
@@ -282,7 +283,8 @@ class Probe:
             session.items.extend(items)
             session.testscollected += len(items)
             self.by_id.update((item.nodeid, item) for item in items)
-            listed.append([file, [self._describe(item) for item in items], deps])
+            seconds = round(probeio.monotonic() - started, 4)
+            listed.append([file, [self._describe(item) for item in items], deps, seconds])
         self.events.emit({"e": "listed", "files": listed, "t": probeio.monotonic()}, flush=True)
         self._notify()
 
