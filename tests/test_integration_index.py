@@ -223,3 +223,40 @@ def test_an_import_that_crashes_a_warm_worker_blames_the_file_and_the_rest_run(
     assert second["test_x.py"] == "error"
     assert second["test_y.py::test_y"] == "passed"
     assert "test_x.py::test_x" not in second
+
+
+def test_a_file_the_plan_splits_over_workers_is_made_only_in_each_share(tmp_path: Path) -> None:
+    """Each worker makes only its share of a big file's tests (partial collection); every
+    test still runs once, and the index keeps the whole file's listing."""
+    counts = tmp_path / "counts"
+    counts.mkdir()
+    conftest = (
+        "import os\n\n\n"
+        "def pytest_collection_modifyitems(items):\n"
+        "    if items:\n"
+        "        path = os.path.join(os.environ['COUNTS'], str(os.getpid()))\n"
+        "        with open(path, 'a') as out:\n"
+        "            out.write(f'{len(items)}\\n')\n"
+    )
+    names = "".join(f"def test_{n:02d}():\n    time.sleep(0.02)\n\n\n" for n in range(40))
+    project = write_suite(
+        tmp_path / "p", {"conftest.py": conftest, "test_big.py": "import time\n\n\n" + names}
+    )
+    env = {"COUNTS": str(counts)}
+    first = run_mtest(["-j", "2"], project, env=env)
+    assert first.returncode == 0, first.stderr
+    for mark in counts.iterdir():
+        mark.unlink()
+
+    warm = run_mtest(["-j", "2"], project, env=env)
+
+    assert warm.returncode == 0, warm.stderr
+    outcomes = {k: v["outcome"] for k, v in finals(project / ".gates").items()}
+    assert outcomes == {f"test_big.py::test_{n:02d}": "passed" for n in range(40)}
+    made = {int(mark.name): sum(map(int, mark.read_text().split())) for mark in counts.iterdir()}
+    # Two workers each made fewer than the file's 40 tests (a stolen slice is made again
+    # in a fresh node, so the sum may exceed 40 — but never a whole copy per worker).
+    assert len(made) == 2, made
+    assert all(n < 40 for n in made.values()), made
+    index = json.loads((project / ".gates" / "index.json").read_text())
+    assert len(index["files"]["test_big.py"]["tests"]) == 40

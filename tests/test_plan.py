@@ -10,7 +10,15 @@ from hypothesis import strategies as st
 
 from supervisor import plan
 from supervisor.model import Chunk, TestItem
-from supervisor.plan import CHUNKS_PER_JOB, MIN_CHUNK_S, balance, lanes, make_chunks
+from supervisor.plan import (
+    CHUNKS_PER_JOB,
+    MIN_CHUNK_S,
+    balance,
+    choose,
+    lanes,
+    make_chunks,
+    shares,
+)
 from supervisor.select import DEFAULT_ESTIMATE_S
 
 
@@ -334,3 +342,21 @@ def test_lanes_with_held_files_keep_their_slot_numbers() -> None:
     two = [_chunk(0, 1.0, "a.py"), _chunk(1, 1.0, "a.py")]
     dealt = lanes(two, 2, held={"a.py": 1})
     assert [[c.index for c in lane] for lane in dealt] == [[1], [0]]
+
+
+def test_shares_name_each_lanes_tests_of_the_files_split_over_lanes() -> None:
+    dealt = [[_chunk(0, 1.0, "big.py"), _chunk(1, 1.0, "a.py")], [_chunk(2, 1.0, "big.py")]]
+    assert shares(dealt) == {0: ("big.py::t0",), 1: ("big.py::t2",)}
+    assert shares([[_chunk(0, 1.0, "a.py")], [_chunk(1, 1.0, "b.py")]]) == {}
+
+
+def test_a_steal_that_costs_more_imports_than_it_runs_is_not_taken() -> None:
+    queue = [_chunk(0, 0.5, "big.py"), _chunk(1, 3.0, "big.py")]
+    owner = {0: 0, 1: 0}
+    costs = {"big.py": 2.0}
+    # Slot 1 has not imported big.py: a 0.5 s slice is not worth 2 s of import.
+    assert choose(queue[:1], slot=1, scope=None, owner=owner, awaited=(), costs=costs) is None
+    assert choose(queue, slot=1, scope=None, owner=owner, awaited=(), costs=costs) == 1
+    held = choose(queue[:1], slot=1, scope=None, owner=owner, awaited=(), held={"big.py"},
+                  costs=costs)  # fmt: skip
+    assert held == 0, "a file it holds costs nothing more"

@@ -264,6 +264,8 @@ class Pool(Loop):
         dealt = plan.lanes(chunks, self.options.jobs, held=held if self.lazy else None)
         self.width = max(len(dealt), 1)
         self.owner = {chunk.index: slot for slot, lane in enumerate(dealt) for chunk in lane}
+        self.dealt += 1
+        self.shares = plan.shares(dealt) if self.lazy else {}
         empty = [slot for slot, w in enumerate(self.workers) if w is None or w.state is State.DEAD]
         self.lanes = {
             slot: plan.files_of(lane)
@@ -395,7 +397,7 @@ class Pool(Loop):
         awaited = {*self.lanes, *others}
         position = plan.choose(
             [self.queue[i] for i in fitting], slot=worker.slot, scope=worker.scope,
-            owner=self.owner, awaited=awaited,
+            owner=self.owner, awaited=awaited, held=worker.held, costs=self.import_costs,
         )  # fmt: skip
         return None if position is None else fitting[position]
 

@@ -101,6 +101,8 @@ class FileListing:
     """Local files its listing may depend on (``probedeps``), rootdir-relative."""
     collect_s: float = 0.0
     """The child's seconds collecting it (import, items, hooks): for planning only."""
+    partial: bool = False
+    """Only the tests of this child's share were made (``probelazy``): not a listing."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,6 +117,8 @@ class Listed:
 class Unknown:
     pid: int | None
     ids: tuple[str, ...]
+    partial: bool = False
+    """In a file the child collected only in part: never "gone", always an error."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -106,6 +106,12 @@ class Loop:
         """The tests the index listed for each of ``indexed``."""
         self.appeared: list[TestItem] = []
         """Tests a file the index knew has now, that the index did not list."""
+        self.import_costs: dict[str, float] = {}
+        """Seconds to import each indexed file (a worker that has not weighs a steal)."""
+        self.dealt = 0
+        """How many times chunks were dealt into lanes (a worker's share is per deal)."""
+        self.shares: dict[int, tuple[str, ...]] = {}
+        """Slot → the tests of its lane in files the deal split over several lanes."""
         self.admit: Callable[[TestItem], bool] = lambda item: False
         """Whether such a test is one the run would have chosen (it then runs too)."""
         options.work_dir.mkdir(parents=True, exist_ok=True)
@@ -119,6 +125,14 @@ class Loop:
         # A file name that is not UTF-8 gives node ids with surrogates: they go back as bytes.
         ids = "".join(f"{t.test_id}\n" for t in chunk.tests)
         ids_path.write_text(ids, encoding="utf-8", errors="surrogateescape")
+        if worker.lazy and worker.dealt != self.dealt:
+            worker.dealt = self.dealt
+            share = self.shares.get(worker.slot)
+            if share:  # its share of the files the plan split over lanes
+                path = self.options.work_dir / f"{worker.seq:04d}-scope{self.dealt:03d}.ids"
+                path.write_text("".join(f"{i}\n" for i in share), encoding="utf-8",
+                                errors="surrogateescape")  # fmt: skip
+                self._send(worker, f"scope {path}\n")
         worker.assign(chunk, time.monotonic())
         self._send(worker, f"run {chunk.index} {ids_path}\n")
 
@@ -226,10 +240,10 @@ class Loop:
                 self._on_files(worker, event, now)
             case events.Listed():
                 self._on_listed(worker, event, now)
-            case events.Unknown(ids=ids):
+            case events.Unknown(ids=ids, partial=partial):
                 for test_id in ids:
                     worker.on_unknown(test_id)
-                    if worker.lazy and self._accounted(test_id):
+                    if worker.lazy and self._accounted(test_id, partial=partial):
                         continue
                     self._record(worker, parse.unknown_result(
                         test_id, chunk=_index(worker), worker=worker.slot, child=worker.seq
@@ -267,13 +281,14 @@ class Loop:
         if self.collection is not None:
             self._record(worker, problem)
 
-    def _accounted(self, test_id: str) -> bool:
+    def _accounted(self, test_id: str, *, partial: bool) -> bool:
         """A test a lazy worker did not find: its file's error stands for it, or the
-        index listed a test its file no longer has (noted, no record)."""
+        index listed a test its file no longer has (noted, no record). ``partial``: the
+        worker made only part of the file: nothing can be concluded (an error record)."""
         file = file_of(test_id)
         if file in self.file_problems or file in self.blamed_files:
             return True
-        if file in self.indexed:
+        if file in self.indexed and not partial:
             self.vanished.append(test_id)
             return True
         return False
@@ -289,6 +304,8 @@ class Loop:
 
     def _on_listed(self, worker: Worker, event: events.Listed, now: float) -> None:
         for listing in event.files:
+            if listing.partial:  # a share of the file, not its listing
+                continue
             self.listings[listing.file] = listing
             self.limits.update((t.test_id, t.timeout) for t in listing.items if t.timeout)
             if listing.file in self.known_ids and self.collection is not None:

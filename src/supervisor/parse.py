@@ -108,6 +108,7 @@ def _listed(raw: Mapping[str, Any], pid: int | None) -> events.Event:
                 items=tuple(item_from_listing(entry) for entry in items),
                 deps=tuple(str(d) for d in deps),
                 collect_s=max(0.0, _float(rest[0]) or 0.0) if rest else 0.0,
+                partial=len(rest) > 1 and rest[1] is True,
             )
         )
     return events.Listed(pid=pid, files=tuple(listings))
@@ -147,7 +148,7 @@ _DECODERS: dict[events.EventKind, _Decoder] = {
     events.EventKind.FILES: _files,
     events.EventKind.LISTED: _listed,
     events.EventKind.UNKNOWN: lambda r, p: events.Unknown(
-        pid=p, ids=tuple(str(i) for i in r.get("ids") or ())
+        pid=p, ids=tuple(str(i) for i in r.get("ids") or ()), partial=r.get("partial") is True
     ),
     events.EventKind.START: lambda r, p: events.Start(pid=p, test_id=str(r["id"])),
     events.EventKind.END: _end,

@@ -199,6 +199,22 @@ def lanes(
     return [lane for lane in ordered if lane]
 
 
+def shares(dealt: Sequence[Sequence[Chunk]]) -> dict[int, tuple[str, ...]]:
+    """Per lane, its tests of the files the deal split over several lanes: what that
+    lane's worker makes of such a file (the rest of the file is other lanes' work)."""
+    lanes_of: dict[str, set[int]] = {}
+    for slot, lane in enumerate(dealt):
+        for chunk in lane:
+            for test in chunk.tests:
+                lanes_of.setdefault(test.file, set()).add(slot)
+    split = {file for file, slots in lanes_of.items() if len(slots) > 1}
+    result = {
+        slot: tuple(t.test_id for chunk in lane for t in chunk.tests if t.file in split)
+        for slot, lane in enumerate(dealt)
+    }
+    return {slot: ids for slot, ids in result.items() if ids}
+
+
 def files_of(chunks: Sequence[Chunk]) -> tuple[str, ...]:
     """The files holding the chunks' tests, each once, in order of first appearance."""
     return tuple(dict.fromkeys(t.file for chunk in chunks for t in chunk.tests))
@@ -212,14 +228,27 @@ def runnable(chunk: Chunk, scope: Collection[str] | None) -> bool:
 def choose(
     queue: Sequence[Chunk], *, slot: int, scope: Collection[str] | None,
     owner: Mapping[int, int], awaited: Collection[int],
+    held: Collection[str] = (), costs: Mapping[str, float] | None = None,
 ) -> int | None:  # fmt: skip
     """The position in ``queue`` of the chunk an idle worker of ``slot`` runs next.
 
     The first chunk of its own lane (``owner``: chunk index → slot); else the
     first it can run whose lane's worker is not ``awaited`` (still starting, so
-    collecting for it: taking its chunk would waste that); else none.
+    collecting for it: taking its chunk would waste that) and that is worth
+    taking: ``costs`` are the seconds to import each file not ``held`` by this
+    worker yet, and a chunk shorter than the imports it would need stays with its
+    lane (importing a big file twice to run a slice of it is slower than waiting);
+    else none.
     """
     usable = [n for n, chunk in enumerate(queue) if runnable(chunk, scope)]
     own = [n for n in usable if owner.get(queue[n].index) == slot]
-    free = [n for n in usable if owner.get(queue[n].index) not in awaited]
+    free = [
+        n for n in usable
+        if owner.get(queue[n].index) not in awaited and _worth(queue[n], held, costs or {})
+    ]  # fmt: skip
     return next(iter(own or free), None)
+
+
+def _worth(chunk: Chunk, held: Collection[str], costs: Mapping[str, float]) -> bool:
+    imports = sum(costs.get(file, 0.0) for file in files_of([chunk]) if file not in held)
+    return chunk.estimate_s >= imports

@@ -61,10 +61,11 @@ def _load_beside(name: str) -> ModuleType:
 
 
 if TYPE_CHECKING:
-    from . import probedeps, probeio
+    from . import probedeps, probeio, probelazy
 else:
     probeio = _load_beside("probeio")
     probedeps = _load_beside("probedeps")
+    probelazy = _load_beside("probelazy")
 
 # Kept under their old names for those who import them from here.
 MESSAGE_CHARS = probeio.MESSAGE_CHARS
@@ -77,9 +78,6 @@ STRUCTURAL_MARKERS = frozenset({"parametrize", "usefixtures", "filterwarnings"})
 STACKS_SIGNAL = signal.SIGUSR2
 # pytest's exit statuses that say nothing beyond the tests' own reports.
 QUIET_EXIT_STATUSES = frozenset({0, 5})  # OK, NO_TESTS_COLLECTED
-# Text in a conftest that may shape the listing of the files under it: its own
-# imports then count as those files' dependencies.
-LISTING_HOOKS = (b"pytest_generate_tests", b"pytest_pycollect", b"pytest_collect")
 
 
 def _message(report: pytest.TestReport, outcome: str) -> str:
@@ -129,15 +127,16 @@ class Probe:
         self.reports: list[pytest.TestReport] = []
         self.reruns: list[pytest.TestReport] = []
         self.collecting: set[str] = set()
-        # Lazy mode (``MTEST_LAZY=1``): the session walks the suite's directories and
-        # lists its test files without importing them; a file is collected when the
-        # supervisor names it (``collect``) or a chunk needs one of its tests.
-        self.lazy = os.environ.get("MTEST_LAZY") == "1"
-        self.deferring = self.lazy
-        self.deferred: dict[str, pytest.Collector] = {}
+        # Lazy mode (``MTEST_LAZY=1``, ``probelazy``): the session walks the suite's
+        # directories and lists its test files without importing them; a file is
+        # collected when the supervisor names it or a chunk reaches one of its tests.
+        self.lazy: probelazy.Lazy | None = None
+        if os.environ.get("MTEST_LAZY") == "1":
+            self.lazy = probelazy.Lazy(
+                config, events, deps_module=probedeps, clock=probeio.monotonic,
+                describe=self._describe, notify=self._notify, guard=self._leave_if_copy,
+            )  # fmt: skip
         self.by_id: dict[str, pytest.Item] = {}
-        self.deps: probedeps.Deps | None = None
-        self.conftest_deps: dict[str, list[str]] = {}
         self.failures = 0
         self.interrupted = False
         os.register_at_fork(after_in_child=self._in_forked_copy)
@@ -163,22 +162,17 @@ class Probe:
     # -- collection ---------------------------------------------------------
 
     def _defers(self, collector: pytest.Collector) -> bool:
-        """Whether this collector is a test file whose import waits (lazy mode, walking).
-
-        A package (``__init__.py``; a ``Module`` in pytest 7) is walked, not deferred.
-        """
-        return (
-            self.deferring
-            and isinstance(collector, pytest.File)
-            and not isinstance(collector, pytest.Package)
-        )
+        return self.lazy is not None and self.lazy.defers(collector)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_make_collect_report(self, collector: pytest.Collector) -> Any:
-        if not self._defers(collector):
-            return None
-        self.deferred[collector.nodeid] = collector
-        return pytest.CollectReport(collector.nodeid, "passed", None, [])
+        return self.lazy.defer(collector) if self.lazy and self.lazy.defers(collector) else None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pycollect_makeitem(
+        self, collector: pytest.Collector, name: str, obj: object
+    ) -> list[Any] | None:
+        return None if self.lazy is None else self.lazy.makeitem(collector, name, obj)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collectstart(self, collector: pytest.Collector) -> None:
@@ -218,74 +212,14 @@ class Probe:
         ``pytest_collection_finish``: pytest calls that one in a ``finally``, so it
         also fires when a ``pytest_collection_modifyitems`` raised and the
         session is about to end with an internal error."""
-        if self.lazy:
-            self.deferring = False
-            self._announce_files()
+        if self.lazy is not None:
+            self.lazy.announce()
             return
         event: dict[str, Any] = {"e": "collected", "count": len(session.items)}
         if os.environ.get("MTEST_LISTING", "full") == "full":
             event["items"] = [self._describe(item) for item in session.items]
         event["t"] = probeio.monotonic()
         self.events.emit(event, flush=True)
-        self._notify()
-
-    def _announce_files(self) -> None:
-        """Lazy mode: the test files the walk found (none imported yet), and the
-        conftests it loaded (with the local files of those that shape listings)."""
-        self.deps = probedeps.Deps(str(self.config.rootpath))
-        conftests: list[str] = []
-        for plugin in self.config.pluginmanager.get_plugins():
-            path = self.deps.local_path(plugin) if isinstance(plugin, ModuleType) else None
-            if path is None or not path.endswith("conftest.py"):
-                continue
-            conftests.append(path)
-            source = probedeps._read(str(plugin.__file__)) or b""
-            if any(hook in source for hook in LISTING_HOOKS):
-                deps = sorted(self.deps.closure(plugin.__name__) - {path})
-                self.conftest_deps[path.rpartition("/")[0]] = deps
-        event = {"e": "files", "files": list(self.deferred), "conftests": sorted(conftests)}
-        self.events.emit({**event, "t": probeio.monotonic()}, flush=True)
-        self._notify()
-
-    def _collect_files(self, session: pytest.Session, files: list[str]) -> None:
-        """Collect these deferred files now, as pytest would have, and list them.
-
-        Each file goes through the hooks pytest's own collection of one node calls
-        (``pytest_collectstart``, ``pytest_make_collect_report``), its children
-        through ``session.genitems``, the new items through
-        ``pytest_collection_modifyitems`` (``-k``, ``-m``, ``--deselect``, plugins).
-        """
-        assert self.deps is not None
-        listed: list[list[Any]] = []
-        for file in files:
-            node = self.deferred.pop(file, None)
-            if node is None:
-                continue
-            before = self.deps.snapshot()
-            started = probeio.monotonic()
-            node.ihook.pytest_collectstart(collector=node)
-            report = node.ihook.pytest_make_collect_report(collector=node)
-            report.__dict__.pop("call", None)
-            items: list[pytest.Item] = []
-            if report.passed:
-                for child in report.result:
-                    items.extend(session.genitems(child))
-            node.ihook.pytest_collectreport(report=report)
-            self._leave_if_copy()
-            module = getattr(node, "_obj", None) if isinstance(node, pytest.Module) else None
-            deps = self.deps.of(module if isinstance(module, ModuleType) else None, before)
-            for folder, extra in self.conftest_deps.items():
-                if not folder or file.startswith(folder + "/"):
-                    deps = sorted({*deps, *extra})
-            self.config.hook.pytest_collection_modifyitems(
-                session=session, config=self.config, items=items
-            )
-            session.items.extend(items)
-            session.testscollected += len(items)
-            self.by_id.update((item.nodeid, item) for item in items)
-            seconds = round(probeio.monotonic() - started, 4)
-            listed.append([file, [self._describe(item) for item in items], deps, seconds])
-        self.events.emit({"e": "listed", "files": listed, "t": probeio.monotonic()}, flush=True)
         self._notify()
 
     def _describe(self, item: pytest.Item) -> list[Any]:
@@ -307,15 +241,19 @@ class Probe:
         while (command := self.control.next_command()) is not None:
             self._leave_if_copy()
             parts = command.split(" ", 2)
-            if parts[0] == "collect" and len(parts) == 2 and self.lazy:
-                self._collect_files(session, _read_lines(parts[1]))
+            if parts[0] in ("collect", "scope") and len(parts) == 2 and self.lazy is not None:
+                lines = _read_lines(parts[1])
+                if parts[0] == "scope":
+                    self.lazy.set_scope(lines)
+                else:
+                    self.lazy.collect(session, lines, by_id)
                 continue
             if parts[0] != "run" or len(parts) != 3:
                 break
             chunk, ids_path = parts[1], parts[2]
             ids = _read_lines(ids_path)
-            if self.deferred:  # files are collected as the chunk reaches them
-                self._run_chunk(session, self._resolve(session, ids))
+            if self.lazy is not None:  # files are collected as the chunk reaches them
+                self._run_chunk(session, self.lazy.resolve(session, ids, by_id, self._unknown))
             else:
                 unknown = [test_id for test_id in ids if test_id not in by_id]
                 if unknown:
@@ -326,20 +264,13 @@ class Probe:
         self._leave_if_copy()
         return True
 
-    def _resolve(self, session: pytest.Session, ids: list[str]) -> Iterator[pytest.Item]:
-        """The chunk's items in order; a file not collected yet is collected when the
-        chunk reaches it (one test ahead: pytest needs the next item to know what to
-        tear down), so a child that dies early has imported only what it reached."""
-        for test_id in ids:
-            item = self.by_id.get(test_id)
-            file = test_id.split("::", 1)[0]
-            if item is None and file in self.deferred:
-                self._collect_files(session, [file])
-                item = self.by_id.get(test_id)
-            if item is None:
-                self.events.emit({"e": "unknown", "ids": [test_id]}, flush=True)
-                continue
-            yield item
+    def _unknown(self, test_id: str, partial: bool) -> None:
+        """A chunk named a test this lazy child could not find (``partial``: in a file it
+        collected only in part: an error, never a test the index had wrong)."""
+        event: dict[str, Any] = {"e": "unknown", "ids": [test_id]}
+        if partial:
+            event["partial"] = True
+        self.events.emit(event, flush=True)
 
     def _run_chunk(self, session: pytest.Session, items: Iterator[pytest.Item]) -> None:
         self.control.start_chunk()

@@ -144,6 +144,8 @@ class Worker:
     """Files a lazy child has collected (the plan keeps their chunks in its lane)."""
     batch: tuple[str, ...] = ()
     """The files a lazy child was told to collect and has not listed yet."""
+    dealt: int = -1
+    """The deal whose share (``scope``) this lazy child was last sent."""
     todo: deque[str] = field(default_factory=deque)
     in_flight: str | None = None
     in_flight_since: float = 0.0
