@@ -276,14 +276,16 @@ def _pick(
     config: Config, collection: Collection, knowledge: Knowledge, point: ResumePoint | None,
     *, costs: Mapping[str, float],
 ) -> Selected:  # fmt: skip
-    """Select the tests and cut them into chunks (``costs``: files still to import)."""
-    estimates = collecting.with_import_costs(
-        learn.estimates(knowledge.durations, collection.items), collection.items, costs
-    )
+    """Select the tests and cut them into chunks (``costs``: files still to import).
+
+    Selection weighs the tests' own estimates (the budget counts collection as a
+    fixed cost); the plan also sees each file's import, on its first chosen test."""
+    estimates = learn.estimates(knowledge.durations, collection.items)
     chosen, left_out = select_tests(config, collection, knowledge, estimates, point)
     chunks = plan.make_chunks(
-        chosen, jobs=config.jobs, estimates=estimates, first=_priority(config, knowledge, chosen)
-    )
+        chosen, jobs=config.jobs, first=_priority(config, knowledge, chosen),
+        estimates=collecting.with_import_costs(estimates, chosen, costs),
+    )  # fmt: skip
     selected = point.selected if point else tuple(t.test_id for t in chosen)
     return Selected(
         chosen=chosen, left_out=left_out, chunks=tuple(chunks), selected=selected,
