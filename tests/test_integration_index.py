@@ -39,7 +39,7 @@ def _run(project: Path, marks: Path, *args: str) -> dict[str, str]:
             mark.unlink()
     marks.mkdir(exist_ok=True)
     result = run_mtest(list(args), project, env={"IMPORTS": str(marks)})
-    assert result.returncode in (0, 1), result.stderr
+    assert result.returncode in (0, 1, 5), result.stderr
     outcomes = {k: v["outcome"] for k, v in finals(project / ".gates").items()}
     outcomes["<exit>"] = str(result.returncode)
     outcomes["<notes>"] = "\n".join(
@@ -260,3 +260,35 @@ def test_a_file_the_plan_splits_over_workers_is_made_only_in_each_share(tmp_path
     assert all(n < 40 for n in made.values()), made
     index = json.loads((project / ".gates" / "index.json").read_text())
     assert len(index["files"]["test_big.py"]["tests"]) == 40
+
+
+def test_a_changed_directory_conftest_collects_only_the_files_below_it_again(
+    tmp_path: Path,
+) -> None:
+    """A conftest with path-bound hooks is in the key of the files under it only."""
+    generate = (
+        "def pytest_generate_tests(metafunc):\n"
+        "    if 'n' in metafunc.fixturenames:\n"
+        "        metafunc.parametrize('n', {values})\n"
+    )
+    (tmp_path / "p" / "sub").mkdir(parents=True)
+    project = write_suite(
+        tmp_path / "p",
+        {
+            "test_top.py": MARK + "def test_top():\n    pass\n",
+            "sub/conftest.py": generate.format(values=[1, 2]),
+            "sub/test_gen.py": MARK + "def test_gen(n):\n    pass\n",
+        },
+    )
+    marks = tmp_path / "marks"
+    assert set(_tests(_run(project, marks))) == {
+        "test_top.py::test_top", "sub/test_gen.py::test_gen[1]", "sub/test_gen.py::test_gen[2]",
+    }  # fmt: skip
+    (project / "sub" / "conftest.py").write_text(generate.format(values=[1, 2, 3]))
+
+    after = _run(project, marks, "--tier", "0")  # selects nothing: only what was collected
+
+    assert _imported(marks) == ["test_gen"], "only the file under the changed conftest"
+    assert _tests(after) == {} and after["<exit>"] == "5"
+    index = json.loads((project / ".gates" / "index.json").read_text())
+    assert len(index["files"]["sub/test_gen.py"]["tests"]) == 3

@@ -55,6 +55,10 @@ from supervisor.worker import Worker
 
 WAIT_S = 0.25
 """How long the reader thread waits for a signal before checking it should end."""
+WAKE = signal.SIGURG
+"""Sent by the guard to its own reader thread when the run ends, so that it stops
+now rather than after its wait (SIGURG is ignored by default: from anyone else it
+only wakes the reader)."""
 MAX_NOTES = 20
 GONE_WAIT_S = 0.2
 """For a sender already gone: how long to watch for a worker reaping it."""
@@ -96,7 +100,7 @@ class Guard:
         if not hasattr(signal, "sigtimedwait"):
             self._install_handlers()
             return self
-        self._mask = {int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, GUARDED)}
+        self._mask = {int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [*GUARDED, WAKE])}
         self._thread = threading.Thread(target=self._read, name="mtest-signals", daemon=True)
         self._thread.start()
         return self
@@ -109,6 +113,9 @@ class Guard:
                 signal.signal(signum, handler)  # type: ignore[arg-type]
             return
         self._done.set()
+        if self._thread.ident is not None:
+            with contextlib.suppress(OSError):
+                signal.pthread_kill(self._thread.ident, WAKE)
         self._thread.join()
         try:
             while (info := signal.sigtimedwait(GUARDED, 0)) is not None:
@@ -118,8 +125,8 @@ class Guard:
 
     def _read(self) -> None:
         while not self._done.is_set():
-            info = signal.sigtimedwait(GUARDED, WAIT_S)
-            if info is not None:
+            info = signal.sigtimedwait([*GUARDED, WAKE], WAIT_S)
+            if info is not None and info.si_signo != WAKE:
                 self._judge(info.si_signo, info.si_pid)
             with contextlib.suppress(Exception):
                 fresh = self._faults(self._in_flight())
