@@ -360,3 +360,11 @@ def test_a_steal_that_costs_more_imports_than_it_runs_is_not_taken() -> None:
     held = choose(queue[:1], slot=1, scope=None, owner=owner, awaited=(), held={"big.py"},
                   costs=costs)  # fmt: skip
     assert held == 0, "a file it holds costs nothing more"
+
+
+def test_a_file_is_split_over_lanes_only_when_its_slices_outweigh_its_import() -> None:
+    chunks = [_chunk(0, 1.0, "big.py"), _chunk(1, 0.2, "big.py"), _chunk(2, 0.2, "big.py")]
+    split = lanes(chunks, 2, costs={"big.py": 0.1})
+    assert len(split) == 2, "slices of 0.2 s are worth a 0.1 s import each"
+    whole = lanes(chunks, 2, costs={"big.py": 0.5})
+    assert [[c.index for c in lane] for lane in whole] == [[0, 1, 2]], "not worth 0.5 s"

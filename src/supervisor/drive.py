@@ -141,6 +141,7 @@ class Pool(Loop):
             *(p for f, p in self.file_problems.items() if f not in self.blamed_files),
         ]  # fmt: skip
         self.limits.update((t.test_id, t.timeout) for t in items if t.timeout is not None)
+        self.import_costs.update((f, x.collect_s) for f, x in self.listings.items() if x.collect_s)
         startup_s, walk_s = self.walk_costs
         self.collection = parse.collection_from(
             items, problems, self.layout, startup_s=startup_s,
@@ -261,7 +262,9 @@ class Pool(Loop):
         """Deal the chunks into lanes, one per worker the plan can use (never more than
         chunks); a lane whose slot has no worker yet starts one with the lane's files."""
         held = {f: w.slot for w in self._live() if w.lazy for f in w.held}
-        dealt = plan.lanes(chunks, self.options.jobs, held=held if self.lazy else None)
+        dealt = plan.lanes(
+            chunks, self.options.jobs, held=held if self.lazy else None, costs=self.import_costs
+        )
         self.width = max(len(dealt), 1)
         self.owner = {chunk.index: slot for slot, lane in enumerate(dealt) for chunk in lane}
         self.dealt += 1

@@ -163,7 +163,7 @@ def _collect_lazy(pool: Pool, stop: StopControl, config: Config, stored: Index) 
     sizes = {file: _size(root / file) for file in found.stale}
     workers = collecting.workers_for(found.stale, jobs=config.jobs, cold=not stored.files)
     pool.collect_lazy(stop, collecting.spread(found.stale, sizes, workers), found.known)
-    pool.import_costs = dict(found.costs)
+    pool.import_costs.update(found.costs)
     if stored.files and found.env_changed:
         pool.notes.append(
             "the test index was made for another environment "

@@ -145,8 +145,9 @@ def balance(chunks: Sequence[Chunk], jobs: int) -> list[list[Chunk]]:
 
 
 def lanes(
-    chunks: Sequence[Chunk], jobs: int, *, held: Mapping[str, int] | None = None
-) -> list[list[Chunk]]:
+    chunks: Sequence[Chunk], jobs: int, *, held: Mapping[str, int] | None = None,
+    costs: Mapping[str, float] | None = None,
+) -> list[list[Chunk]]:  # fmt: skip
     """The chunks dealt to the workers the plan can use, each lane in queue order.
 
     At most ``min(jobs, len(chunks))`` lanes, none empty (with ``held``: lane ``n`` is
@@ -157,7 +158,9 @@ def lanes(
     unit of such a file goes to that worker's lane first, while the lane is
     under its fair share. The other units go, longest first, to the lane with
     the least work so far (then the fewest chunks, then the lowest index): the
-    LPT rule.
+    LPT rule. ``costs``: each file's import seconds; a file is split over lanes only
+    when its later chunks are, on average, at least that long (each lane that gets
+    a slice imports the file again).
     """
     if jobs < 1:
         raise ValueError(f"invalid jobs {jobs}: expected 1 or more")
@@ -167,9 +170,11 @@ def lanes(
     for chunk in chunks:
         by_file.setdefault(chunk.tests[0].file if chunk.tests else "", []).append(chunk)
     units: list[list[Chunk]] = []
-    for unit in by_file.values():
+    for file, unit in by_file.items():
         too_big = len(unit) > 1 and sum(c.estimate_s for c in unit) > fair
-        units.extend([[c] for c in unit] if too_big else [unit])
+        later = [c.estimate_s for c in unit[1:]]
+        worth = not later or sum(later) / len(later) >= (costs or {}).get(file, 0.0)
+        units.extend([[c] for c in unit] if too_big and worth else [unit])
     units.sort(key=lambda unit: -sum(c.estimate_s for c in unit))
     dealt: list[list[Chunk]] = [[] for _ in range(count)]
     load = [0.0] * count
