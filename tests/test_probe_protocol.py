@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from supervisor import events, parse, worker
+from supervisor.childfiles import ChildFiles
 from supervisor.probeio import Control, error_line, exit_status_of, rearm_needed
 
 CHILD_LIMIT_S = 120.0
@@ -543,3 +544,37 @@ def test_a_copy_leaves_with_the_status_the_interpreter_would_give(
     error: BaseException | None, status: int
 ) -> None:
     assert exit_status_of(error) == status
+
+
+def test_every_variable_the_child_side_reads_is_a_protocol_variable_a_child_never_inherits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # mtest's own suite runs mtest inside mtest's workers: an inherited MTEST_LAZY
+    # once made an inner eager child wait for a walk that never came.
+    src = Path(worker.__file__).parent
+    read: set[str] = set()
+    for name in ("probe.py", "probelazy.py", "probeio.py"):
+        tree = ast.parse((src / name).read_text())
+        read |= {
+            node.value
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and node.value.startswith("MTEST_")
+        }
+    assert read, "the probe reads its settings from MTEST_* variables"
+    assert read <= worker.PROTOCOL_VARS, sorted(read - worker.PROTOCOL_VARS)
+    files = ChildFiles(
+        events_path=Path("e"), output_path=Path("o"), stacks_path=Path("s"),
+        events_fd=-1, output_fd=-1, stacks_fd=-1,
+    )  # fmt: skip
+    launch = worker.Launch(
+        python=sys.executable, args=(), cwd=Path("."), base=Path("b"),
+        cache_dir=Path("c"), env={"MTEST_WORKER": "3"},
+    )  # fmt: skip
+    inherited = {"MTEST_LAZY": "1", "MTEST_LISTING": "x", "MTEST_TIMEOUT": "9"}
+    for name, value in inherited.items():
+        monkeypatch.setenv(name, value)
+    env = worker._child_env(launch, files, control_fd=5, notify_fd=6)
+    assert not set(inherited) & set(env)
+    assert env["MTEST_WORKER"] == "3" and env["MTEST_CONTROL_FD"] == "5"

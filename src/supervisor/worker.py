@@ -35,6 +35,11 @@ from supervisor.model import Chunk, TestResult
 PROBE_PATH = Path(__file__).with_name("probe.py")
 PROBE_MODULE = "_mtest_probe"
 NO_PYTEST_EXIT = 97
+PROTOCOL_VARS = frozenset(
+    {"MTEST_LAZY", "MTEST_LISTING", "MTEST_TIMEOUT", "MTEST_EVENTS", "MTEST_CONTROL_FD",
+     "MTEST_NOTIFY_FD", "MTEST_STACKS", "MTEST_PARENT_PID", "MTEST_WORKER", "MTEST_RUN_ID"}
+)  # fmt: skip
+"""What the probe reads from its environment: never inherited, only set by this run."""
 STACKS_TURNS = 3
 """Loop turns between asking for stacks and deciding the kill (events are re-read each turn)."""
 STACKS_WAIT_S = 0.3
@@ -418,7 +423,9 @@ def _start(launch: Launch, *, slot: int, seq: int) -> Worker:
 def _child_env(
     launch: Launch, files: ChildFiles, *, control_fd: int, notify_fd: int
 ) -> dict[str, str]:
-    env = dict(os.environ)
+    # An mtest run inside a test of another mtest run (mtest's own suite does this)
+    # must not hand its children the outer run's protocol settings.
+    env = {k: v for k, v in os.environ.items() if k not in PROTOCOL_VARS}
     env.update(launch.env)
     if not env.get("PYTHONDONTWRITEBYTECODE") and not env.get("PYTHONPYCACHEPREFIX"):
         # Bytecode (and pytest's rewritten test modules) is cached under .gates/,
