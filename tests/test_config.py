@@ -330,7 +330,13 @@ def test_defaults_without_any_configuration(tmp_path: Path) -> None:
     assert config.tiers == frozenset({0, 1, 2, 3})
     assert config.shard is None
     assert (config.fail_fast, config.skip_quarantined) == (False, False)
+    assert config.lazy_collection is True
     assert config.pytest_args == () and config.paths == ()
+
+
+def test_lazy_collection_can_be_turned_off_in_the_table(tmp_path: Path) -> None:
+    root = tree(tmp_path / "p", {"pyproject.toml": "[tool.mtest]\nlazy_collection = false\n"})
+    assert make_config([], root).lazy_collection is False
 
 
 def test_tool_mtest_table_is_read(project: Path) -> None:
@@ -466,6 +472,7 @@ def test_gates_dir_from_the_table_is_relative_to_the_rootdir(tmp_path: Path) -> 
         ('fail_fast = "false"', "fail_fast"),
         ("fail_fast = 0", "fail_fast"),
         ('skip_quarantined = "yes"', "skip_quarantined"),
+        ('lazy_collection = "no"', "lazy_collection"),
         ("gates_dir = 5", "gates_dir"),
         ('python = ""', "python"),
     ],

@@ -292,3 +292,60 @@ def test_a_changed_directory_conftest_collects_only_the_files_below_it_again(
     assert _tests(after) == {} and after["<exit>"] == "5"
     index = json.loads((project / ".gates" / "index.json").read_text())
     assert len(index["files"]["sub/test_gen.py"]["tests"]) == 3
+
+
+DOCTESTS = (
+    'def double(x):\n    """\n    >>> double(2)\n    4\n    """\n    return x * 2\n\n\n'
+    'def broken():\n    """\n    >>> broken()\n    1\n    """\n    return 2\n\n\n'
+    "def test_double():\n    assert double(3) == 6\n"
+)
+
+
+def test_doctest_modules_runs_a_files_doctests_beside_its_tests_cold_and_warm(
+    tmp_path: Path,
+) -> None:
+    # With --doctest-modules pytest makes two nodes with the same id for one file
+    # (its module and its doctests): both are the file's tests.
+    project = write_suite(
+        tmp_path / "p",
+        {"pytest.ini": "[pytest]\naddopts = --doctest-modules\n", "test_doc.py": DOCTESTS},
+    )
+    expected = {
+        "test_doc.py::test_doc.double": "passed",
+        "test_doc.py::test_doc.broken": "failed",
+        "test_doc.py::test_double": "passed",
+    }
+    marks = tmp_path / "marks"
+    cold = _run(project, marks, "-j", "2")
+    warm = _run(project, marks, "-j", "2")
+    assert (_tests(cold), cold["<exit>"]) == (expected, "1")
+    assert (_tests(warm), warm["<exit>"]) == (expected, "1")
+
+
+CROSS_FILE = (
+    "def pytest_collection_modifyitems(config, items):\n"
+    "    kept, dropped = items[:2], items[2:]\n"
+    "    if dropped:\n"
+    "        config.hook.pytest_deselected(items=dropped)\n"
+    "    items[:] = kept\n"
+)
+
+
+def test_lazy_collection_off_lets_a_collection_hook_see_every_test_at_once(
+    tmp_path: Path,
+) -> None:
+    # A hook that keeps the session's first two tests decides across files: it needs
+    # the whole suite in one call, as plain pytest gives it.
+    project = write_suite(
+        tmp_path / "p",
+        {
+            "pyproject.toml": "[tool.mtest]\nlazy_collection = false\n",
+            "conftest.py": CROSS_FILE,
+            "test_a.py": "def test_1():\n    pass\n\n\ndef test_2():\n    pass\n\n\n"
+            "def test_3():\n    pass\n",
+            "test_b.py": "def test_4():\n    pass\n",
+        },
+    )
+    outcomes = _run(project, tmp_path / "marks", "-j", "2")
+    assert _tests(outcomes) == {"test_a.py::test_1": "passed", "test_a.py::test_2": "passed"}
+    assert outcomes["<exit>"] == "0"

@@ -234,3 +234,34 @@ def test_a_selection_of_nothing_exits_5(tmp_path: Path, args: list[str]) -> None
     assert result.returncode == 5, result.stdout + result.stderr
     assert "no tests ran" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+# -- subtests --------------------------------------------------------------------------
+
+SUBTESTS = (
+    "import unittest\n\n\n"
+    "class T(unittest.TestCase):\n"
+    "    def test_one_subtest_fails(self):\n"
+    "        for i in range(3):\n"
+    "            with self.subTest(i=i):\n"
+    "                self.assertNotEqual(i, 1)\n\n"
+    "    def test_every_subtest_passes(self):\n"
+    "        for i in range(3):\n"
+    "            with self.subTest(i=i):\n"
+    "                self.assertLess(i, 3)\n"
+)
+
+
+def test_a_failed_unittest_subtest_fails_its_test(tmp_path: Path) -> None:
+    # pytest 9 reports the failed subTest apart and the test's own call as passed;
+    # plain pytest exits 1 for it, and so does mtest.
+    project = write_suite(tmp_path / "p", {"test_sub.py": SUBTESTS})
+    result = run_mtest([], project)
+    outcome = {
+        k: (v["outcome"], v.get("message", "")) for k, v in finals(project / ".gates").items()
+    }
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert outcome["test_sub.py::T::test_every_subtest_passes"] == ("passed", "")
+    verdict, message = outcome["test_sub.py::T::test_one_subtest_fails"]
+    assert verdict == "failed"
+    assert "1 == 1" in message

@@ -189,6 +189,7 @@ def _values(
         "skip_quarantined": flag_of(table, "skip_quarantined", origin)
         if ns.skip_quarantined is None
         else ns.skip_quarantined,
+        "lazy_collection": flag_of(table, "lazy_collection", origin, default=True),
         "flaky_result": _flaky_result(_pick(ns.flaky_result, "flaky_result", table, origin)),
         "junit_xml": None
         if ns.junit_xml is None

@@ -79,6 +79,9 @@ class Config:
     maxfail: int | None = None
     """``-x`` (1) / ``--maxfail N``: stop the run after N gating failures."""
     flaky_result: FlakyResult = FlakyResult.PASS
+    lazy_collection: bool = True
+    """``[tool.mtest] lazy_collection = false``: every worker collects the whole suite,
+    for a ``pytest_collection_modifyitems`` that must see every test at once."""
 
     @property
     def child_args(self) -> tuple[str, ...]:
@@ -129,9 +132,9 @@ def parse_positive(text: object, origin: str, *, integer: bool, allow_zero: bool
     return value
 
 
-def flag_of(table: Mapping[str, Any], key: str, origin: str) -> bool:
+def flag_of(table: Mapping[str, Any], key: str, origin: str, *, default: bool = False) -> bool:
     """A yes/no key of ``[tool.mtest]``: TOML ``true``/``false`` only."""
-    value = table.get(key, False)
+    value = table.get(key, default)
     if not isinstance(value, bool):
         raise MtestError(
             f"invalid `{key}` {value!r} in {origin}", hint=f"write {key} = true or {key} = false"
@@ -233,7 +236,8 @@ def load_tool_config(rootdir: Path) -> tuple[dict[str, Any], str]:
 
 _KNOWN_KEYS = frozenset(
     {"jobs", "timeout", "kill_grace", "retries", "tiers", "gates_dir", "python",
-     "budget", "skip_quarantined", "fail_fast", "pytest_args", "flaky_result"}
+     "budget", "skip_quarantined", "fail_fast", "pytest_args", "flaky_result",
+     "lazy_collection"}
 )  # fmt: skip
 
 

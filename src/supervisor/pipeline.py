@@ -83,9 +83,14 @@ def _run_locked(store: Store, config: Config, console: Console, point: ResumePoi
         guard.follow(pool)  # a signal from a worker names its test
         # A resumed run lists only the files of its outstanding tests; a run of node
         # ids collects just those; any other run is lazy: its workers walk the suite
-        # and import a test file only when it is new, changed, or about to run.
+        # and import a test file only when it is new, changed, or about to run
+        # (unless the project turned that off: its collection hooks need every test).
         listed = point.listed() if point else None
-        lazy = point is None and not any("::" in path for path in config.paths)
+        lazy = (
+            config.lazy_collection
+            and point is None
+            and not any("::" in path for path in config.paths)
+        )
         stored = (store.load(INDEX, Index.from_json) or Index()) if lazy else Index()
         if lazy:
             pool.start_lazy(_eager_workers(config, stored))

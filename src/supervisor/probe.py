@@ -80,6 +80,17 @@ STACKS_SIGNAL = signal.SIGUSR2
 QUIET_EXIT_STATUSES = frozenset({0, 5})  # OK, NO_TESTS_COLLECTED
 
 
+def _subtest(report: pytest.TestReport) -> str:
+    """How pytest names a subtest: its message and parameters, ``(i=1)``."""
+    context = getattr(report, "context", None)
+    msg = getattr(context, "msg", None)
+    kwargs = getattr(context, "kwargs", None) or {}
+    parts = [f"[{msg}]"] if msg else []
+    if kwargs:
+        parts.append("(" + ", ".join(f"{k}={v}" for k, v in kwargs.items()) + ")")
+    return " ".join(parts) or "(<subtest>)"
+
+
 def _message(report: pytest.TestReport, outcome: str) -> str:
     if outcome in ("skipped", "xfailed") or report.skipped:
         reason: str = getattr(report, "wasxfail", "")
@@ -126,6 +137,8 @@ class Probe:
         self.timeout = probeio.env_timeout()
         self.reports: list[pytest.TestReport] = []
         self.reruns: list[pytest.TestReport] = []
+        self.subfailures: list[pytest.TestReport] = []
+        """Failed subtests (``unittest`` ``subTest``, the ``subtests`` fixture) of the test."""
         self.collecting: set[str] = set()
         # Lazy mode (``MTEST_LAZY=1``, ``probelazy``): the session walks the suite's
         # directories and lists its test files without importing them; a file is
@@ -287,7 +300,7 @@ class Probe:
                 self._teardown_rest(session)
                 return
             nextitem = next(items, None)
-            self.reports, self.reruns = [], []
+            self.reports, self.reruns, self.subfailures = [], [], []
             threads = set(threading.enumerate())
             now = probeio.monotonic()
             self.events.emit({"e": "start", "id": item.nodeid, "t": now}, flush=True)
@@ -332,7 +345,10 @@ class Probe:
         if report.failed and not hasattr(report, "wasxfail"):
             self.failures += 1
         if type(report).__name__ == "SubtestReport":
-            return  # the parent test's own report decides
+            # A failed unittest subTest leaves its test's own call report passed.
+            if report.failed and not hasattr(report, "wasxfail"):
+                self.subfailures.append(report)
+            return
         # pytest-rerunfailures reports "rerun", an outcome pytest's types do not list.
         if str(report.outcome) == "rerun":
             self.reruns.append(report)
@@ -361,6 +377,17 @@ class Probe:
                 f"passed after {len(self.reruns)} rerun(s): {_message(first, 'failed')}"
             )
             event["longrepr"] = probeio.cap_text("\n\n".join(r.longreprtext for r in self.reruns))
+        elif outcome == "passed" and self.subfailures:
+            first = self.subfailures[0]
+            event["outcome"] = "failed"
+            event["when"] = "call"
+            event["message"] = (
+                f"{len(self.subfailures)} subtest(s) failed, first {_subtest(first)}: "
+                f"{_message(first, 'failed')}"
+            )
+            event["longrepr"] = probeio.cap_text(
+                "\n\n".join(f"[{_subtest(r)}]\n{r.longreprtext}" for r in self.subfailures)
+            )
         elif outcome != "passed" and index >= 0:
             report = self.reports[index]
             event["message"] = _message(report, outcome)

@@ -58,7 +58,8 @@ class Lazy:
         self.guard = guard
         """Called after each file's collection (a forked copy leaves there)."""
         self.walking = True
-        self.deferred: dict[str, pytest.Collector] = {}
+        self.deferred: dict[str, list[pytest.Collector]] = {}
+        """File → its nodes (two with ``--doctest-modules``: the module and its doctests)."""
         self.partial: dict[str, pytest.Collector] = {}
         """Files collected for only part of their tests: file → the node used."""
         self.deps: probedeps.Deps | None = None
@@ -79,7 +80,7 @@ class Lazy:
         )
 
     def defer(self, collector: pytest.Collector) -> pytest.CollectReport:
-        self.deferred[collector.nodeid] = collector
+        self.deferred.setdefault(collector.nodeid, []).append(collector)
         return pytest.CollectReport(collector.nodeid, "passed", None, [])
 
     def announce(self) -> None:
@@ -116,12 +117,12 @@ class Lazy:
         plan split it over workers), add their items to ``by_id`` and list them."""
         listed: list[list[Any]] = []
         for file in files:
-            node = self.deferred.pop(file, None)
-            if node is None:
+            nodes = self.deferred.pop(file, None)
+            if nodes is None:
                 continue
             share = self.scope.get(file)
             wanted = None if share is None else share | {i for i in need if i.startswith(file)}
-            listed.append(self._collect_node(session, file, node, wanted, by_id))
+            listed.append(self._collect_nodes(session, file, nodes, wanted, by_id))
         self._list(listed)
 
     def collect_missing(
@@ -134,31 +135,33 @@ class Lazy:
         if old is None or not isinstance(old, pytest.Module) or old.parent is None:
             return False
         node = type(old).from_parent(old.parent, path=old.path)
-        self._list([self._collect_node(session, file, node, frozenset(ids), by_id)])
+        self._list([self._collect_nodes(session, file, [node], frozenset(ids), by_id)])
         return True
 
-    def _collect_node(
-        self, session: pytest.Session, file: str, node: pytest.Collector,
+    def _collect_nodes(
+        self, session: pytest.Session, file: str, nodes: Sequence[pytest.Collector],
         wanted: frozenset[str] | None, by_id: dict[str, pytest.Item],
     ) -> list[Any]:  # fmt: skip
         assert self.deps is not None
         before = self.deps.snapshot()
         started = self.clock()
-        with self._only(wanted):
-            node.ihook.pytest_collectstart(collector=node)
-            report = node.ihook.pytest_make_collect_report(collector=node)
-            report.__dict__.pop("call", None)
-            items: list[pytest.Item] = []
-            if report.passed:
-                for child in report.result:
-                    items.extend(session.genitems(child))
-        node.ihook.pytest_collectreport(report=report)
-        self.guard()
+        items: list[pytest.Item] = []
+        for node in nodes:
+            with self._only(wanted):
+                node.ihook.pytest_collectstart(collector=node)
+                report = node.ihook.pytest_make_collect_report(collector=node)
+                report.__dict__.pop("call", None)
+                if report.passed:
+                    for child in report.result:
+                        items.extend(session.genitems(child))
+            node.ihook.pytest_collectreport(report=report)
+            self.guard()
+        module = next((n for n in nodes if _python_module(n)), None)
         if wanted is not None:
-            self.partial[file] = node
+            self.partial[file] = module or nodes[0]
             items = [item for item in items if item.nodeid in wanted]
-        module = getattr(node, "_obj", None) if isinstance(node, pytest.Module) else None
-        deps = self.deps.of(module if isinstance(module, ModuleType) else None, before)
+        obj = getattr(module, "_obj", None)
+        deps = self.deps.of(obj if isinstance(obj, ModuleType) else None, before)
         for folder, extra in self.conftest_deps.items():
             if not folder or file.startswith(folder + "/"):
                 deps = sorted({*deps, *extra})
@@ -225,6 +228,11 @@ class Lazy:
                 unknown(test_id, file in self.partial)
                 continue
             yield item
+
+
+def _python_module(node: pytest.Collector) -> bool:
+    """The file's Python module (not ``--doctest-modules``' node, a Module subclass)."""
+    return isinstance(node, pytest.Module) and type(node).__name__ != "DoctestModule"
 
 
 def _of_file(ids: Sequence[str], file: str) -> list[str]:
