@@ -71,4 +71,4 @@ def _dispatch(config: Config, console: Console) -> int:
 
     if config.mode is Mode.RUN:
         pipeline.warn_jobs(config, console)  # the user's -j (a resumed run warned before)
-    return pipeline.run(config, console)
+    return pipeline.run(config, console).exit_code

@@ -28,6 +28,7 @@ from supervisor.model import Chunk, Collection, Fingerprint, TestItem, TestRecor
 from supervisor.progress import Progress, StopRule
 from supervisor.reaper import ANCESTRY_VAR
 from supervisor.record import Context, Recorder, holder_line, utc_now
+from supervisor.result import Announcer, Hooks, Kind, RunEvent, RunResult
 from supervisor.resume import Layout, ResumePoint, load_resume_point, save_state
 from supervisor.store import DURATIONS, INDEX, QUARANTINE, Store
 
@@ -47,18 +48,48 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(2)
 
 
-def run(config: Config, console: Console) -> int:
+def run(config: Config, console: Console, hooks: Hooks | None = None) -> RunResult:
+    """One run (one cycle of ``mtest service``): its result, with the exit code."""
     store = Store(config.gates_dir, console.warn)
     if config.mode is Mode.COLLECT_ONLY:
-        return list_selection(store, config, console)
+        began, clock = utc_now(), time.monotonic()
+        code = list_selection(store, config, console)
+        return RunResult(exit_code=code, run_id="", started=began, ended=utc_now(),
+                         wall_s=time.monotonic() - clock, gates_dir=config.gates_dir)  # fmt: skip
+    announcer = Announcer(hooks or Hooks())
     with store.locked(holder_line(config.argv, os.getpid())):
         point: ResumePoint | None = None
         if config.mode is Mode.RESUME:
             point = load_resume_point(store, config)
             config = point.config
             if not point.outstanding:
-                return _finish_resumed(store, config, console, point)
-        return _run_locked(store, config, console, point)
+                return _finish_resumed(store, config, console, point, announcer)
+        return _run_locked(store, config, console, point, announcer)
+
+
+def _result(
+    config: Config, store: Store, facts: report.RunFacts, finals: Mapping[str, TestRecord],
+    code: int, *, began: str,
+) -> RunResult:  # fmt: skip
+    records = tuple(finals.values())
+    slowest = max(records, key=lambda r: r.duration_s, default=None)
+    return RunResult(
+        exit_code=code,
+        run_id=facts.run_id,
+        started=began,
+        ended=utc_now(),
+        wall_s=facts.elapsed_s or 0.0,
+        counts={o.value: n for o, n in report.counts(records).items()},
+        records=records,
+        outstanding=facts.outstanding,
+        interrupted=facts.interrupted,
+        gates_dir=config.gates_dir,
+        summary_path=store.paths.summary,
+        records_path=store.paths.run_log,
+        tiers=tuple(sorted(config.tiers)),
+        budget_s=config.budget_s,
+        slowest=None if slowest is None else (slowest.test_id, slowest.duration_s),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,8 +104,11 @@ class Selected:
     estimates: dict[str, float]
 
 
-def _run_locked(store: Store, config: Config, console: Console, point: ResumePoint | None) -> int:
-    started = time.monotonic()
+def _run_locked(
+    store: Store, config: Config, console: Console, point: ResumePoint | None,
+    announcer: Announcer,
+) -> RunResult:  # fmt: skip
+    started, began = time.monotonic(), utc_now()
     run_id = point.run_id if point else new_run_id()
     store.begin_run(fresh=point is None)
     budget_end = None if config.budget_s is None else started + config.budget_s - FINISH_RESERVE_S
@@ -99,7 +133,10 @@ def _run_locked(store: Store, config: Config, console: Console, point: ResumePoi
             pool.start(listed, rootdir=rootdir, inifile=inifile)  # it collects while we read on
         knowledge = load_knowledge(store)
         recorder = Recorder(
-            store=store, console=console, context=_context(config, run_id, knowledge)
+            store=store,
+            console=console,
+            context=_context(config, run_id, knowledge),
+            announcer=announcer,
         )
         if point:
             recorder.seed(point.records)
@@ -140,8 +177,12 @@ def _run_locked(store: Store, config: Config, console: Console, point: ResumePoi
     # The children have finished their sessions now: say how long it all took, and
     # every note, also those that came after the summary was written.
     wall = dataclasses.replace(facts, elapsed_s=time.monotonic() - started)
-    _print_end(console, finals, wall, picked.left_out, code, store, _notes(pool, store, guard))
-    return code
+    result = _result(config, store, wall, finals, code, began=began)
+    announcer.event(RunEvent(kind=Kind.RUN_FINISHED, run_id=run_id, ts=result.ended,
+                             result=result))  # fmt: skip
+    notes = (*_notes(pool, store, guard), *announcer.notes)
+    _print_end(console, finals, wall, picked.left_out, code, store, tuple(dict.fromkeys(notes)))
+    return result
 
 
 def _eager_workers(config: Config, stored: Index) -> int:
@@ -237,17 +278,22 @@ def _reconciled(
     )
 
 
-def _finish_resumed(store: Store, config: Config, console: Console, point: ResumePoint) -> int:
+def _finish_resumed(
+    store: Store, config: Config, console: Console, point: ResumePoint, announcer: Announcer
+) -> RunResult:
     """``--resume`` when every selected test has a record: report the run, start nothing.
 
     The run stopped after its last record but before it was marked complete (a
     crash, a kill): no child, no watchdog, no collection is needed to finish it.
     """
-    started = time.monotonic()
+    started, began = time.monotonic(), utc_now()
     store.begin_run(fresh=False)
     knowledge = load_knowledge(store)
     recorder = Recorder(
-        store=store, console=console, context=_context(config, point.run_id, knowledge)
+        store=store,
+        console=console,
+        context=_context(config, point.run_id, knowledge),
+        announcer=announcer,
     )
     recorder.seed(point.records)
     console.line(f"mtest: resuming run {point.run_id}: nothing left to run")
@@ -263,8 +309,12 @@ def _finish_resumed(store: Store, config: Config, console: Console, point: Resum
         quarantine_kinds=knowledge.quarantine.kinds(),
     )
     finals, code = _report(store, config, recorder, point.selected, facts, point.layout)
-    _print_end(console, finals, facts, (), code, store, tuple(dict.fromkeys(store.notes)))
-    return code
+    result = _result(config, store, facts, finals, code, began=began)
+    announcer.event(RunEvent(kind=Kind.RUN_FINISHED, run_id=point.run_id, ts=result.ended,
+                             result=result))  # fmt: skip
+    notes = (*store.notes, *announcer.notes)
+    _print_end(console, finals, facts, (), code, store, tuple(dict.fromkeys(notes)))
+    return result
 
 
 def warn_jobs(config: Config, console: Console) -> None:

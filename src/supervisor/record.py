@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from supervisor import bundle, junit, report
 from supervisor.console import Console
 from supervisor.model import Collection, Fingerprint, Outcome, TestItem, TestRecord, TestResult
+from supervisor.result import Announcer, Hooks, Kind, RunEvent
 from supervisor.select import tier_of
 from supervisor.store import Store
 from supervisor.text import utf8_text
@@ -52,6 +53,8 @@ class Recorder:
     """Bundle path → the end of its traceback, for this session's per-chunk JUnit."""
 
     previous: list[TestRecord] = field(default_factory=list)
+    announcer: Announcer = field(default_factory=lambda: Announcer(Hooks()))
+    """The caller's callbacks: each record once, as it is written."""
 
     def learn_items(self, collection: Collection, tier_map: Mapping[str, int]) -> None:
         """What the collection says about each test, for the records to carry."""
@@ -114,6 +117,11 @@ class Recorder:
         self.session.append(record)
         self.by_chunk.setdefault(record.chunk, []).append(record)
         self.finals[result.test_id] = record
+        self.announcer.record(record)
+        if self.announcer.wants_events:
+            finished = RunEvent(kind=Kind.TEST_FINISHED, run_id=ctx.run_id, ts=record.ts,
+                                test_id=record.test_id, record=record)  # fmt: skip
+            self.announcer.event(finished)
         if report.is_problem(record):
             self.console.line(report.problem_line(record), outcome=outcome)
         else:

@@ -231,7 +231,7 @@ def _run_quietly(check: Config, console: Console, pids_file: Path) -> int:
     previous = os.environ.get(PIDS_VAR)
     os.environ[PIDS_VAR] = str(pids_file)
     try:
-        return pipeline.run(check, quiet)
+        return pipeline.run(check, quiet).exit_code
     finally:
         if previous is None:
             os.environ.pop(PIDS_VAR, None)
