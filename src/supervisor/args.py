@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from supervisor import __version__, pytestopts, select
+from supervisor import pytestopts, select
 from supervisor.config import (
     DEFAULT_KILL_GRACE_S,
     Config,
@@ -27,11 +27,14 @@ from supervisor.config import (
     load_tool_config,
     parse_duration,
     parse_jobs,
+    parse_port,
     parse_positive,
+    parse_size,
     text_of,
     tier_map_from,
 )
 from supervisor.errors import MtestError
+from supervisor.version import __version__
 
 _MODES = (
     ("resume", Mode.RESUME), ("report", Mode.REPORT), ("quarantine", Mode.QUARANTINE),
@@ -39,6 +42,8 @@ _MODES = (
 )  # fmt: skip
 _RUNS_TESTS = frozenset({Mode.RUN, Mode.COLLECT_ONLY, Mode.SELF_CHECK})
 _MTEST_OWN = frozenset({"-h", "--help", "--version"})
+SUBCOMMANDS = {"service": Mode.SERVICE, "history": Mode.HISTORY}
+"""``mtest service …`` and ``mtest history …``: the first word, before any option."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--collect-only", "--co", action="store_true", help="list the selected tests and exit"
     )
     _add_pytest_like(p)
+    _add_service_and_outputs(p)
     p.add_argument(
         "--fail-fast", action=argparse.BooleanOptionalAction, help="stop launching after a failure"
     )
@@ -104,6 +110,38 @@ def _add_pytest_like(p: argparse.ArgumentParser) -> None:
     p.add_argument("--maxfail", metavar="N", help="stop the run after N failures")
 
 
+def _add_service_and_outputs(p: argparse.ArgumentParser) -> None:
+    """``mtest service`` and ``mtest history``, and what a run can also produce."""
+    service = p.add_argument_group("mtest service")
+    service.add_argument("--every", metavar="DUR", help="start a run every DUR: 30s, 5m, 1h")
+    service.add_argument("--cycles", metavar="N", help="stop after N runs (default: never)")
+    service.add_argument(
+        "--metrics-port", metavar="PORT", help="serve /metrics and /health (0: any free port)"
+    )
+    service.add_argument("--metrics-host", metavar="HOST", help="address to bind (127.0.0.1)")
+    outputs = p.add_argument_group("what a run also writes")
+    outputs.add_argument("--metrics-file", metavar="PATH", help="Prometheus text after each run")
+    outputs.add_argument("--history", metavar="FILE", help="run history (.gates/history.jsonl)")
+    outputs.add_argument(
+        "--history-keep", metavar="N,AGE", help="history kept: runs and/or age (1000,90d)"
+    )
+    outputs.add_argument(
+        "--events", metavar="PATH", help="the run's events as JSON lines (- = stdout)"
+    )
+    outputs.add_argument(
+        "--cov", action="append", nargs="?", const="", metavar="SOURCE",
+        help="measure coverage (coverage.py in the tested environment); repeatable",
+    )  # fmt: skip
+    outputs.add_argument("--cov-branch", action="store_true", help="also branch coverage")
+    outputs.add_argument("--cov-fail-under", metavar="PCT", help="fail the run under PCT %%")
+    outputs.add_argument(
+        "--max-rss", metavar="SIZE", help="replace a worker above SIZE (512M, 2G) between tests"
+    )
+    history = p.add_argument_group("mtest history")
+    history.add_argument("--last", metavar="N", help="runs in the trend table (20)")
+    history.add_argument("--json", action="store_true", help="the runs as JSON")
+
+
 def split_argv(argv: Sequence[str]) -> tuple[list[str], tuple[str, ...]]:
     """mtest's own arguments, and pytest's (after the first ``--``)."""
     argv = list(argv)
@@ -114,6 +152,10 @@ def split_argv(argv: Sequence[str]) -> tuple[list[str], tuple[str, ...]]:
 def make_config(argv: Sequence[str], cwd: Path) -> Config:
     """Parse the command line, read ``[tool.mtest]``, validate everything."""
     own, after = split_argv(argv)
+    word = SUBCOMMANDS.get(own[0]) if own else None
+    if word is not None:
+        own = own[1:]
+    own = _joined_negatives(own)
     for arg in own:
         name = arg.partition("=")[0]
         if name in pytestopts.REFUSED and name not in _MTEST_OWN:
@@ -127,7 +169,7 @@ def make_config(argv: Sequence[str], cwd: Path) -> Config:
         raise MtestError(f"invalid `pytest_args` in {origin}", hint="expected a list of strings")
     from_table = pytestopts.take(extra, f"`pytest_args` in {origin}")
     from_argv = pytestopts.take(after, "after `--`")
-    mode = _mode(ns, collect_only=from_table.collect_only or from_argv.collect_only)
+    mode = _mode(ns, collect_only=from_table.collect_only or from_argv.collect_only, word=word)
     return Config(
         mode=mode,
         paths=tuple(ns.paths),
@@ -140,7 +182,21 @@ def make_config(argv: Sequence[str], cwd: Path) -> Config:
         verbosity=ns.verbose - ns.quiet,
         argv=tuple(argv),
         **_values(ns, table, origin, cwd, check=mode in _RUNS_TESTS),
+        **_service_values(ns, mode, cwd),
     )
+
+
+def _joined_negatives(own: list[str]) -> list[str]:
+    """``--every -1s`` → ``--every=-1s``: argparse would take ``-1s`` for an option, and
+    the error must name the value."""
+    out: list[str] = []
+    for arg in own:
+        joins = out and out[-1].startswith("--") and "=" not in out[-1]
+        if joins and arg.startswith("-") and arg[1:2].isdigit():
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
 
 
 def _pick(
@@ -220,9 +276,15 @@ def _flaky_result(picked: tuple[object, str] | None) -> FlakyResult:
     raise MtestError(f"invalid {where} {value!r}", hint='expected "pass" or "fail"')
 
 
-def _mode(ns: argparse.Namespace, *, collect_only: bool) -> Mode:
+def _mode(ns: argparse.Namespace, *, collect_only: bool, word: Mode | None = None) -> Mode:
     given = vars(ns)
     chosen = [mode for attr, mode in _MODES if given[attr]]
+    if word is not None:
+        if chosen:
+            raise MtestError(
+                f"`mtest {word.value}` cannot be used with --{chosen[0].value}", hint="pick one"
+            )
+        return word
     if collect_only and Mode.COLLECT_ONLY not in chosen:
         chosen.append(Mode.COLLECT_ONLY)
     if len(chosen) > 1:
@@ -254,3 +316,79 @@ def _gates_dir(
     if picked is None:
         return root / ".gates"
     return ((cwd if ns.gates_dir is not None else root) / text_of(*picked)).resolve()
+
+
+_ONLY = (
+    ("every", "--every", {Mode.SERVICE}),
+    ("cycles", "--cycles", {Mode.SERVICE}),
+    ("metrics_port", "--metrics-port", {Mode.SERVICE}),
+    ("metrics_host", "--metrics-host", {Mode.SERVICE}),
+    ("last", "--last", {Mode.HISTORY}),
+    ("json", "--json", {Mode.HISTORY}),
+    ("metrics_file", "--metrics-file", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
+    ("events", "--events", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
+    ("cov", "--cov", {Mode.SERVICE, Mode.RUN}),
+    ("cov_branch", "--cov-branch", {Mode.SERVICE, Mode.RUN}),
+    ("cov_fail_under", "--cov-fail-under", {Mode.SERVICE, Mode.RUN}),
+    ("max_rss", "--max-rss", {Mode.SERVICE, Mode.RUN, Mode.RESUME, Mode.SELF_CHECK}),
+)
+"""Options that belong to some modes: elsewhere a usage error, not silently ignored."""
+
+
+def _service_values(ns: argparse.Namespace, mode: Mode, cwd: Path) -> dict[str, Any]:
+    """The options of ``mtest service``, ``mtest history`` and the run's extra outputs."""
+    for attr, flag, modes in _ONLY:
+        if getattr(ns, attr) not in (None, False) and mode not in modes:
+            where = " or ".join(sorted(f"`mtest {m.value}`" if m in SUBCOMMANDS.values()
+                                       else f"a {m.value} run" for m in modes))  # fmt: skip
+            raise MtestError(f"{flag} is not used by this command", hint=f"it is for {where}")
+    if mode is Mode.SERVICE and ns.every is None:
+        raise MtestError("`mtest service` needs --every", hint="e.g. mtest service --every 1h")
+    values: dict[str, Any] = {
+        "every_s": None if ns.every is None else parse_duration(ns.every, "--every"),
+        "cycles": None
+        if ns.cycles is None
+        else int(parse_positive(ns.cycles, "--cycles", integer=True)),
+        "metrics_port": None
+        if ns.metrics_port is None
+        else parse_port(ns.metrics_port, "--metrics-port"),
+        "metrics_host": ns.metrics_host or "127.0.0.1",
+        "metrics_file": None if ns.metrics_file is None else (cwd / ns.metrics_file).resolve(),
+        "history_file": None if ns.history is None else (cwd / ns.history).resolve(),
+        "history_last": 20
+        if ns.last is None
+        else int(parse_positive(ns.last, "--last", integer=True)),
+        "json_output": bool(ns.json),
+        "cov": ns.cov is not None or ns.cov_branch or ns.cov_fail_under is not None,
+        "cov_sources": tuple(s for s in ns.cov or () if s),
+        "cov_branch": bool(ns.cov_branch),
+        "cov_fail_under": None if ns.cov_fail_under is None else _percent(ns.cov_fail_under),
+        "max_rss_bytes": None if ns.max_rss is None else parse_size(ns.max_rss, "--max-rss"),
+        "events_to": ns.events,
+    }
+    if ns.history_keep is not None:
+        values.update(_history_keep(ns.history_keep))
+    return values
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 100:
+        raise MtestError(
+            f"invalid --cov-fail-under `{text}`", hint="expected a percentage from 0 to 100"
+        )
+    return value
+
+
+def _history_keep(text: str) -> dict[str, Any]:
+    """``500``, ``30d`` or ``500,30d``: the runs and/or the age the history keeps."""
+    out: dict[str, Any] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if part.isdigit():
+            out["history_keep_runs"] = int(parse_positive(part, "--history-keep", integer=True))
+        else:
+            out["history_keep_s"] = parse_duration(part, "--history-keep")
+    return out

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from supervisor.args import make_config, split_argv
-from supervisor.config import Config, Mode
+from supervisor.config import Config
 from supervisor.console import Console
 from supervisor.errors import MtestError
 
@@ -53,22 +53,9 @@ def _quick_verbosity(args: list[str]) -> int:
 
 
 def _dispatch(config: Config, console: Console) -> int:
-    # Imported here so that `mtest --version` and usage errors stay instant.
-    if config.mode is Mode.SELF_CHECK:
-        from supervisor import selfcheck
+    from supervisor import api  # not at the top: `mtest --version` stays instant
 
-        return selfcheck.run(config, console)
-    if config.mode in (Mode.REPORT, Mode.QUARANTINE, Mode.MERGE):
-        from supervisor import views
-
-        view = {
-            Mode.REPORT: views.report_view,
-            Mode.QUARANTINE: views.quarantine_view,
-            Mode.MERGE: views.merge_view,
-        }[config.mode]
-        return view(config, console)
-    from supervisor import pipeline
-
-    if config.mode is Mode.RUN:
-        pipeline.warn_jobs(config, console)  # the user's -j (a resumed run warned before)
-    return pipeline.run(config, console).exit_code
+    if config.events_to == "-":
+        # The events own standard output; mtest's own lines go to standard error.
+        console = Console.for_stream(sys.stderr, verbosity=config.verbosity)
+    return api.execute(config, console).exit_code

@@ -29,7 +29,12 @@ from supervisor.errors import MtestError
 DEFAULT_KILL_GRACE_S = 5.0
 _NARROWING = frozenset({"--deselect", "--ignore", "--ignore-glob", "--pyargs"})
 """pytest options that collect less than the suite (besides ``-k`` and ``-m``)."""
-_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
+_DURATION = re.compile(
+    r"^(?:(\d+(?:\.\d+)?)d)?(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$"
+)
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$")
+DEFAULT_HISTORY_KEEP_RUNS = 1000
+DEFAULT_HISTORY_KEEP_S = 90 * 86400.0
 
 
 class Mode(enum.Enum):
@@ -41,6 +46,10 @@ class Mode(enum.Enum):
     MERGE = "merge"
     COLLECT_ONLY = "collect-only"
     """List the selected test ids and exit (``--collect-only``); nothing is recorded."""
+    SERVICE = "service"
+    """``mtest service``: a run every ``--every``, with metrics, until stopped."""
+    HISTORY = "history"
+    """``mtest history``: the trend of the last runs, from the history file."""
 
 
 class FlakyResult(enum.Enum):
@@ -79,6 +88,32 @@ class Config:
     maxfail: int | None = None
     """``-x`` (1) / ``--maxfail N``: stop the run after N gating failures."""
     flaky_result: FlakyResult = FlakyResult.PASS
+    history_file: Path | None = None
+    """``--history``: one line per run; ``None``: ``<gates>/history.jsonl``."""
+    history_keep_runs: int = DEFAULT_HISTORY_KEEP_RUNS
+    history_keep_s: float = DEFAULT_HISTORY_KEEP_S
+    history_last: int = 20
+    """``mtest history --last N``: how many runs the trend table shows."""
+    json_output: bool = False
+    """``mtest history --json``."""
+    every_s: float | None = None
+    """``mtest service --every``: seconds from one cycle's start to the next."""
+    cycles: int | None = None
+    """``mtest service --cycles N``: stop after N cycles (``None``: until signalled)."""
+    metrics_port: int | None = None
+    """``--metrics-port``: serve ``/metrics`` and ``/health`` (0: any free port)."""
+    metrics_host: str = "127.0.0.1"
+    metrics_file: Path | None = None
+    """``--metrics-file``: the exposition, rewritten atomically after each run."""
+    cov: bool = False
+    cov_sources: tuple[str, ...] = ()
+    """``--cov=SOURCE`` (repeatable); empty with ``cov``: coverage.py's own default."""
+    cov_branch: bool = False
+    cov_fail_under: float | None = None
+    max_rss_bytes: int | None = None
+    """``--max-rss``: a worker above it is replaced between tests."""
+    events_to: str | None = None
+    """``--events``: ``-`` (stdout) or a path for the run's events as JSON lines."""
     lazy_collection: bool = True
     """``[tool.mtest] lazy_collection = false``: every worker collects the whole suite,
     for a ``pytest_collection_modifyitems`` that must see every test at once."""
@@ -108,14 +143,39 @@ def parse_duration(text: str, origin: str) -> float:
     except ValueError:
         match = _DURATION.match(value)
         if match and any(match.groups()):
-            hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
-            seconds = hours * 3600 + minutes * 60 + secs
+            days, hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
+            seconds = days * 86400 + hours * 3600 + minutes * 60 + secs
     if seconds is None or not 0 < seconds < math.inf:
         raise MtestError(
             f"invalid {origin} `{text}`",
             hint="expected a finite, positive duration like 90s, 5m or 1h30m",
         )
     return seconds
+
+
+def parse_size(text: object, origin: str) -> int:
+    """``512M``, ``2G``, ``1.5GiB`` or plain bytes → bytes (powers of 1024)."""
+    match = _SIZE.match(str(text).strip().lower())
+    value = 0.0
+    if match:
+        value = float(match.group(1)) * 1024 ** " kmgt".index(match.group(2) or " ")
+    if not 0 < value < math.inf:
+        raise MtestError(
+            f"invalid {origin} `{text}`", hint="expected a size greater than 0 like 512M or 2G"
+        )
+    return int(value)
+
+
+def parse_port(text: object, origin: str) -> int:
+    try:
+        port = int(str(text))
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise MtestError(
+            f"invalid {origin} `{text}`", hint="expected a port from 1 to 65535, or 0 for any"
+        )
+    return port
 
 
 def parse_positive(text: object, origin: str, *, integer: bool, allow_zero: bool = False) -> float:

@@ -12,7 +12,7 @@ import os
 import secrets
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from supervisor.model import Chunk, Collection, Fingerprint, TestItem, TestRecor
 from supervisor.progress import Progress, StopRule
 from supervisor.reaper import ANCESTRY_VAR
 from supervisor.record import Context, Recorder, holder_line, utc_now
-from supervisor.result import Announcer, Hooks, Kind, RunEvent, RunResult
+from supervisor.result import Announcer, Hooks, Kind, OnEvent, RunEvent, RunResult
 from supervisor.resume import Layout, ResumePoint, load_resume_point, save_state
 from supervisor.store import DURATIONS, INDEX, QUARANTINE, Store
 
@@ -48,7 +48,10 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(2)
 
 
-def run(config: Config, console: Console, hooks: Hooks | None = None) -> RunResult:
+def run(
+    config: Config, console: Console, hooks: Hooks | None = None,
+    *, sinks: Sequence[OnEvent] = (),
+) -> RunResult:  # fmt: skip
     """One run (one cycle of ``mtest service``): its result, with the exit code."""
     store = Store(config.gates_dir, console.warn)
     if config.mode is Mode.COLLECT_ONLY:
@@ -56,7 +59,7 @@ def run(config: Config, console: Console, hooks: Hooks | None = None) -> RunResu
         code = list_selection(store, config, console)
         return RunResult(exit_code=code, run_id="", started=began, ended=utc_now(),
                          wall_s=time.monotonic() - clock, gates_dir=config.gates_dir)  # fmt: skip
-    announcer = Announcer(hooks or Hooks())
+    announcer = Announcer(hooks or Hooks(), *sinks)
     with store.locked(holder_line(config.argv, os.getpid())):
         point: ResumePoint | None = None
         if config.mode is Mode.RESUME:

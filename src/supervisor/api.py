@@ -1,0 +1,107 @@
+"""The Python API: ``supervisor.run(["--tier", "0"], cwd=path, on_record=..., on_event=...)``.
+
+The console script is a user of this module: ``cli.main`` parses the command
+line into a ``Config`` and calls ``execute``, exactly as ``run`` does. A run
+started here is the same run as ``mtest ARGS`` in ``cwd``: the same options,
+files and exit code, given back as a ``RunResult``. Bad input raises
+``MtestError`` (its ``code`` is the exit code the CLI would give) before any
+test runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, TextIO
+
+from supervisor.args import make_config
+from supervisor.config import Config, Mode
+from supervisor.console import Console
+from supervisor.errors import MtestError
+from supervisor.result import Hooks, OnEvent, OnRecord, RunEvent, RunResult
+
+
+def run(
+    args: Sequence[str] = (),
+    *,
+    cwd: str | Path | None = None,
+    on_record: OnRecord | None = None,
+    on_event: OnEvent | None = None,
+    output: TextIO | None = None,
+) -> RunResult:
+    """Run mtest with ``args`` (as on the command line) in ``cwd``.
+
+    ``on_record`` is called once per record as it is appended to ``run.jsonl``
+    (a retried test once per attempt); ``on_event`` with every ``RunEvent``.
+    Both are called on the calling thread; one that raises is reported as a
+    note of the run and not called again. ``output`` receives mtest's console
+    lines (default: ``sys.stdout``). Signals are handled as the CLI handles them
+    only when this is called on the main thread.
+    """
+    where = Path.cwd() if cwd is None else Path(cwd).resolve()
+    config = make_config(list(args), where)
+    stream = sys.stdout if output is None else output
+    console = Console.for_stream(stream, verbosity=config.verbosity)
+    return execute(config, console, Hooks(on_record=on_record, on_event=on_event))
+
+
+def execute(config: Config, console: Console, hooks: Hooks | None = None) -> RunResult:
+    """What ``mtest`` does for a parsed ``Config``: the run, or the view it asks for."""
+    # Imported here so that `mtest --version` and usage errors stay instant.
+    if config.mode is Mode.SELF_CHECK:
+        from supervisor import selfcheck
+
+        return _code_only(selfcheck.run(config, console))
+    if config.mode in (Mode.REPORT, Mode.QUARANTINE, Mode.MERGE):
+        from supervisor import views
+
+        view = {
+            Mode.REPORT: views.report_view,
+            Mode.QUARANTINE: views.quarantine_view,
+            Mode.MERGE: views.merge_view,
+        }[config.mode]
+        return _code_only(view(config, console))
+    from supervisor import pipeline
+
+    if config.mode is Mode.RUN:
+        pipeline.warn_jobs(config, console)  # the user's -j (a resumed run warned before)
+    with _event_stream(config) as stream:
+        sinks = () if stream is None else (stream,)
+        return pipeline.run(config, console, hooks, sinks=sinks)
+
+
+def _code_only(code: int) -> RunResult:
+    return RunResult(exit_code=code, run_id="", started="", ended="", wall_s=0.0)
+
+
+@contextlib.contextmanager
+def _event_stream(config: Config) -> Iterator[OnEvent | None]:
+    """``--events -`` or ``--events PATH``: each event one JSON line, flushed at once."""
+    if config.events_to is None:
+        yield None
+        return
+    target: IO[str]
+    if config.events_to == "-":
+        target = sys.stdout
+    else:
+        path = (config.cwd / config.events_to).resolve()
+        try:
+            target = path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise MtestError(
+                f"cannot write --events `{config.events_to}`: {exc.strerror or exc}",
+                hint="name a writable file, or - for standard output",
+            ) from None
+
+    def write(event: RunEvent) -> None:
+        target.write(json.dumps(event.to_json(), ensure_ascii=False) + "\n")
+        target.flush()
+
+    try:
+        yield write
+    finally:
+        if target is not sys.stdout:
+            target.close()
