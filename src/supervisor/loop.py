@@ -38,6 +38,8 @@ from supervisor.control import (
 )  # fmt: skip
 from supervisor.errors import MtestError
 from supervisor.model import Chunk, Collection, Outcome, TestItem, TestResult, file_of
+from supervisor.record import utc_now
+from supervisor.result import Kind, RunEvent
 from supervisor.worker import NO_PYTEST_EXIT, State, Worker, signal_group
 
 APPEARED_CHUNKS = 900_000
@@ -114,6 +116,8 @@ class Loop:
         """Slot → the tests of its lane in files the deal split over several lanes."""
         self.admit: Callable[[TestItem], bool] = lambda item: False
         """Whether such a test is one the run would have chosen (it then runs too)."""
+        self.announce: Callable[[RunEvent], None] | None = None
+        """The caller's event callbacks (``supervisor.run``'s ``on_event``, ``--events``)."""
         options.work_dir.mkdir(parents=True, exist_ok=True)
 
     def _live(self) -> list[Worker]:
@@ -135,6 +139,20 @@ class Loop:
                 self._send(worker, f"scope {path}\n")
         worker.assign(chunk, time.monotonic())
         self._send(worker, f"run {chunk.index} {ids_path}\n")
+        if self.announce is not None:
+            tests = tuple(t.test_id for t in chunk.tests)
+            self._tell(Kind.CHUNK_STARTED, worker, chunk=chunk.index, tests=tests)
+
+    def _tell(
+        self, kind: Kind, worker: Worker, *, chunk: int, test_id: str | None = None,
+        tests: tuple[str, ...] = (), reason: str = "",
+    ) -> None:  # fmt: skip
+        """One event for the caller, about this worker."""
+        if self.announce is not None:
+            self.announce(RunEvent(
+                kind=kind, run_id=self.options.run_id, ts=utc_now(), worker=worker.slot,
+                pid=worker.pgid, chunk=chunk, test_id=test_id, tests=tests, reason=reason,
+            ))  # fmt: skip
 
     def _ensure_work_dir(self) -> None:
         """A test may have removed ``.gates/``: say so once, and make the work dir again."""
@@ -251,6 +269,7 @@ class Loop:
             case events.Start(test_id=test_id):
                 worker.on_start(test_id, now)
                 self.deaths = self.deaths.after_progress()
+                self._tell(Kind.TEST_STARTED, worker, chunk=_index(worker), test_id=test_id)
             case events.End() if event.test_id == worker.in_flight:  # else: a duplicate
                 result = parse.result_from_end(
                     event, chunk=_index(worker), worker=worker.slot, child=worker.seq
@@ -408,6 +427,7 @@ class Loop:
         collecting = worker.state is State.COLLECTING or (
             worker.lazy and worker.in_flight is None and bool(worker.collecting)
         )
+        self._tell_death(worker)
         worker.mark_dead()
         try:
             if worker.kill_reason not in (blame.KillReason.HALT, blame.KillReason.CLOSING):
@@ -421,6 +441,20 @@ class Loop:
         finally:
             worker.files.close()
         self._ensure_work_dir()
+
+    def _tell_death(self, worker: Worker) -> None:
+        """``worker_died`` for a child that did not end as asked (a signal, a kill, a
+        test or chunk left in flight), before it is blamed."""
+        code = worker.proc.returncode
+        asked = worker.kill_reason in (blame.KillReason.HALT, blame.KillReason.CLOSING)
+        unfinished = worker.in_flight is not None or worker.chunk is not None
+        if self.announce is None or asked or (code is not None and code >= 0 and not unfinished):
+            return
+        reason = parse.describe_exit(code)
+        if worker.kill_reason is not None:
+            reason += f" (mtest killed it: {worker.kill_reason.value})"
+        self._tell(Kind.WORKER_DIED, worker, chunk=_index(worker), test_id=worker.in_flight,
+                   reason=reason)  # fmt: skip
 
     def _blame_run(self, worker: Worker) -> bool:
         """Record the test the death is blamed on, requeue the rest.

@@ -157,6 +157,10 @@ def _run_locked(
         save_state(store, config, run_id, picked.selected, done=recorder.finals, complete=False,
                    layout=layout)  # fmt: skip
         pool.admit = _admits(config, knowledge)
+        if announcer.wants_events:
+            pool.announce = announcer.event
+            announcer.event(RunEvent(kind=Kind.RUN_STARTED, run_id=run_id, ts=utc_now(),
+                                     tests=picked.selected))  # fmt: skip
         outstanding = _drive(pool, config, recorder, stop, picked)
         pool.release()  # the children finish their sessions while we learn and report
         if found is not None:
