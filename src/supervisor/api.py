@@ -48,8 +48,14 @@ def run(
     return execute(config, console, Hooks(on_record=on_record, on_event=on_event))
 
 
-def execute(config: Config, console: Console, hooks: Hooks | None = None) -> RunResult:
-    """What ``mtest`` does for a parsed ``Config``: the run, or the view it asks for."""
+def execute(
+    config: Config, console: Console, hooks: Hooks | None = None, *, restartable: bool = False
+) -> RunResult:
+    """What ``mtest`` does for a parsed ``Config``: the run, or the view it asks for.
+
+    ``restartable``: the process is mtest's own (the console script), which
+    ``mtest service`` may re-execute to restart itself after repeated faults.
+    """
     # Imported here so that `mtest --version` and usage errors stay instant.
     if config.mode is Mode.SELF_CHECK:
         from supervisor import selfcheck
@@ -66,10 +72,15 @@ def execute(config: Config, console: Console, hooks: Hooks | None = None) -> Run
         return _code_only(view(config, console))
     from supervisor import pipeline
 
-    if config.mode is Mode.RUN:
+    if config.mode in (Mode.RUN, Mode.SERVICE):
         pipeline.warn_jobs(config, console)  # the user's -j (a resumed run warned before)
     with _event_stream(config) as stream:
         sinks = () if stream is None else (stream,)
+        if config.mode is Mode.SERVICE:
+            from supervisor import service
+
+            code = service.serve(config, console, hooks, sinks=sinks, restartable=restartable)
+            return _code_only(code)
         return pipeline.run(config, console, hooks, sinks=sinks)
 
 

@@ -40,7 +40,7 @@ _MODES = (
     ("resume", Mode.RESUME), ("report", Mode.REPORT), ("quarantine", Mode.QUARANTINE),
     ("self_check", Mode.SELF_CHECK), ("merge", Mode.MERGE), ("collect_only", Mode.COLLECT_ONLY),
 )  # fmt: skip
-_RUNS_TESTS = frozenset({Mode.RUN, Mode.COLLECT_ONLY, Mode.SELF_CHECK})
+_RUNS_TESTS = frozenset({Mode.RUN, Mode.COLLECT_ONLY, Mode.SELF_CHECK, Mode.SERVICE})
 _MTEST_OWN = frozenset({"-h", "--help", "--version"})
 SUBCOMMANDS = {"service": Mode.SERVICE, "history": Mode.HISTORY}
 """``mtest service …`` and ``mtest history …``: the first word, before any option."""

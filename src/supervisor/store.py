@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from supervisor.errors import MtestError
+from supervisor.errors import Busy, MtestError
 from supervisor.model import FORMAT_VERSION, TestRecord
 
 Warn = Callable[[str], None]
@@ -45,9 +45,14 @@ RUN_LOG = "run.jsonl"
 SUMMARY = "summary.md"
 FAILURES = "failures"
 CHILDREN = "children"
+SERVICE_LOG = "service.log"
+"""``mtest service``'s faults (with tracebacks), restarts and giving up; plain text."""
 
 FSYNC_EVERY_S = 1.0
 """``run.jsonl`` is flushed per record and fsynced at most this often (and at close)."""
+SERVICE_LOG_CAP_BYTES = 1024 * 1024
+"""``service.log`` past this is renamed ``service.log.1`` (replacing the older one) and
+begun again: the two hold at most twice this."""
 LAST_RUN_CAP_BYTES = 256 * 1024 * 1024
 """What the store writes into ``last-run/`` (records, bundles, JUnit, summary) in one run,
 at most; bundles past it become stubs, chunk JUnit files are not written."""
@@ -104,6 +109,10 @@ class Paths:
     def children(self) -> Path:
         return self.last_run / CHILDREN
 
+    @property
+    def service_log(self) -> Path:
+        return self.root / SERVICE_LOG
+
     def chunk_junit(self, index: int) -> Path:
         return self.last_run / f"junit-{index:04d}.xml"
 
@@ -151,7 +160,7 @@ class Store:
             handle.seek(0)
             who = handle.read().strip() or "another mtest"
             handle.close()
-            raise MtestError(
+            raise Busy(
                 f"`{self.paths.lock}` is held by {who}",
                 hint="wait for that run to finish, or use another --gates-dir",
             ) from None
@@ -344,6 +353,24 @@ class Store:
             return self.paths.summary.read_text(encoding="utf-8")
         except OSError:
             return None
+
+    def append_service_log(self, text: str, *, cap_bytes: int = SERVICE_LOG_CAP_BYTES) -> None:
+        """Append an entry to ``service.log``, rotating it first past ``cap_bytes``.
+
+        Not under the lock (the service writes it between runs) and never a
+        failure of its own: a log that cannot be written is a warning.
+        """
+        path = self.paths.service_log
+        data = text.encode("utf-8", errors="replace")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_size + len(data) > cap_bytes:
+                    os.replace(path, path.with_name(SERVICE_LOG + ".1"))
+            with open(path, "ab") as handle:
+                handle.write(data)
+        except OSError as exc:
+            self.warn(f"could not write `{path}`: {exc.strerror or exc}")
 
     def _over_cap(self, size: int) -> bool:
         """Whether writing ``size`` more bytes into last-run/ would pass the cap (noted once)."""
