@@ -158,7 +158,8 @@ BLOCKING = {
         "def test_2():\n"
         "    marks = Path(os.environ['MARKS'])\n"
         "    (marks / 'running').write_text(os.environ['MTEST_RUN_ID'])\n"
-        "    while not (marks / 'release').exists():\n"
+        "    deadline = time.monotonic() + 600  # a hang guard\n"
+        "    while not (marks / 'release').exists() and time.monotonic() < deadline:\n"
         "        time.sleep(0.05)\n\n\n"
         "def test_3():\n"
         "    pass\n"
@@ -310,7 +311,8 @@ STUBBORN = {
         "    marks = Path(os.environ['MARKS'])\n"
         "    signal.signal(signal.SIGTERM, lambda *a: (marks / 'terminated').write_text(''))\n"
         "    (marks / 'running').write_text(os.environ['MTEST_RUN_ID'])\n"
-        "    while True:\n"
+        "    deadline = time.monotonic() + 600  # a hang guard\n"
+        "    while time.monotonic() < deadline:\n"
         "        time.sleep(0.05)\n"
     ),
 }
