@@ -278,6 +278,7 @@ def test_a_fresh_process_exposes_its_counters_at_zero_and_no_last_run() -> None:
     assert len(info) == 1
     [(labels, value)] = info.items()
     assert dict(labels)["version"] == __version__
+    assert dict(labels)["metrics_version"] == str(metrics.METRICS_VERSION)
     assert value == 1
 
 

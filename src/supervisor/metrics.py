@@ -31,6 +31,9 @@ from supervisor.model import Outcome
 from supervisor.result import RunResult
 from supervisor.version import __version__
 
+METRICS_VERSION = 1
+"""The version of mtest's metric set (names, labels, meanings): ``mtest_build_info``'s
+``metrics_version`` label. A renamed or re-meant metric bumps it; a new one does not."""
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The ``Content-Type`` of the text exposition format 0.0.4."""
 RESULTS = ("passed", "failed", "interrupted", "error")
@@ -138,8 +141,8 @@ def _process_families(snapshot: Snapshot) -> Iterator[Family]:
     yield Family(
         name="mtest_build_info",
         kind="gauge",
-        help="Always 1; the labels name mtest's version and the Python running it.",
-        samples=(((("version", __version__), ("python", platform.python_version())), 1),),
+        help="Always 1; the labels name mtest's version, its metric set's and the Python's.",
+        samples=((_build_labels(), 1),),
     )
     yield Family(name="mtest_up", kind="gauge", samples=(((), 1),),
                  help="Always 1 while the mtest process exposes its metrics.")  # fmt: skip
@@ -168,6 +171,14 @@ def _process_families(snapshot: Snapshot) -> Iterator[Family]:
     yield from _gauge("mtest_last_success_timestamp_seconds",
                       "Unix time the last run that exited 0 ended.",
                       snapshot.last_success_ts)  # fmt: skip
+
+
+def _build_labels() -> Labels:
+    return (
+        ("version", __version__),
+        ("metrics_version", str(METRICS_VERSION)),
+        ("python", platform.python_version()),
+    )
 
 
 def _last_run_families(snapshot: Snapshot) -> Iterator[Family]:
@@ -285,5 +296,6 @@ def write_textfile(path: Path, text: str) -> None:
 def _unwritable(path: Path, exc: OSError) -> MtestError:
     return MtestError(
         f"cannot write --metrics-file `{path}`: {exc.strerror or exc}",
-        hint="name a file in a writable directory (node_exporter's textfile directory)",
+        hint="name a file in a directory mtest may write, "
+        "such as node_exporter's textfile directory",
     )
