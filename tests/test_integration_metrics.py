@@ -4,21 +4,28 @@
 ``/metrics`` parses with the strict reader of ``test_metrics``, ``/health``
 follows the snapshot, a port in use is one clear error. ``mtest
 --metrics-file`` runs a real suite and the file it leaves carries that run.
+Where Debian's ``prometheus`` package is installed, ``promtool`` checks what
+is served and a real Prometheus scrapes the server (both on the loopback).
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
 import threading
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import error_lines, run_mtest, write_suite
@@ -310,3 +317,79 @@ def test_promtool_reads_a_live_scrape(server: MetricsServer) -> None:
         [PROMTOOL, "check", "metrics"], input=body, capture_output=True, text=True, timeout=60
     )
     assert (check.returncode, check.stdout, check.stderr) == (0, "", "")
+
+
+# -- a real Prometheus, where it is installed -------------------------------------------
+
+PROMETHEUS = shutil.which("prometheus")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _query(port: int, expr: str) -> list[dict[str, Any]]:
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=TIMEOUT_S) as answer:
+        data = json.load(answer)
+    assert data["status"] == "success", data
+    result: list[dict[str, Any]] = data["data"]["result"]
+    return result
+
+
+@pytest.mark.skipif(
+    PROMETHEUS is None, reason="prometheus is not installed (Debian: apt-get install prometheus)"
+)
+def test_a_real_prometheus_scrapes_the_server(
+    tmp_path: Path, server: MetricsServer, source: Source
+) -> None:
+    """Prometheus itself ingests a scrape: escaped labels read back, the documented queries run."""
+    assert PROMETHEUS is not None
+    test_id = 'tests/t.py::test_x[a"b\\c\nd]'
+    run = RunResult(exit_code=1, run_id="r", started="2024-03-01T12:00:00Z",
+                    ended="2024-03-01T12:00:02Z", wall_s=2.0, counts={"passed": 3, "failed": 1},
+                    coverage_ratio=0.75, slowest=(test_id, 1.5))  # fmt: skip
+    source.snapshot = source.snapshot.after(run)
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: mtest\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{server.port}']}}]\n"
+    )
+    port = _free_port()
+    with (tmp_path / "prometheus.log").open("w") as log:
+        prometheus = subprocess.Popen(
+            [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while True:  # until Prometheus answers and has scraped the server once
+            assert prometheus.poll() is None, (tmp_path / "prometheus.log").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "prometheus.log").read_text()
+            try:
+                if _query(port, 'up{job="mtest"} == 1'):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        slowest = _query(port, "mtest_last_run_slowest_test_seconds")
+        assert [(s["metric"]["test_id"], s["value"][1]) for s in slowest] == [(test_id, "1.5")]
+        failing = 'sum(mtest_last_run_tests{outcome=~"failed|error|hung|crashed"})'
+        assert _query(port, failing)[0]["value"][1] == "1"
+        rate = (
+            'mtest_last_run_tests{outcome="passed"}'
+            " / ignoring(outcome) sum without(outcome) (mtest_last_run_tests)"
+        )
+        assert _query(port, rate)[0]["value"][1] == "0.75"
+        assert _query(port, "mtest_last_run_coverage_ratio * 100")[0]["value"][1] == "75"
+        assert _query(port, "mtest_healthy == 0") == []
+    finally:
+        prometheus.terminate()
+        try:
+            prometheus.wait(TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            prometheus.kill()
+            prometheus.wait()
