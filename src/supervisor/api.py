@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, TextIO
@@ -74,6 +75,7 @@ def execute(
 
     if config.mode in (Mode.RUN, Mode.SERVICE):
         pipeline.warn_jobs(config, console)  # the user's -j (a resumed run warned before)
+    began = time.time()
     with _event_stream(config) as stream:
         sinks = () if stream is None else (stream,)
         if config.mode is Mode.SERVICE:
@@ -81,7 +83,22 @@ def execute(
 
             code = service.serve(config, console, hooks, sinks=sinks, restartable=restartable)
             return _code_only(code)
-        return pipeline.run(config, console, hooks, sinks=sinks)
+        result = pipeline.run(config, console, hooks, sinks=sinks)
+    if config.metrics_file is not None and config.mode in (Mode.RUN, Mode.RESUME):
+        _write_metrics(config.metrics_file, result, began, console)
+    return result
+
+
+def _write_metrics(path: Path, result: RunResult, began: float, console: Console) -> None:
+    """``--metrics-file`` of a one-shot run: its exposition, this run counted once.
+
+    A file that cannot be written is a warning: the run's exit code stays its own."""
+    from supervisor import metrics
+
+    try:
+        metrics.write_textfile(path, metrics.render(metrics.Snapshot.fresh(began).after(result)))
+    except MtestError as exc:
+        console.warn(f"{exc.message} (hint: {exc.hint})" if exc.hint else exc.message)
 
 
 def _code_only(code: int) -> RunResult:
