@@ -11,6 +11,7 @@ test runs.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -55,6 +56,10 @@ def execute(config: Config, console: Console, hooks: Hooks | None = None) -> Run
         from supervisor import selfcheck
 
         return _code_only(selfcheck.run(config, console))
+    if config.mode is Mode.HISTORY:
+        from supervisor import trend
+
+        return _code_only(trend.history_view(config, console))
     if config.mode in (Mode.REPORT, Mode.QUARANTINE, Mode.MERGE):
         from supervisor import views
 
@@ -70,7 +75,29 @@ def execute(config: Config, console: Console, hooks: Hooks | None = None) -> Run
         pipeline.warn_jobs(config, console)  # the user's -j (a resumed run warned before)
     with _event_stream(config) as stream:
         sinks = () if stream is None else (stream,)
-        return pipeline.run(config, console, hooks, sinks=sinks)
+        result = pipeline.run(config, console, hooks, sinks=sinks)
+    if config.mode in (Mode.RUN, Mode.RESUME):
+        _record_history(config, console, result)
+    return result
+
+
+def _record_history(config: Config, console: Console, result: RunResult) -> None:
+    """The run's line in the history (``--history``); one that cannot be written is a
+    warning, and the run keeps its exit code. A resumed run writes where the run it
+    continues did (with that run's ``--history`` and ``--history-keep``)."""
+    from supervisor import history, resume
+    from supervisor.store import Store
+
+    if config.mode is Mode.RESUME:
+        state = resume.load_state(Store(config.gates_dir, console.warn))
+        with contextlib.suppress(MtestError):  # it was read just before the run
+            if state is not None:
+                original = resume.original_config(state, config)
+                config = dataclasses.replace(original, mode=Mode.RESUME)
+    try:
+        history.append(config, result, warn=console.warn)
+    except MtestError as exc:
+        console.warn(exc.message + (f" (hint: {exc.hint})" if exc.hint else ""))
 
 
 def _code_only(code: int) -> RunResult:
