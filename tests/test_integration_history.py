@@ -166,6 +166,8 @@ def test_views_and_listings_write_no_history_and_refuse_history_options(tmp_path
     assert run_mtest(["--collect-only"], project).returncode == 0
     assert run_mtest(["--report"], project).returncode == 0
     assert run_mtest(["--quarantine"], project).returncode == 0
+    checked = run_mtest(["--self-check"], project, timeout=240)  # its own run, in a temp dir
+    assert checked.returncode == 0, checked.stdout + checked.stderr
     assert history.read_bytes() == before
     for args in (["--self-check"], ["--collect-only"], ["--report"]):
         refused = run_mtest([*args, "--history", "elsewhere.jsonl"], project)

@@ -90,7 +90,9 @@ def _record_history(config: Config, console: Console, result: RunResult) -> None
 
     if config.mode is Mode.RESUME:
         state = resume.load_state(Store(config.gates_dir, console.warn))
-        with contextlib.suppress(MtestError):  # it was read just before the run
+        # Parsed once already when the run resumed; should it fail now (the project's
+        # pyproject.toml changed meanwhile), the --resume command line's options serve.
+        with contextlib.suppress(MtestError):
             if state is not None:
                 original = resume.original_config(state, config)
                 config = dataclasses.replace(original, mode=Mode.RESUME)
