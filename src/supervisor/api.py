@@ -11,6 +11,7 @@ test runs.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sys
 import time
@@ -62,6 +63,10 @@ def execute(
         from supervisor import selfcheck
 
         return _code_only(selfcheck.run(config, console))
+    if config.mode is Mode.HISTORY:
+        from supervisor import trend
+
+        return _code_only(trend.history_view(config, console))
     if config.mode in (Mode.REPORT, Mode.QUARANTINE, Mode.MERGE):
         from supervisor import views
 
@@ -84,9 +89,32 @@ def execute(
             code = service.serve(config, console, hooks, sinks=sinks, restartable=restartable)
             return _code_only(code)
         result = pipeline.run(config, console, hooks, sinks=sinks)
+    if config.mode in (Mode.RUN, Mode.RESUME):
+        _record_history(config, console, result)
     if config.metrics_file is not None and config.mode in (Mode.RUN, Mode.RESUME):
         _write_metrics(config.metrics_file, result, began, console)
     return result
+
+
+def _record_history(config: Config, console: Console, result: RunResult) -> None:
+    """The run's line in the history (``--history``); one that cannot be written is a
+    warning, and the run keeps its exit code. A resumed run writes where the run it
+    continues did (with that run's ``--history`` and ``--history-keep``)."""
+    from supervisor import history, resume
+    from supervisor.store import Store
+
+    if config.mode is Mode.RESUME:
+        state = resume.load_state(Store(config.gates_dir, console.warn))
+        # Parsed once already when the run resumed; should it fail now (the project's
+        # pyproject.toml changed meanwhile), the --resume command line's options serve.
+        with contextlib.suppress(MtestError):
+            if state is not None:
+                original = resume.original_config(state, config)
+                config = dataclasses.replace(original, mode=Mode.RESUME)
+    try:
+        history.append(config, result, warn=console.warn)
+    except MtestError as exc:
+        console.warn(exc.message + (f" (hint: {exc.hint})" if exc.hint else ""))
 
 
 def _write_metrics(path: Path, result: RunResult, began: float, console: Console) -> None:

@@ -323,6 +323,8 @@ _ONLY = (
     ("cycles", "--cycles", {Mode.SERVICE}),
     ("metrics_port", "--metrics-port", {Mode.SERVICE}),
     ("metrics_host", "--metrics-host", {Mode.SERVICE}),
+    ("history", "--history", {Mode.SERVICE, Mode.RUN, Mode.RESUME, Mode.HISTORY}),
+    ("history_keep", "--history-keep", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
     ("last", "--last", {Mode.HISTORY}),
     ("json", "--json", {Mode.HISTORY}),
     ("metrics_file", "--metrics-file", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
