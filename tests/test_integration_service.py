@@ -34,6 +34,7 @@ from conftest import (
     wait_for_file,
     write_suite,
 )
+from test_metrics import ParsedFamily, parse_exposition
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -41,7 +42,6 @@ HANG_GUARD_S = 240.0
 SUITE = {
     "test_s.py": "def test_one():\n    pass\n\n\ndef test_two():\n    pass\n",
 }
-SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)$")
 
 
 def history(project: Path) -> list[dict[str, Any]]:
@@ -81,16 +81,8 @@ def get(url: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-def parse_metrics(text: str) -> dict[str, float]:
-    """``name{labels}`` → value, for every sample of a text exposition (0.0.4)."""
-    samples: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        match = SAMPLE.match(line)
-        assert match, f"not a sample line: {line!r}"
-        samples[match.group(1) + (match.group(2) or "")] = float(match.group(3))
-    return samples
+def metric(families: dict[str, ParsedFamily], name: str, **labels: str) -> float:
+    return families[name].value(**labels)
 
 
 def stop(proc: subprocess.Popen[str], started: float) -> Completed:
@@ -124,9 +116,9 @@ def test_three_cycles_write_three_history_lines_and_exit_0(tmp_path: Path) -> No
     assert all(line["exit_code"] == 0 for line in lines)
     assert all(line["counts"] == {"passed": 2} for line in lines)
     assert "service ended after 3 cycle(s)" in done.stdout
-    samples = parse_metrics((project / "m.prom").read_text())
-    assert samples['mtest_runs_total{result="passed"}'] == 3
-    assert samples["mtest_service_faults_total"] == 0
+    samples = parse_exposition((project / "m.prom").read_text())
+    assert metric(samples, "mtest_runs_total", result="passed") == 3
+    assert metric(samples, "mtest_service_faults_total") == 0
     assert not (project / ".gates" / "service.log").exists(), "no fault, nothing logged"
     for line in lines:
         assert run_processes(line["run_id"]) == []
@@ -140,10 +132,10 @@ def test_metrics_and_health_are_served_over_http(tmp_path: Path) -> None:
         wait_until(lambda: len(history(project)) >= 1, proc, "the first cycle's history line")
         status, text = get(f"{url}/metrics")
         assert status == 200
-        samples = parse_metrics(text)
-        assert samples['mtest_runs_total{result="passed"}'] >= 1
-        assert samples["mtest_service_faults_total"] == 0
-        assert samples['mtest_last_run_tests{outcome="passed"}'] == 2
+        samples = parse_exposition(text)
+        assert metric(samples, "mtest_runs_total", result="passed") >= 1
+        assert metric(samples, "mtest_service_faults_total") == 0
+        assert metric(samples, "mtest_last_run_tests", outcome="passed") == 2
         assert get(f"{url}/health")[0] == 200
         ended = stop(proc, started)
         assert ended.returncode == 0, ended.stdout + ended.stderr
@@ -218,15 +210,15 @@ def test_an_internal_fault_is_survived_counted_and_shown_by_health(tmp_path: Pat
         wait_until(lambda: log.is_file() and "fault in the history" in log.read_text(), proc,
                    "a fault in service.log")  # fmt: skip
         wait_until(lambda: get(f"{url}/health")[0] == 503, proc, "/health to say 503")
-        samples = parse_metrics(get(f"{url}/metrics")[1])
-        assert samples["mtest_service_faults_total"] >= 1
+        samples = parse_exposition(get(f"{url}/metrics")[1])
+        assert metric(samples, "mtest_service_faults_total") >= 1
         assert "Traceback (most recent call last)" in log.read_text()
 
         path.rmdir()
-        wait_until(lambda: path.is_file() and history(project), proc, "a history line again")
+        wait_until(lambda: path.is_file() and bool(history(project)), proc, "a history line again")
         wait_until(lambda: get(f"{url}/health")[0] == 200, proc, "/health to recover")
-        faults = parse_metrics(get(f"{url}/metrics")[1])["mtest_service_faults_total"]
-        assert faults >= samples["mtest_service_faults_total"], "a counter never goes down"
+        faults = metric(parse_exposition(get(f"{url}/metrics")[1]), "mtest_service_faults_total")
+        assert faults >= metric(samples, "mtest_service_faults_total"), "a counter never goes down"
         ended = stop(proc, started)
         assert ended.returncode == 0, ended.stdout + ended.stderr
 
@@ -288,8 +280,8 @@ def test_starts_that_fall_during_a_long_cycle_are_skipped_and_counted(tmp_path: 
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert len(history(project)) == 2, "skipped starts are not cycles"
-    samples = parse_metrics((project / "m.prom").read_text())
-    assert samples["mtest_cycles_skipped_total"] >= 2
+    samples = parse_exposition((project / "m.prom").read_text())
+    assert metric(samples, "mtest_cycles_skipped_total") >= 2
     assert "start(s) skipped" in done.stdout
 
 

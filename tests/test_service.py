@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import schedule, service
+from supervisor import metrics, schedule, service
 from supervisor.console import Console
 from supervisor.control import StopControl
 from supervisor.errors import Busy, MtestError
@@ -27,7 +27,10 @@ FIRST = schedule.Carried()
 
 
 def result(code: int = 0, **counts: int) -> RunResult:
-    return RunResult(exit_code=code, run_id="r", started="s", ended="e", wall_s=0.1, counts=counts)
+    return RunResult(
+        exit_code=code, run_id="r", started="2026-12-06T13:00:00.000Z",
+        ended="2026-12-06T13:00:01.000Z", wall_s=0.1, counts=counts,
+    )  # fmt: skip
 
 
 def raising(exc: Exception) -> Run:
@@ -71,7 +74,11 @@ def make(tmp_path: Path, out: io.StringIO) -> Callable[..., service.Service]:
         carried: schedule.Carried = FIRST,
     ) -> service.Service:  # fmt: skip
         console = Console(out, verbosity=0, tty=False, color=False)
-        store = Store(tmp_path / ".gates", lambda line: out.write(f"warning: {line}\n"))
+
+        def warn(line: str) -> None:
+            out.write(f"warning: {line}\n")
+
+        store = Store(tmp_path / ".gates", warn)
         return service.Service(console=console, store=store, run=run, after=after or [],
                                carried=carried)  # fmt: skip
 
@@ -97,7 +104,7 @@ def test_a_clean_cycle_counts_its_result_and_stays_healthy(
     assert snap.service_faults_total == 0
     assert svc.faulty == [False, False]
     # Every label is exported from the start, so a rate() has a zero to begin with.
-    assert set(snap.runs_total) == set(service.RESULT_LABELS)
+    assert set(snap.runs_total) == set(metrics.RESULTS)
 
 
 def test_a_fault_is_logged_counted_and_unhealthy_until_a_clean_cycle(

@@ -50,10 +50,10 @@ from supervisor.senders import GUARDED, Action, Origin, decide, signal_name
 from supervisor.store import Store
 
 EXIT_INTERNAL = 3
+FAULTY_KEPT = 1000
+"""Cycles whose fault flag is kept (``schedule.FaultLimit.cycles`` looks at the last few)."""
 MAX_NOTES = 20
 """Ignored signals between cycles get a line each, per sender and signal, this many at most."""
-RESULT_LABELS = tuple(dict.fromkeys(result_label(code) for code in (0, 1, 2, 3)))
-"""Every ``result`` label of ``mtest_runs_total``, so each is exported from the start."""
 
 RunCycle = Callable[[StopControl], RunResult]
 Step = tuple[str, Callable[[RunResult], None]]
@@ -86,35 +86,18 @@ class Service:
         self.after = after
         self.cycles = carried.cycles
         self.faulty: list[bool] = []
-        """One per cycle of this process: whether it had a fault."""
+        """One per recent cycle of this process (``FAULTY_KEPT``): whether it had a fault."""
         self.proven = carried.restarts > 0
         """A cycle has completed (or the service restarted): bad input is now a fault."""
-        self._runs = dict.fromkeys(RESULT_LABELS, 0)
-        self._skipped = 0
-        self._faults = 0
-        self._last: RunResult | None = None
-        self._last_success: float | None = None
-        self._healthy = True
-        self._start = time.time()
-        self._snapshot = self._make_snapshot()
+        self._snapshot = Snapshot.fresh(time.time())
 
     def snapshot(self) -> Snapshot:
         return self._snapshot
 
-    def _make_snapshot(self) -> Snapshot:
-        return Snapshot(
-            last=self._last, last_success_ts=self._last_success,
-            runs_total=MappingProxyType(dict(self._runs)), cycles_skipped_total=self._skipped,
-            service_faults_total=self._faults, start_ts=self._start, healthy=self._healthy,
-        )  # fmt: skip
-
-    def _publish(self) -> None:
-        self._snapshot = self._make_snapshot()
-
     def skipped(self, count: int) -> None:
         if count:
-            self._skipped += count
-            self._publish()
+            skipped = self._snapshot.cycles_skipped_total + count
+            self._snapshot = dataclasses.replace(self._snapshot, cycles_skipped_total=skipped)
             self.console.line(
                 f"mtest: cycle {self.cycles} outlasted --every: {count} start(s) skipped"
             )
@@ -126,7 +109,7 @@ class Service:
         self.console.line(f"mtest: cycle {number}")
         stop = StopControl()
         began, clock = utc_now(), time.monotonic()
-        faults_before = self._faults
+        faults_before = self._snapshot.service_faults_total
         try:
             result = self.run(stop)
         except Exception as exc:  # a fault, unless an interrupt or bad input (schedule.judge)
@@ -141,26 +124,30 @@ class Service:
                 run_id=pipeline.new_run_id(), started=began, ended=utc_now(),
                 wall_s=time.monotonic() - clock, interrupted=stop.interrupted,
             )  # fmt: skip
+            self._count(result)  # a run that did not finish: counted, not the last run
         else:
             self.proven = True
-            self._last = result
-            if result.exit_code == 0:
-                self._last_success = time.time()
-        self._runs[result_label(result.exit_code)] += 1
-        self._healthy = self._faults == faults_before
-        self._publish()
+            self._snapshot = self._snapshot.after(result)
         for name, step in self.after:
             try:
                 step(result)
             except Exception as exc:  # whatever it is, the service goes on
                 self._fault(number, name, exc)
-        self.faulty.append(self._faults > faults_before)
+        self.faulty.append(self._snapshot.service_faults_total > faults_before)
+        del self.faulty[:-FAULTY_KEPT]  # a service runs for months: keep what the window needs
         return stop.interrupted
 
+    def _count(self, result: RunResult) -> None:
+        runs = dict(self._snapshot.runs_total)
+        label = result_label(result.exit_code)
+        runs[label] = runs.get(label, 0) + 1
+        self._snapshot = dataclasses.replace(self._snapshot, runs_total=MappingProxyType(runs))
+
     def _fault(self, number: int, where: str, exc: Exception) -> None:
-        self._faults += 1
-        self._healthy = False
-        self._publish()
+        faults = self._snapshot.service_faults_total + 1
+        self._snapshot = dataclasses.replace(
+            self._snapshot, service_faults_total=faults, healthy=False
+        )
         what = f"{type(exc).__name__}: {exc}"
         trace = "".join(traceback.format_exception(exc))
         self.log(f"cycle {number}: fault in {where}: {what}\n{trace}")
@@ -239,10 +226,8 @@ def serve(
         return pipeline.run(cycle_config, console, hooks, sinks=sinks, stop=stop)
 
     with Signals(console) as signals:
-        service = Service(
-            console=console, store=store, run=run, after=_steps(cycle_config, lambda: service),
-            carried=carried,
-        )  # fmt: skip
+        after = _steps(cycle_config, lambda: service, console.warn)
+        service = Service(console=console, store=store, run=run, after=after, carried=carried)
         if carried.restarts:
             again = f"restarted (restart {carried.restarts}, {carried.cycles} cycle(s) so far)"
             service.log(again)
@@ -268,11 +253,16 @@ def serve(
     return 0
 
 
-def _steps(config: Config, service: Callable[[], Service]) -> list[Step]:
+def _steps(
+    config: Config, service: Callable[[], Service], warn: Callable[[str], None]
+) -> list[Step]:
     """After each cycle: its line in the history; the metrics file, when asked for."""
     from supervisor import history, metrics
 
-    steps: list[Step] = [("the history", lambda result: history.append(config, result))]
+    def write_history(result: RunResult) -> None:
+        history.append(config, result, warn=warn)
+
+    steps: list[Step] = [("the history", write_history)]
     if config.metrics_file is not None:
         path = config.metrics_file
 
@@ -295,8 +285,7 @@ def _metrics_server(
     server = MetricsServer(config.metrics_host, config.metrics_port, snapshot)
     server.start()
     try:
-        host = f"[{config.metrics_host}]" if ":" in config.metrics_host else config.metrics_host
-        console.always(f"mtest: metrics on http://{host}:{server.port}/metrics")
+        console.always(f"mtest: metrics on {server.url}")
         yield
     finally:
         server.close()
