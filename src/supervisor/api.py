@@ -11,8 +11,10 @@ test runs.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, TextIO
@@ -48,13 +50,23 @@ def run(
     return execute(config, console, Hooks(on_record=on_record, on_event=on_event))
 
 
-def execute(config: Config, console: Console, hooks: Hooks | None = None) -> RunResult:
-    """What ``mtest`` does for a parsed ``Config``: the run, or the view it asks for."""
+def execute(
+    config: Config, console: Console, hooks: Hooks | None = None, *, restartable: bool = False
+) -> RunResult:
+    """What ``mtest`` does for a parsed ``Config``: the run, or the view it asks for.
+
+    ``restartable``: the process is mtest's own (the console script), which
+    ``mtest service`` may re-execute to restart itself after repeated faults.
+    """
     # Imported here so that `mtest --version` and usage errors stay instant.
     if config.mode is Mode.SELF_CHECK:
         from supervisor import selfcheck
 
         return _code_only(selfcheck.run(config, console))
+    if config.mode is Mode.HISTORY:
+        from supervisor import trend
+
+        return _code_only(trend.history_view(config, console))
     if config.mode in (Mode.REPORT, Mode.QUARANTINE, Mode.MERGE):
         from supervisor import views
 
@@ -66,11 +78,55 @@ def execute(config: Config, console: Console, hooks: Hooks | None = None) -> Run
         return _code_only(view(config, console))
     from supervisor import pipeline
 
-    if config.mode is Mode.RUN:
+    if config.mode in (Mode.RUN, Mode.SERVICE):
         pipeline.warn_jobs(config, console)  # the user's -j (a resumed run warned before)
+    began = time.time()
     with _event_stream(config) as stream:
         sinks = () if stream is None else (stream,)
-        return pipeline.run(config, console, hooks, sinks=sinks)
+        if config.mode is Mode.SERVICE:
+            from supervisor import service
+
+            code = service.serve(config, console, hooks, sinks=sinks, restartable=restartable)
+            return _code_only(code)
+        result = pipeline.run(config, console, hooks, sinks=sinks)
+    if config.mode in (Mode.RUN, Mode.RESUME):
+        _record_history(config, console, result)
+    if config.metrics_file is not None and config.mode in (Mode.RUN, Mode.RESUME):
+        _write_metrics(config.metrics_file, result, began, console)
+    return result
+
+
+def _record_history(config: Config, console: Console, result: RunResult) -> None:
+    """The run's line in the history (``--history``); one that cannot be written is a
+    warning, and the run keeps its exit code. A resumed run writes where the run it
+    continues did (with that run's ``--history`` and ``--history-keep``)."""
+    from supervisor import history, resume
+    from supervisor.store import Store
+
+    if config.mode is Mode.RESUME:
+        state = resume.load_state(Store(config.gates_dir, console.warn))
+        # Parsed once already when the run resumed; should it fail now (the project's
+        # pyproject.toml changed meanwhile), the --resume command line's options serve.
+        with contextlib.suppress(MtestError):
+            if state is not None:
+                original = resume.original_config(state, config)
+                config = dataclasses.replace(original, mode=Mode.RESUME)
+    try:
+        history.append(config, result, warn=console.warn)
+    except MtestError as exc:
+        console.warn(exc.message + (f" (hint: {exc.hint})" if exc.hint else ""))
+
+
+def _write_metrics(path: Path, result: RunResult, began: float, console: Console) -> None:
+    """``--metrics-file`` of a one-shot run: its exposition, this run counted once.
+
+    A file that cannot be written is a warning: the run's exit code stays its own."""
+    from supervisor import metrics
+
+    try:
+        metrics.write_textfile(path, metrics.render(metrics.Snapshot.fresh(began).after(result)))
+    except MtestError as exc:
+        console.warn(f"{exc.message} (hint: {exc.hint})" if exc.hint else exc.message)
 
 
 def _code_only(code: int) -> RunResult:

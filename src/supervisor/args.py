@@ -40,7 +40,7 @@ _MODES = (
     ("resume", Mode.RESUME), ("report", Mode.REPORT), ("quarantine", Mode.QUARANTINE),
     ("self_check", Mode.SELF_CHECK), ("merge", Mode.MERGE), ("collect_only", Mode.COLLECT_ONLY),
 )  # fmt: skip
-_RUNS_TESTS = frozenset({Mode.RUN, Mode.COLLECT_ONLY, Mode.SELF_CHECK})
+_RUNS_TESTS = frozenset({Mode.RUN, Mode.COLLECT_ONLY, Mode.SELF_CHECK, Mode.SERVICE})
 _MTEST_OWN = frozenset({"-h", "--help", "--version"})
 SUBCOMMANDS = {"service": Mode.SERVICE, "history": Mode.HISTORY}
 """``mtest service …`` and ``mtest history …``: the first word, before any option."""
@@ -323,6 +323,8 @@ _ONLY = (
     ("cycles", "--cycles", {Mode.SERVICE}),
     ("metrics_port", "--metrics-port", {Mode.SERVICE}),
     ("metrics_host", "--metrics-host", {Mode.SERVICE}),
+    ("history", "--history", {Mode.SERVICE, Mode.RUN, Mode.RESUME, Mode.HISTORY}),
+    ("history_keep", "--history-keep", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
     ("last", "--last", {Mode.HISTORY}),
     ("json", "--json", {Mode.HISTORY}),
     ("metrics_file", "--metrics-file", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),

@@ -30,7 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.verbosity = config.verbosity
         if "PATH" in config.python_origin:
             console.line(f"mtest: pytest runs under {config.python} ({config.python_origin})")
-        code = _dispatch(config, console)
+        # Only the console script's own process (argv from sys.argv) may be re-executed.
+        code = _dispatch(config, console, restartable=argv is None)
     except MtestError as exc:
         console.error(exc.message, exc.hint)
         code = exc.code
@@ -52,10 +53,10 @@ def _quick_verbosity(args: list[str]) -> int:
     return sum(a in ("-v", "--verbose") for a in own) - sum(a in ("-q", "--quiet") for a in own)
 
 
-def _dispatch(config: Config, console: Console) -> int:
+def _dispatch(config: Config, console: Console, *, restartable: bool) -> int:
     from supervisor import api  # not at the top: `mtest --version` stays instant
 
     if config.events_to == "-":
         # The events own standard output; mtest's own lines go to standard error.
         console = Console.for_stream(sys.stderr, verbosity=config.verbosity)
-    return api.execute(config, console).exit_code
+    return api.execute(config, console, restartable=restartable).exit_code

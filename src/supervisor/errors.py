@@ -11,3 +11,8 @@ class MtestError(Exception):
         self.message = message
         self.hint = hint
         self.code = code
+
+
+class Busy(MtestError):
+    """Something mtest needs is held by someone else now (``.gates/lock``): the same
+    command may work later. ``mtest service`` counts it as a fault and goes on."""

@@ -50,9 +50,12 @@ def new_run_id() -> str:
 
 def run(
     config: Config, console: Console, hooks: Hooks | None = None,
-    *, sinks: Sequence[OnEvent] = (),
+    *, sinks: Sequence[OnEvent] = (), stop: StopControl | None = None,
 ) -> RunResult:  # fmt: skip
-    """One run (one cycle of ``mtest service``): its result, with the exit code."""
+    """One run (one cycle of ``mtest service``): its result, with the exit code.
+
+    ``stop``: the caller's, to learn that a signal stopped the run even when it
+    came too late to change the result (``mtest service`` then ends)."""
     store = Store(config.gates_dir, console.warn)
     if config.mode is Mode.COLLECT_ONLY:
         began, clock = utc_now(), time.monotonic()
@@ -67,7 +70,7 @@ def run(
             config = point.config
             if not point.outstanding:
                 return _finish_resumed(store, config, console, point, announcer)
-        return _run_locked(store, config, console, point, announcer)
+        return _run_locked(store, config, console, point, announcer, stop or StopControl())
 
 
 def _result(
@@ -109,13 +112,13 @@ class Selected:
 
 def _run_locked(
     store: Store, config: Config, console: Console, point: ResumePoint | None,
-    announcer: Announcer,
+    announcer: Announcer, stop: StopControl,
 ) -> RunResult:  # fmt: skip
     started, began = time.monotonic(), utc_now()
     run_id = point.run_id if point else new_run_id()
     store.begin_run(fresh=point is None)
-    budget_end = None if config.budget_s is None else started + config.budget_s - FINISH_RESERVE_S
-    stop = StopControl(deadline=budget_end)
+    if config.budget_s is not None:
+        stop.deadline = started + config.budget_s - FINISH_RESERVE_S
     with Guard(stop) as guard, Pool(_drive_options(config, store, run_id)) as pool:
         guard.follow(pool)  # a signal from a worker names its test
         # A resumed run lists only the files of its outstanding tests; a run of node

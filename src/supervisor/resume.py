@@ -150,6 +150,15 @@ def load_state(store: Store) -> SavedState | None:
     return state
 
 
+def original_config(state: SavedState, config: Config) -> Config:
+    """The interrupted run's options (its command line, in its cwd), with the
+    verbosity and the gates directory of the ``--resume`` command line."""
+    original = make_config(list(state.argv), Path(state.cwd))
+    return dataclasses.replace(
+        original, mode=Mode.RUN, verbosity=config.verbosity, gates_dir=config.gates_dir
+    )
+
+
 def load_resume_point(store: Store, config: Config) -> ResumePoint:
     """The interrupted run to continue, or exit 4 when there is none."""
     state = load_state(store)
@@ -166,13 +175,9 @@ def load_resume_point(store: Store, config: Config) -> ResumePoint:
             f"ignoring `{shlex.join(ignored)}`"
         )
     records = [r for r in store.read_records() if r.run_id == state.run_id]
-    original = make_config(list(state.argv), Path(state.cwd))
-    resumed = dataclasses.replace(
-        original, mode=Mode.RUN, verbosity=config.verbosity, gates_dir=config.gates_dir
-    )
     return ResumePoint(
         run_id=state.run_id,
-        config=resumed,
+        config=original_config(state, config),
         selected=state.selected,
         outstanding=tuple(reconcile(state.selected, records, state.run_id)),
         records=records,

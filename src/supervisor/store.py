@@ -13,6 +13,10 @@ of ``Store.notes``, never a traceback. ``Store.ensure_log`` puts ``run.jsonl``
 back at its path from the open handle. ``last-run/`` holds at most
 ``LAST_RUN_CAP_BYTES`` of what the store writes there; past that, a bundle is
 a short stub that says so.
+
+``history.jsonl`` (or the file ``--history`` names, anywhere) is a ``SharedLog``:
+appended by whole lines under a lock, compacted by an atomic rename, its unreadable
+lines moved to a ``.corrupt`` side file; ``supervisor.history`` decides what it holds.
 """
 
 from __future__ import annotations
@@ -23,12 +27,12 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from supervisor.errors import MtestError
+from supervisor.errors import Busy, MtestError
 from supervisor.model import FORMAT_VERSION, TestRecord
 
 Warn = Callable[[str], None]
@@ -45,9 +49,17 @@ RUN_LOG = "run.jsonl"
 SUMMARY = "summary.md"
 FAILURES = "failures"
 CHILDREN = "children"
+HISTORY = "history.jsonl"
+CORRUPT_SUFFIX = ".corrupt"
+"""Lines a compaction of a shared log could not read go to ``<file>.corrupt``, never away."""
+SERVICE_LOG = "service.log"
+"""``mtest service``'s faults (with tracebacks), restarts and giving up; plain text."""
 
 FSYNC_EVERY_S = 1.0
 """``run.jsonl`` is flushed per record and fsynced at most this often (and at close)."""
+SERVICE_LOG_CAP_BYTES = 1024 * 1024
+"""``service.log`` past this is renamed ``service.log.1`` (replacing the older one) and
+begun again: the two hold at most twice this."""
 LAST_RUN_CAP_BYTES = 256 * 1024 * 1024
 """What the store writes into ``last-run/`` (records, bundles, JUnit, summary) in one run,
 at most; bundles past it become stubs, chunk JUnit files are not written."""
@@ -85,6 +97,10 @@ class Paths:
         return self.root / CACHE
 
     @property
+    def history(self) -> Path:
+        return self.root / HISTORY
+
+    @property
     def last_run(self) -> Path:
         return self.root / LAST_RUN
 
@@ -103,6 +119,10 @@ class Paths:
     @property
     def children(self) -> Path:
         return self.last_run / CHILDREN
+
+    @property
+    def service_log(self) -> Path:
+        return self.root / SERVICE_LOG
 
     def chunk_junit(self, index: int) -> Path:
         return self.last_run / f"junit-{index:04d}.xml"
@@ -151,7 +171,7 @@ class Store:
             handle.seek(0)
             who = handle.read().strip() or "another mtest"
             handle.close()
-            raise MtestError(
+            raise Busy(
                 f"`{self.paths.lock}` is held by {who}",
                 hint="wait for that run to finish, or use another --gates-dir",
             ) from None
@@ -345,6 +365,24 @@ class Store:
         except OSError:
             return None
 
+    def append_service_log(self, text: str, *, cap_bytes: int = SERVICE_LOG_CAP_BYTES) -> None:
+        """Append an entry to ``service.log``, rotating it first past ``cap_bytes``.
+
+        Not under the lock (the service writes it between runs) and never a
+        failure of its own: a log that cannot be written is a warning.
+        """
+        path = self.paths.service_log
+        data = text.encode("utf-8", errors="replace")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_size + len(data) > cap_bytes:
+                    os.replace(path, path.with_name(SERVICE_LOG + ".1"))
+            with open(path, "ab") as handle:
+                handle.write(data)
+        except OSError as exc:
+            self.warn(f"could not write `{path}`: {exc.strerror or exc}")
+
     def _over_cap(self, size: int) -> bool:
         """Whether writing ``size`` more bytes into last-run/ would pass the cap (noted once)."""
         if self._used + size <= self.cap_bytes:
@@ -416,6 +454,108 @@ def write_atomic_bytes(path: Path, data: bytes, *, sync: bool = True) -> None:
         except FileNotFoundError:
             if attempt == 2:
                 raise
+
+
+SHARED_LOG_OPEN_ATTEMPTS = 1000
+"""How often ``open_shared_log`` reopens a file that was replaced while it waited for
+the lock. Each compaction by another process costs one attempt (a process compacts at
+most once per append), so only a file replaced in a loop by something else runs out."""
+
+
+class SharedLog:
+    """A JSON Lines file that several processes append to and compact (the run history).
+
+    A line is one ``os.write`` on an ``O_APPEND`` descriptor, so two processes'
+    lines never interleave. ``open_shared_log`` holds an exclusive ``flock`` of the
+    file from the read to the last write, and makes sure the descriptor still names
+    the path once the lock is held: another process's compaction renames a new file
+    over the path, and a line appended to the old one would be lost.
+    """
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd = fd
+        self._replaced = False
+
+    def read(self) -> bytes:
+        """The whole file, as it is under the lock."""
+        chunks: list[bytes] = []
+        offset = 0
+        while chunk := os.pread(self._fd, 1 << 20, offset):
+            chunks.append(chunk)
+            offset += len(chunk)
+        return b"".join(chunks)
+
+    def append(self, line: bytes) -> None:
+        """One line (ending in a newline), written and fsynced; a partial last line
+        left by a crash is ended first, so the new line stands alone."""
+        assert not self._replaced, "the log was replaced: reopen it"
+        size = os.fstat(self._fd).st_size
+        if size and os.pread(self._fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        written = os.write(self._fd, line)
+        while written < len(line):  # only a full disk or a signal writes less
+            written += os.write(self._fd, line[written:])
+        os.fsync(self._fd)
+
+    def replace(self, kept: Sequence[bytes], moved: Sequence[bytes]) -> Path | None:
+        """Compact: the file becomes ``kept`` (atomically); ``moved`` lines are first
+        appended to ``<file>.corrupt`` (returned), so a crash in between duplicates
+        them, never loses them. Lines are given without their newline."""
+        side = None
+        if moved:
+            side = self.path.with_name(self.path.name + CORRUPT_SUFFIX)
+            fd = os.open(side, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, b"".join(line + b"\n" for line in moved))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        write_atomic_bytes(self.path, b"".join(line + b"\n" for line in kept))
+        self._replaced = True
+        return side
+
+
+@contextlib.contextmanager
+def open_shared_log(path: Path) -> Iterator[SharedLog]:
+    """``path`` (created with its directories if missing), locked for this process.
+
+    Raises ``OSError`` when it cannot be opened for reading and appending (a
+    directory in the way, no permission, a read-only filesystem). On a filesystem
+    without ``flock`` the lock is skipped: appends stay whole lines (``O_APPEND``).
+    """
+    for _ in range(SHARED_LOG_OPEN_ATTEMPTS):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            with contextlib.suppress(OSError):  # ENOLCK: no locks on this filesystem
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            st = os.fstat(fd)
+            if _identity(path) == (st.st_dev, st.st_ino):
+                break
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # replaced while we waited for the lock: open the new file
+    else:
+        raise OSError(f"`{path}` kept being replaced by another process")
+    try:
+        yield SharedLog(path, fd)
+    finally:
+        os.close(fd)
+
+
+def read_shared_log(path: Path) -> bytes:
+    """A shared log's bytes, read under a shared ``flock`` (so no line is half written);
+    ``b""`` when it does not exist. Other ``OSError`` propagate."""
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 (closed below, after the lock)
+    except FileNotFoundError:
+        return b""
+    with handle:
+        with contextlib.suppress(OSError):  # ENOLCK: no locks on this filesystem
+            fcntl.flock(handle, fcntl.LOCK_SH)
+        return handle.read()
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
