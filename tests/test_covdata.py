@@ -21,18 +21,32 @@ from supervisor.store import COVERAGE_LAST, Store
 
 
 class FakeCollector:
-    def __init__(self) -> None:
+    """coverage.py's collector as ``Saver`` sees it: sets of lines per file, emptied
+    into the data file when flushed."""
+
+    def __init__(self, stored: dict[str, set[int]]) -> None:
         self.data: dict[str, set[int]] = {}
+        self.stored = stored
+        self.flushes = 0
+
+    def flush_data(self) -> bool:
+        self.flushes += 1
+        for name, hits in self.data.items():
+            self.stored.setdefault(name, set()).update(hits)
+            hits.clear()
+        return True
 
 
 class FakeCoverage:
-    """coverage.py as ``Saver`` sees it: a collector's sets, ``save`` flushes them."""
-
     def __init__(self, *, dynamic_context: str | None = None) -> None:
-        self._collector = FakeCollector()
-        self.options: dict[str, Any] = {"run:dynamic_context": dynamic_context}
         self.stored: dict[str, set[int]] = {}
-        self.saves = 0
+        self._collector = FakeCollector(self.stored)
+        self.options: dict[str, Any] = {"run:dynamic_context": dynamic_context}
+        self.full_saves = 0
+
+    @property
+    def saves(self) -> int:
+        return self._collector.flushes
 
     def get_option(self, name: str) -> Any:
         return self.options.get(name)
@@ -42,10 +56,8 @@ class FakeCoverage:
             self._collector.data.setdefault(name, set()).update(hits)
 
     def save(self) -> None:
-        self.saves += 1
-        for name, hits in self._collector.data.items():
-            self.stored.setdefault(name, set()).update(hits)
-            hits.clear()
+        self.full_saves += 1
+        self._collector.flush_data()
 
 
 def test_a_test_that_runs_only_known_lines_is_not_saved_again() -> None:
@@ -59,6 +71,16 @@ def test_a_test_that_runs_only_known_lines_is_not_saved_again() -> None:
     saver.after_test()
     assert (cov.saves, cov.stored["a.py"]) == (2, {1, 2, 3})
     assert (saver.tests, saver.saves) == (4, 2)
+    assert cov.full_saves == 1  # the first; later ones only flush the new lines
+
+
+def test_new_lines_in_a_set_of_the_same_size_are_news() -> None:
+    cov = FakeCoverage()
+    saver = probecov.Saver(cov)
+    for line in (1, 2, 3):
+        cov.run({"a.py": {line}})
+        saver.after_test()
+    assert cov.saves == 3 and cov.stored["a.py"] == {1, 2, 3}
 
 
 TESTS = st.lists(
@@ -97,8 +119,18 @@ def test_with_dynamic_contexts_every_test_is_saved() -> None:
 
 
 def test_an_unknown_collector_means_saving_after_every_test() -> None:
-    cov = FakeCoverage()
-    cov._collector = object()  # type: ignore[assignment]
+    class Other:
+        def __init__(self) -> None:
+            self._collector = object()
+            self.saves = 0
+
+        def get_option(self, name: str) -> Any:
+            return None
+
+        def save(self) -> None:
+            self.saves += 1
+
+    cov = Other()
     saver = probecov.Saver(cov)
     saver.after_test()
     saver.after_test()
