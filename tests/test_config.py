@@ -660,6 +660,8 @@ def test_collect_only_with_another_mode_is_a_usage_error(project: Path, argv: li
         (["-n", "2"], "-n", "on the command line"),
         (["--", "--lf"], "--lf", "after `--`"),
         (["--", "-vn", "2"], "-n", "after `--`"),
+        (["--", "--cov=pkg"], "--cov", "after `--`"),
+        (["--cov-report=html"], "--cov-report", "on the command line"),
     ],
 )
 def test_pytest_options_mtest_cannot_honour_are_refused(
@@ -669,6 +671,13 @@ def test_pytest_options_mtest_cannot_honour_are_refused(
         make_config(argv, project)
     assert caught.value.code == 4
     assert f"`{option}`" in caught.value.message and where in caught.value.message
+
+
+def test_mtests_own_coverage_options_are_not_pytest_covs(project: Path) -> None:
+    config = make_config(["--cov=pkg", "--cov=lib", "--cov-branch", "--cov-fail-under=90"], project)
+    assert (config.cov, config.cov_sources, config.cov_branch) == (True, ("pkg", "lib"), True)
+    assert config.cov_fail_under == 90
+    assert make_config(["--cov"], project).cov_sources == ()
 
 
 def test_pytest_args_in_the_table_are_checked_too(tmp_path: Path) -> None:

@@ -372,3 +372,16 @@ def test_always_parseable_xml(
         failure = case.find("failure")
         if failure is not None and clean(finals[test_id].message):
             assert failure.get("message") == clean(finals[test_id].message)
+
+
+def test_the_runs_coverage_is_a_property_of_the_testsuite(tmp_path: Path) -> None:
+    path = tmp_path / "junit.xml"
+    write_junit(path, mixed_records(), {}, properties={"coverage": "87.54"})
+    suite = ET.parse(path).getroot().find("testsuite")
+    assert suite is not None
+    listed = suite.find("properties")
+    assert listed is not None and suite[0] is listed  # before the testcases
+    assert [(p.get("name"), p.get("value")) for p in listed] == [("coverage", "87.54")]
+    parsed_suite: Any = next(iter(JUnitXml.fromfile(str(path))))
+    assert {p.name: p.value for p in parsed_suite.properties()} == {"coverage": "87.54"}
+    assert ET.fromstring(junit_xml(mixed_records(), {})).find("testsuite/properties") is None

@@ -65,6 +65,11 @@ def test_take(
         (["--fixtures"], "--fixtures"),
         (["-h"], "-h"),
         (["--version"], "--version"),
+        (["--cov=pkg"], "--cov"),
+        (["--cov"], "--cov"),
+        (["--cov-report", "html"], "--cov-report"),
+        (["--cov-fail-under=90"], "--cov-fail-under"),
+        (["--cov-branch"], "--cov-branch"),
     ],
 )
 def test_refused_options_name_themselves_where_and_why(args: list[str], option: str) -> None:
@@ -74,6 +79,12 @@ def test_refused_options_name_themselves_where_and_why(args: list[str], option: 
     assert f"`{option}`" in caught.value.message
     assert WHERE in caught.value.message
     assert caught.value.hint == REFUSED[option]
+
+
+def test_pytest_covs_options_point_to_mtests_own() -> None:
+    assert "mtest's own `--cov[=SOURCE]`" in REFUSED["--cov"]
+    # Switching pytest-cov off (e.g. its --cov in addopts) is the user's to ask for.
+    assert take(["--no-cov"], WHERE).child_args == ("--no-cov",)
 
 
 @pytest.mark.parametrize("args", [["--maxfail", "x"], ["--maxfail=-1"], ["--maxfail"]])

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from supervisor.covdata import Total
 from supervisor.model import Outcome, TestRecord, final_records
 from supervisor.report import (
     SUMMARY_PROBLEMS,
@@ -329,3 +331,25 @@ def test_a_quarantined_flaky_outcome_is_not_called_not_gating() -> None:
     finals = finals_of(rec("t.py::f", Outcome.FLAKY, quarantined=True, message="m"))
     facts = dataclasses.replace(FACTS, quarantine_kinds={"t.py::f": "flaky"})
     assert "- **flaky** (quarantined: flaky) `t.py::f`: m" in summary_markdown(finals, facts, 1, [])
+
+
+def test_coverage_in_the_end_line_the_summary_and_the_exit_code() -> None:
+    finals = finals_of(rec("a", Outcome.PASSED))
+    total = Total(
+        percent=87.5432, display="87.54", branch=True, fail_under=90.0, failed=True,
+        data_file=Path("/p/.coverage"), version="7.18.0", parts=2,
+    )  # fmt: skip
+    facts = dataclasses.replace(FACTS, coverage=total)
+    assert summary_line(finals, facts) == "1 passed in 12.3s, coverage 87.54%"
+    text = summary_markdown(finals, facts, 1, [])
+    assert (
+        "Coverage: **87.54%** of lines and branches (coverage.py 7.18.0, 2 data file(s) "
+        "combined, in `/p/.coverage`)." in text
+    )
+    assert "Required coverage 90%: **not reached**: the run fails." in text
+    assert exit_code(finals, interrupted=False, selected=1, coverage_failed=True) == 1
+    assert exit_code(finals, interrupted=True, selected=1, coverage_failed=True) == 2
+    empty = Total(percent=None, problem="no test saved coverage data")
+    assert "Coverage: **no data** (no test saved coverage data)." in summary_markdown(
+        finals, dataclasses.replace(FACTS, coverage=empty), 0, []
+    )

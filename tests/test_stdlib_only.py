@@ -16,8 +16,8 @@ import pytest
 import supervisor
 
 PACKAGE = Path(supervisor.__file__).resolve().parent
-ALLOWED_EXTRA = {"probe.py": {"pytest"}, "probelazy.py": {"pytest"}}
-CHILD_SIDE = ("probe.py", "probelazy.py", "probedeps.py", "probeio.py")
+ALLOWED_EXTRA = {"probe.py": {"pytest"}, "probelazy.py": {"pytest"}, "probecov.py": {"coverage"}}
+CHILD_SIDE = ("probe.py", "probelazy.py", "probedeps.py", "probeio.py", "probecov.py")
 """Loaded into the children from their files, beside one another."""
 
 

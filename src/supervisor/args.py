@@ -41,7 +41,7 @@ _MODES = (
     ("self_check", Mode.SELF_CHECK), ("merge", Mode.MERGE), ("collect_only", Mode.COLLECT_ONLY),
 )  # fmt: skip
 _RUNS_TESTS = frozenset({Mode.RUN, Mode.COLLECT_ONLY, Mode.SELF_CHECK, Mode.SERVICE})
-_MTEST_OWN = frozenset({"-h", "--help", "--version"})
+_MTEST_OWN = frozenset({"-h", "--help", "--version", "--cov", "--cov-branch", "--cov-fail-under"})
 SUBCOMMANDS = {"service": Mode.SERVICE, "history": Mode.HISTORY}
 """``mtest service …`` and ``mtest history …``: the first word, before any option."""
 

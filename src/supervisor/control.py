@@ -45,6 +45,8 @@ class DriveOptions:
     """Where each child's events, ids, stacks and output go (``last-run/children``)."""
     junit_dir: Path
     cache_dir: Path
+    coverage: str = ""
+    """``--cov``: ``MTEST_COVERAGE`` for every child (``covdata.Setup.child_env``)."""
 
 
 class Stop(enum.Enum):

@@ -301,6 +301,8 @@ class Pool(Loop):
             env["MTEST_LAZY"] = "1"
         if self.timeout_known:
             env["MTEST_TIMEOUT"] = f"{self.timeout_s:g}"
+        if opts.coverage:
+            env["MTEST_COVERAGE"] = opts.coverage
         worker = Worker.start(
             Launch(
                 python=opts.python,

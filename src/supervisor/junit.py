@@ -82,8 +82,10 @@ def junit_xml(
     *,
     suite_name: str = "mtest",
     diagnoses: Diagnoses | None = None,
+    properties: Mapping[str, str] | None = None,
 ) -> str:
-    """One JUnit XML document (with declaration) for all attempts in ``records``."""
+    """One JUnit XML document (with declaration) for all attempts in ``records``;
+    ``properties`` (the run's ``coverage``) go on the testsuite."""
     attempts: dict[str, list[TestRecord]] = {}
     for record in records:
         attempts.setdefault(record.test_id, []).append(record)
@@ -91,6 +93,10 @@ def junit_xml(
     counts = _counts(finals)
     root = ET.Element("testsuites", {"name": clean(suite_name), **counts})
     suite = ET.SubElement(root, "testsuite", {"name": clean(suite_name), **counts})
+    if properties:
+        listed = ET.SubElement(suite, "properties")
+        for key, value in properties.items():
+            ET.SubElement(listed, "property", {"name": clean(key), "value": clean(value)})
     for test_id, history in attempts.items():
         suite.append(_testcase(history, items.get(test_id), diagnoses or {}))
     ET.indent(root)
@@ -102,13 +108,16 @@ def write_junit(
     records: Sequence[TestRecord],
     items: Mapping[str, TestItem],
     diagnoses: Diagnoses | None = None,
+    *,
+    properties: Mapping[str, str] | None = None,
 ) -> None:
-    """Write ``junit_xml(records, items, diagnoses=diagnoses)`` to ``path`` as UTF-8, atomically.
+    """Write ``junit_xml(records, items, diagnoses=..., properties=...)`` to ``path`` as UTF-8,
+    atomically.
 
     A temp file in the same directory is written, fsynced and renamed over
     ``path``, so a reader never sees half a file. Parent directories are created.
     """
-    data = junit_xml(records, items, diagnoses=diagnoses).encode("utf-8")
+    data = junit_xml(records, items, diagnoses=diagnoses, properties=properties).encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from supervisor import collecting, events, github, junit, learn, plan, report, select
+from supervisor import collecting, covdata, events, github, junit, learn, plan, report, select
 from supervisor.bundle import read_diagnoses
 from supervisor.collecting import Found
 from supervisor.config import Config, FlakyResult, Mode, usable_cpus
@@ -94,6 +94,7 @@ def _result(
         records_path=store.paths.run_log,
         tiers=tuple(sorted(config.tiers)),
         budget_s=config.budget_s,
+        coverage_ratio=None if facts.coverage is None else facts.coverage.ratio,
         slowest=None if slowest is None else (slowest.test_id, slowest.duration_s),
     )
 
@@ -116,10 +117,12 @@ def _run_locked(
 ) -> RunResult:  # fmt: skip
     started, began = time.monotonic(), utc_now()
     run_id = point.run_id if point else new_run_id()
+    measure = covdata.prepare(config, store, run_id) if config.cov else None
     store.begin_run(fresh=point is None)
     if config.budget_s is not None:
         stop.deadline = started + config.budget_s - FINISH_RESERVE_S
-    with Guard(stop) as guard, Pool(_drive_options(config, store, run_id)) as pool:
+    options = _drive_options(config, store, run_id, coverage=measure.child_env if measure else "")
+    with Guard(stop) as guard, Pool(options) as pool:
         guard.follow(pool)  # a signal from a worker names its test
         # A resumed run lists only the files of its outstanding tests; a run of node
         # ids collects just those; any other run is lazy: its workers walk the suite
@@ -166,6 +169,11 @@ def _run_locked(
                                      tests=picked.selected))  # fmt: skip
         outstanding = _drive(pool, config, recorder, stop, picked)
         pool.release()  # the children finish their sessions while we learn and report
+        complete = not outstanding and not stop.interrupted
+        coverage = (
+            None if measure is None
+            else covdata.combine(config, store, measure, run_id, complete=complete)
+        )  # fmt: skip
         if found is not None:
             _learn_index(store, pool, config, stored, found)
             picked = _reconciled(picked, pool.vanished, pool.appeared, pool.admit)
@@ -182,6 +190,7 @@ def _run_locked(
             resumed=point is not None,
             notes=_notes(pool, store, guard),
             quarantine_kinds=quarantine.kinds(),
+            coverage=coverage,
         )
         finals, code = _report(store, config, recorder, picked.selected, facts, layout)
     # The children have finished their sessions now: say how long it all took, and
@@ -297,7 +306,12 @@ def _finish_resumed(
     crash, a kill): no child, no watchdog, no collection is needed to finish it.
     """
     started, began = time.monotonic(), utc_now()
+    measure = covdata.prepare(config, store, point.run_id) if config.cov else None
     store.begin_run(fresh=False)
+    coverage = (
+        None if measure is None
+        else covdata.combine(config, store, measure, point.run_id, complete=True)
+    )  # fmt: skip
     knowledge = load_knowledge(store)
     recorder = Recorder(
         store=store,
@@ -317,6 +331,7 @@ def _finish_resumed(
         resumed=True,
         notes=tuple(store.notes),
         quarantine_kinds=knowledge.quarantine.kinds(),
+        coverage=coverage,
     )
     finals, code = _report(store, config, recorder, point.selected, facts, point.layout)
     result = _result(config, store, facts, finals, code, began=began)
@@ -421,6 +436,7 @@ def _report(
     code = report.exit_code(
         finals, interrupted=facts.interrupted, selected=len(selected),
         flaky_fails=config.flaky_result is FlakyResult.FAIL,
+        coverage_failed=facts.coverage is not None and facts.coverage.failed,
     )  # fmt: skip
     summary = report.summary_markdown(finals, facts, code, recorder.session)
     store.write_summary(summary)
@@ -429,7 +445,10 @@ def _report(
     # The traceback lives only in the bundles; the CI reports read it back from there.
     diagnoses = read_diagnoses(store.paths.last_run, recorder.all_records())
     if config.junit_xml is not None:
-        junit.write_junit(config.junit_xml, recorder.all_records(), items, diagnoses)
+        junit.write_junit(
+            config.junit_xml, recorder.all_records(), items, diagnoses,
+            properties=_junit_properties(facts),
+        )  # fmt: skip
     github.publish(recorder.console.command, finals, items, summary, diagnoses=diagnoses)
     done = not facts.outstanding and not facts.interrupted
     save_state(store, config, facts.run_id, selected, done=recorder.finals, complete=done,
@@ -545,8 +564,9 @@ def _context(config: Config, run_id: str, knowledge: Knowledge) -> Context:
 
 
 def _drive_options(
-    config: Config, store: Store, run_id: str, *, work_dir: Path | None = None
-) -> DriveOptions:
+    config: Config, store: Store, run_id: str, *, work_dir: Path | None = None,
+    coverage: str = "",
+) -> DriveOptions:  # fmt: skip
     inherited = os.environ.get(ANCESTRY_VAR, "")
     return DriveOptions(
         python=config.python,
@@ -562,6 +582,7 @@ def _drive_options(
         work_dir=store.paths.children if work_dir is None else work_dir,
         junit_dir=store.paths.last_run if work_dir is None else work_dir,
         cache_dir=store.paths.cache,
+        coverage=coverage,
     )
 
 
@@ -590,8 +611,16 @@ def _print_end(
         )
     for note in notes:
         console.line(f"note: {note}")
+    if facts.coverage is not None and facts.coverage.failed:
+        console.line(facts.coverage.fail_line, level=-1)
     line = report.summary_line(finals, facts)
     console.line(f"mtest: {line} (exit {code}; details in {store.paths.summary})", level=-1)
+
+
+def _junit_properties(facts: report.RunFacts) -> dict[str, str]:
+    """The testsuite's properties: ``coverage`` (percent, as the summary shows it)."""
+    total = facts.coverage
+    return {} if total is None or total.percent is None else {"coverage": total.display}
 
 
 def _notes(pool: Pool, store: Store, guard: Guard) -> tuple[str, ...]:

@@ -61,11 +61,12 @@ def _load_beside(name: str) -> ModuleType:
 
 
 if TYPE_CHECKING:
-    from . import probedeps, probeio, probelazy
+    from . import probecov, probedeps, probeio, probelazy
 else:
     probeio = _load_beside("probeio")
     probedeps = _load_beside("probedeps")
     probelazy = _load_beside("probelazy")
+    probecov = _load_beside("probecov")
 
 # Kept under their old names for those who import them from here.
 MESSAGE_CHARS = probeio.MESSAGE_CHARS
@@ -150,6 +151,8 @@ class Probe:
                 describe=self._describe, notify=self._notify, guard=self._leave_if_copy,
             )  # fmt: skip
         self.by_id: dict[str, pytest.Item] = {}
+        # --cov: the measurement the bootstrap started, saved after each test.
+        self.coverage = probecov.saver() if os.environ.get(probecov.ENV) else None
         self.failures = 0
         self.interrupted = False
         os.register_at_fork(after_in_child=self._in_forked_copy)
@@ -312,11 +315,15 @@ class Probe:
                 self._leave_if_copy()
                 self._end(item, escaped=exc)
                 self.events.flush()
+                if self.coverage is not None:
+                    self.coverage.after_test()
                 # Fixtures may be half set up: let a fresh child run the rest.
                 os._exit(70)
             self._leave_if_copy()
             self._end(item)
             self._report_threads(item, threads)
+            if self.coverage is not None:
+                self.coverage.after_test()  # a crash later loses at most the next test
             item = nextitem
 
     def _report_threads(self, item: pytest.Item, before: set[threading.Thread]) -> None:
@@ -574,6 +581,18 @@ def _ini_timeout(config: pytest.Config) -> float | None:
         if seconds > 0:
             return seconds
     return None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None, Any, None]:
+    """Under mtest's ``--cov``, pytest-cov measures nothing in the child (a ``--cov`` in the
+    project's ``addopts``): a second measurement would pause mtest's, and each child's
+    report would be one chunk's. This wrapper runs before pytest-cov's own hook."""
+    if os.environ.get("MTEST_EVENTS") and os.environ.get(probecov.ENV):
+        options = early_config.known_args_namespace
+        if getattr(options, "cov_source", None):
+            options.cov_source = None
+    yield
 
 
 @pytest.hookimpl(tryfirst=True)

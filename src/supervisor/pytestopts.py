@@ -9,7 +9,9 @@ Pure. mtest gives every pytest child the options after ``--`` (and
 - ``--collect-only``/``--co``: mtest takes it out and lists the selection itself.
 - the options in ``REFUSED`` make no sense under a supervisor (a debugger
   with no terminal, pytest-xdist's workers, pytest's last-failed cache that
-  sees one chunk, options that run no tests): a usage error names them.
+  sees one chunk, options that run no tests, pytest-cov's, which would measure
+  each chunk on its own: mtest's ``--cov`` measures across them): a usage
+  error names them.
 
 ``-k`` and ``-m`` stay with the children: every child selects the same tests,
 so the listing and the node ids stay pytest's.
@@ -42,6 +44,11 @@ _CACHE = (
 _STEPWISE = "stop at the first failure with `-x`; `mtest --resume` then goes on from there"
 _NO_RUN = "this option runs no tests; use plain pytest, or mtest's `--collect-only`"
 _INFO = "this option prints information and runs no tests: run it with plain pytest"
+_COVERAGE = (
+    "pytest-cov in each child would measure one chunk: use mtest's own `--cov[=SOURCE]`, "
+    "`--cov-branch` and `--cov-fail-under N` (before `--`), then `coverage report` or "
+    "`coverage html`"
+)
 
 _REFUSED_GROUPS = (
     (("--pdb", "--trace", "--pdbcls"), _DEBUGGER),
@@ -54,6 +61,9 @@ _REFUSED_GROUPS = (
     (("--setup-only", "--setuponly", "--setup-plan", "--setupplan"), _NO_RUN),
     (("--fixtures", "--funcargs", "--fixtures-per-test", "--markers", "--cache-show", "-h",
       "--help", "-V", "--version"), _INFO),
+    (("--cov", "--cov-report", "--cov-config", "--cov-append", "--cov-branch",
+      "--cov-fail-under", "--cov-context", "--cov-precision", "--cov-reset",
+      "--no-cov-on-fail"), _COVERAGE),
 )  # fmt: skip
 REFUSED: Mapping[str, str] = MappingProxyType(
     {option: hint for options, hint in _REFUSED_GROUPS for option in options}

@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from supervisor.model import Outcome, TestRecord
 from supervisor.text import clip, markdown_code, markdown_text, one_line
+
+if TYPE_CHECKING:
+    from supervisor.covdata import Total
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -41,6 +45,8 @@ class RunFacts:
     """One-line things the run must tell besides outcomes (shown under "Notes")."""
     quarantine_kinds: Mapping[str, str] = field(default_factory=dict)
     """Test id → ``flaky`` or ``broken`` for the tests the quarantine knows."""
+    coverage: Total | None = None
+    """``--cov``: the combined total (``covdata``)."""
 
 
 def exit_code(
@@ -49,17 +55,19 @@ def exit_code(
     interrupted: bool,
     selected: int,
     flaky_fails: bool = False,
+    coverage_failed: bool = False,
 ) -> int:
     """The spec's exit code: 2 interrupted, 5 nothing selected, 1 a gating problem, else 0.
 
     With ``flaky_fails`` (``--flaky-result fail``) a ``flaky`` final outcome
-    gates too, whether the test is quarantined or not.
+    gates too, whether the test is quarantined or not. ``coverage_failed``
+    (under ``--cov-fail-under``) fails a run that would pass, as pytest-cov does.
     """
     if interrupted:
         return EXIT_INTERRUPTED
     if selected == 0 and not finals:
         return EXIT_NO_TESTS
-    if any(_gates(r, flaky_fails) for r in finals.values()):
+    if any(_gates(r, flaky_fails) for r in finals.values()) or coverage_failed:
         return EXIT_FAILED
     return EXIT_OK
 
@@ -84,7 +92,8 @@ def summary_line(finals: Mapping[str, TestRecord], facts: RunFacts) -> str:
     if facts.outstanding:
         parts.append(f"{facts.outstanding} not run")
     took = "" if facts.elapsed_s is None else f" in {facts.elapsed_s:.1f}s"
-    return f"{', '.join(parts) or 'no tests ran'}{took}"
+    measured = "" if facts.coverage is None else f", {facts.coverage.short}"
+    return f"{', '.join(parts) or 'no tests ran'}{took}{measured}"
 
 
 def _count(n: int, outcome: Outcome) -> str:
@@ -128,6 +137,8 @@ def summary_markdown(
     ]
     tally = counts(finals.values())
     lines += [f"| {o.value} | {tally[o]} |" for o in ORDER if tally[o]]
+    if facts.coverage is not None:
+        lines += ["", *_coverage(facts.coverage)]
     lines += _problems(finals, facts.quarantine_kinds)
     retried = [r for r in attempts if r.attempt > 1]
     if retried:
@@ -146,6 +157,24 @@ def summary_markdown(
         lines += ["", "## Notes", ""]
         lines += [f"- {markdown_text(clip(note, MESSAGE_CHARS))}" for note in facts.notes]
     return "\n".join(lines) + "\n"
+
+
+def _coverage(total: Total) -> list[str]:
+    """``Coverage: **87.54%** of lines and branches …``, and the verdict on its threshold."""
+    if total.percent is None:
+        lines = [f"Coverage: **no data** ({markdown_text(total.problem)})."]
+    else:
+        what = "lines and branches" if total.branch else "lines"
+        where = "" if total.data_file is None else f", in {markdown_code(str(total.data_file))}"
+        version = markdown_text(total.version)
+        lines = [
+            f"Coverage: **{total.display}%** of {what} (coverage.py {version}, "
+            f"{total.parts} data file(s) combined{where})."
+        ]
+    if total.fail_under is not None:
+        verdict = "**not reached**: the run fails" if total.failed else "reached"
+        lines += ["", f"Required coverage {total.fail_under:g}%: {verdict}."]
+    return lines
 
 
 def _problems(finals: Mapping[str, TestRecord], kinds: Mapping[str, str]) -> list[str]:

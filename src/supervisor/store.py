@@ -54,6 +54,12 @@ CORRUPT_SUFFIX = ".corrupt"
 """Lines a compaction of a shared log could not read go to ``<file>.corrupt``, never away."""
 SERVICE_LOG = "service.log"
 """``mtest service``'s faults (with tracebacks), restarts and giving up; plain text."""
+COVERAGE_DIR = "coverage"
+COVERAGE_DATA = ".coverage"
+"""The children's data files are ``coverage/.coverage.<run id>.<pid>.<random>``."""
+COVERAGE_LAST = f"{COVERAGE_DIR}/last.json"
+COVERAGE_STALE = "stale"
+COVERAGE_REPLACED = "replaced"
 
 FSYNC_EVERY_S = 1.0
 """``run.jsonl`` is flushed per record and fsynced at most this often (and at close)."""
@@ -123,6 +129,23 @@ class Paths:
     @property
     def service_log(self) -> Path:
         return self.root / SERVICE_LOG
+
+    @property
+    def coverage(self) -> Path:
+        return self.root / COVERAGE_DIR
+
+    @property
+    def coverage_data(self) -> Path:
+        """The base name of the children's data files (never a file itself)."""
+        return self.coverage / COVERAGE_DATA
+
+    @property
+    def coverage_stale(self) -> Path:
+        return self.coverage / COVERAGE_STALE
+
+    @property
+    def coverage_replaced(self) -> Path:
+        return self.coverage / COVERAGE_REPLACED
 
     def chunk_junit(self, index: int) -> Path:
         return self.last_run / f"junit-{index:04d}.xml"
@@ -382,6 +405,70 @@ class Store:
                 handle.write(data)
         except OSError as exc:
             self.warn(f"could not write `{path}`: {exc.strerror or exc}")
+
+    # -- coverage data (``covdata``) ----------------------------------------------
+
+    def coverage_parts(self, run_id: str | None = None) -> list[Path]:
+        """The children's data files in ``coverage/`` (of ``run_id`` only, when given)."""
+        prefix = f"{COVERAGE_DATA}." + (f"{run_id}." if run_id is not None else "")
+        try:
+            found = [p for p in self.paths.coverage.iterdir() if p.name.startswith(prefix)]
+        except OSError:
+            return []
+        return sorted(p for p in found if p.is_file())
+
+    def begin_coverage(self, run_id: str) -> None:
+        """Make ``coverage/`` ready for ``run_id``: another run's data files are moved to
+        ``coverage/stale/`` (emptied first), with a note; they are never combined into
+        this run. A resumed run keeps its own."""
+        self.paths.coverage.mkdir(parents=True, exist_ok=True)
+        others = [p for p in self.coverage_parts() if p not in self.coverage_parts(run_id)]
+        if not others:
+            return
+        stale = self.paths.coverage_stale
+        shutil.rmtree(stale, ignore_errors=True)
+        try:
+            stale.mkdir(parents=True, exist_ok=True)
+            for part in others:
+                os.replace(part, stale / part.name)
+        except OSError as exc:
+            raise MtestError(
+                f"cannot move the coverage data files of an earlier run out of "
+                f"`{self.paths.coverage}`: {exc.strerror or exc}",
+                hint="remove them, or pass a writable --gates-dir",
+            ) from None
+        self.note(
+            f"{len(others)} coverage data file(s) of an earlier run were in "
+            f"`{self.paths.coverage}`: moved to `{stale}`, not combined into this run"
+        )
+
+    def drop_coverage_parts(self, run_id: str) -> None:
+        """The run is complete and combined: its data files go."""
+        for part in self.coverage_parts(run_id):
+            with contextlib.suppress(OSError):
+                part.unlink()
+
+    def set_aside(self, target: Path, *, owned: bool) -> bool:
+        """Before the combined data is written to ``target`` (outside ``.gates/``): a file
+        there that mtest did not leave (``owned`` false) is moved to
+        ``coverage/replaced/``, with a note, never overwritten. ``False``: it could not
+        be moved, and must stay."""
+        if owned or not target.exists():
+            return True
+        kept = self.paths.coverage_replaced / target.name
+        try:
+            if kept.is_dir() and not kept.is_symlink():
+                shutil.rmtree(kept)
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(target, kept)
+        except OSError as exc:
+            self.note(f"could not move `{target}` aside: {exc.strerror or exc}")
+            return False
+        self.note(
+            f"`{target}` was not written by mtest: moved to `{kept}` before this run's "
+            "combined coverage data took its place"
+        )
+        return True
 
     def _over_cap(self, size: int) -> bool:
         """Whether writing ``size`` more bytes into last-run/ would pass the cap (noted once)."""

@@ -37,7 +37,8 @@ PROBE_MODULE = "_mtest_probe"
 NO_PYTEST_EXIT = 97
 PROTOCOL_VARS = frozenset(
     {"MTEST_LAZY", "MTEST_LISTING", "MTEST_TIMEOUT", "MTEST_EVENTS", "MTEST_CONTROL_FD",
-     "MTEST_NOTIFY_FD", "MTEST_STACKS", "MTEST_PARENT_PID", "MTEST_WORKER", "MTEST_RUN_ID"}
+     "MTEST_NOTIFY_FD", "MTEST_STACKS", "MTEST_PARENT_PID", "MTEST_WORKER", "MTEST_RUN_ID",
+     "MTEST_COVERAGE"}
 )  # fmt: skip
 """What the probe reads from its environment: never inherited, only set by this run."""
 STACKS_TURNS = 3
@@ -52,13 +53,23 @@ STACKS_WAIT_S = 0.3
 # imported, cannot be rewritten" warning, an error under `filterwarnings =
 # error`. It says clearly when pytest itself is missing, and appends the final
 # `exit` event (pytest's exit status) through a descriptor opened first, so
-# the event survives a test that removes the state directory.
+# the event survives a test that removes the state directory. With `--cov`
+# (`MTEST_COVERAGE`), coverage.py starts before pytest is imported, as under
+# `coverage run -m pytest`, and saves what is left when the session is over
+# (`probecov`, loaded from its file beside the probe).
 BOOTSTRAP = f"""\
 import signal
 signal.pthread_sigmask(signal.SIG_SETMASK, [])
 import importlib.util, os, sys
 events_fd = os.open(os.environ["MTEST_EVENTS"], os.O_WRONLY | os.O_APPEND)
 os.set_inheritable(events_fd, False)
+measuring = None
+if os.environ.get("MTEST_COVERAGE"):
+    cov_spec = importlib.util.spec_from_file_location(
+        "_mtest_probecov", os.path.join(os.path.dirname(sys.argv[1]), "probecov.py"))
+    probecov = sys.modules["_mtest_probecov"] = importlib.util.module_from_spec(cov_spec)
+    cov_spec.loader.exec_module(probecov)
+    measuring = probecov.start()
 try:
     import pytest
 except ImportError as exc:
@@ -74,6 +85,8 @@ sys.meta_path.append(ProbeFinder)
 # Taken before any test runs: a test may patch os.getpid or os.write and leak it.
 pid, write = os.getpid(), os.write
 code = int(pytest.main(sys.argv[2:]))
+if measuring is not None:
+    probecov.finish(measuring)
 write(events_fd, b'{{"e": "exit", "code": %d, "pid": %d}}\\n' % (code, pid))
 raise SystemExit(code)
 """
