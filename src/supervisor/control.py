@@ -45,6 +45,9 @@ class DriveOptions:
     """Where each child's events, ids, stacks and output go (``last-run/children``)."""
     junit_dir: Path
     cache_dir: Path
+    max_rss_bytes: int | None = None
+    """``--max-rss``: the probe ends a chunk after a test that leaves its worker above
+    it (the worker is replaced); a test in flight above it is killed (``crashed``)."""
 
 
 class Stop(enum.Enum):

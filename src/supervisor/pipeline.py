@@ -28,6 +28,7 @@ from supervisor.model import Chunk, Collection, Fingerprint, TestItem, TestRecor
 from supervisor.progress import Progress, StopRule
 from supervisor.reaper import ANCESTRY_VAR
 from supervisor.record import Context, Recorder, holder_line, utc_now
+from supervisor.resources import run_peak
 from supervisor.result import Announcer, Hooks, Kind, OnEvent, RunEvent, RunResult
 from supervisor.resume import Layout, ResumePoint, load_resume_point, save_state
 from supervisor.store import DURATIONS, INDEX, QUARANTINE, Store
@@ -91,6 +92,7 @@ def _result(
         records_path=store.paths.run_log,
         tiers=tuple(sorted(config.tiers)),
         budget_s=config.budget_s,
+        peak_rss_bytes=facts.peak_rss_bytes,
         slowest=None if slowest is None else (slowest.test_id, slowest.duration_s),
     )
 
@@ -175,6 +177,7 @@ def _run_locked(
             resumed=point is not None,
             notes=_notes(pool, store, guard),
             quarantine_kinds=quarantine.kinds(),
+            peak_rss_bytes=run_peak(pool.peak_rss_bytes, recorder.all_records()),
         )
         finals, code = _report(store, config, recorder, picked.selected, facts, layout)
     # The children have finished their sessions now: say how long it all took, and
@@ -310,6 +313,7 @@ def _finish_resumed(
         resumed=True,
         notes=tuple(store.notes),
         quarantine_kinds=knowledge.quarantine.kinds(),
+        peak_rss_bytes=run_peak(None, recorder.all_records()),
     )
     finals, code = _report(store, config, recorder, point.selected, facts, point.layout)
     result = _result(config, store, facts, finals, code, began=began)
@@ -555,6 +559,7 @@ def _drive_options(
         work_dir=store.paths.children if work_dir is None else work_dir,
         junit_dir=store.paths.last_run if work_dir is None else work_dir,
         cache_dir=store.paths.cache,
+        max_rss_bytes=config.max_rss_bytes,
     )
 
 

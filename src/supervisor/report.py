@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from supervisor.model import Outcome, TestRecord
+from supervisor.resources import format_growth, format_size, largest_growth
 from supervisor.text import clip, markdown_code, markdown_text, one_line
 
 EXIT_OK = 0
@@ -41,6 +42,8 @@ class RunFacts:
     """One-line things the run must tell besides outcomes (shown under "Notes")."""
     quarantine_kinds: Mapping[str, str] = field(default_factory=dict)
     """Test id → ``flaky`` or ``broken`` for the tests the quarantine knows."""
+    peak_rss_bytes: int | None = None
+    """The largest RSS of any worker (``None``: not measured)."""
 
 
 def exit_code(
@@ -136,6 +139,7 @@ def summary_markdown(
         reason = facts.stopped_reason or ("interrupted" if facts.interrupted else "stopped")
         lines += ["", "## Not run", "", f"{facts.outstanding} test(s) did not run "
                   f"({markdown_text(reason)}); `mtest --resume` runs them."]  # fmt: skip
+    lines += _resources(finals, facts.peak_rss_bytes)
     if facts.left_out:
         lines += ["", "## Left out by selection", ""]
         lines += [
@@ -146,6 +150,28 @@ def summary_markdown(
         lines += ["", "## Notes", ""]
         lines += [f"- {markdown_text(clip(note, MESSAGE_CHARS))}" for note in facts.notes]
     return "\n".join(lines) + "\n"
+
+
+def _resources(finals: Mapping[str, TestRecord], peak_rss_bytes: int | None) -> list[str]:
+    """The "Resource use" section: the peak RSS of any worker, and the tests that grew
+    their worker's RSS the most (``resources.largest_growth``), which may leak."""
+    grown = largest_growth(finals.values())
+    if peak_rss_bytes is None and not grown:
+        return []
+    lines = ["", "## Resource use", ""]
+    if peak_rss_bytes is not None:
+        lines.append(f"Peak RSS of any worker: {format_size(peak_rss_bytes)}.")
+    if grown:
+        lines += ["", "The tests that grew their worker's RSS the most (may leak):", ""]
+        lines += [_growth_item(record) for record in grown]
+    return lines
+
+
+def _growth_item(record: TestRecord) -> str:
+    """``- `id`: +200 MiB (RSS 232.5 MiB after it)``."""
+    after = "" if record.rss_bytes is None else f" (RSS {format_size(record.rss_bytes)} after it)"
+    growth = format_growth(record.rss_growth_bytes or 0)
+    return f"- {markdown_code(clip(record.test_id, ID_CHARS))}: {growth}{after}"
 
 
 def _problems(finals: Mapping[str, TestRecord], kinds: Mapping[str, str]) -> list[str]:
