@@ -209,6 +209,9 @@ def test_the_summary_names_the_peak_and_the_tests_that_may_leak() -> None:
         "t.py::leaks": rec("t.py::leaks", rss_bytes=232 * MIB, rss_growth_bytes=200 * MIB),
         "t.py::small": rec("t.py::small", rss_bytes=32 * MIB, rss_growth_bytes=4096),
         "t.py::`odd`": rec("t.py::`odd`", rss_bytes=40 * MIB, rss_growth_bytes=8 * MIB),
+        "t.py::hog": rec(
+            "t.py::hog", outcome=Outcome.CRASHED, rss_bytes=170 * MIB, rss_growth_bytes=9 * MIB
+        ),
     }
     facts = RunFacts(run_id="r1", elapsed_s=1.0, peak_rss_bytes=244 * MIB)
     body = section(summary_markdown(records, facts, 0, list(records.values())), "Resource use")
@@ -216,6 +219,7 @@ def test_the_summary_names_the_peak_and_the_tests_that_may_leak() -> None:
         "Peak RSS of any worker: 244 MiB.",
         "The tests that grew their worker's RSS the most (may leak):",
         "- `t.py::leaks`: +200 MiB (RSS 232 MiB after it)",
+        "- `t.py::hog`: +9 MiB (RSS 170 MiB when last measured)",
         "- `` t.py::`odd` ``: +8 MiB (RSS 40 MiB after it)",
     ]
 

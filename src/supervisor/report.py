@@ -23,6 +23,8 @@ MESSAGE_CHARS = 300
 ID_CHARS = 500
 SUMMARY_PROBLEMS = 500
 """``summary.md`` lists at most this many problems: GitHub rejects a step summary over 1 MiB."""
+_DIED = frozenset({Outcome.HUNG, Outcome.CRASHED})
+"""Outcomes whose record has the RSS mtest last measured, not the RSS after the test."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,8 +170,10 @@ def _resources(finals: Mapping[str, TestRecord], peak_rss_bytes: int | None) -> 
 
 
 def _growth_item(record: TestRecord) -> str:
-    """``- `id`: +200 MiB (RSS 232.5 MiB after it)``."""
-    after = "" if record.rss_bytes is None else f" (RSS {format_size(record.rss_bytes)} after it)"
+    """``- `id`: +200 MiB (RSS 232.5 MiB after it)``; a test that took its worker down
+    has the RSS mtest last measured."""
+    when = "when last measured" if record.outcome in _DIED else "after it"
+    after = "" if record.rss_bytes is None else f" (RSS {format_size(record.rss_bytes)} {when})"
     growth = format_growth(record.rss_growth_bytes or 0)
     return f"- {markdown_code(clip(record.test_id, ID_CHARS))}: {growth}{after}"
 
