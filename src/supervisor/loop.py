@@ -572,8 +572,9 @@ class Loop:
             if self.collection is None
             else f"{self.deaths.in_a_row} times in a row before running a test"
         )
+        ended = parse.death(code, signalled=worker.signalled, rss_bytes=worker.rss_bytes)
         raise MtestError(
-            f"pytest {parse.describe_exit(code)} {when}: {last}",
+            f"pytest {ended} {when}: {last}",
             hint=f"run `{self.options.python} -m pytest --collect-only` to see why",
             code=4 if code == 4 else 1,
         )

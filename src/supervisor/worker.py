@@ -194,6 +194,11 @@ class Worker:
         return self.proc.pid
 
     @property
+    def signalled(self) -> bool:
+        """Whether the kill sequence has sent the child's group SIGTERM or SIGKILL."""
+        return self.term_sent is not None or self.killed
+
+    @property
     def kill_reason(self) -> blame.KillReason | None:
         return None if self.kill is None else self.kill.reason
 
@@ -396,7 +401,7 @@ class Worker:
             output=self.files.output_text(),
             worker=self.slot,
             child=self.seq,
-            signalled=self.term_sent is not None or self.killed,
+            signalled=self.signalled,
             rss_bytes=self.rss_bytes if exceeded is None else exceeded[0],
             start_rss_bytes=self.start_rss_bytes,
             exceeded=exceeded,
