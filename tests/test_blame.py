@@ -96,10 +96,51 @@ def test_a_stall_is_dropped_when_a_test_started_meanwhile() -> None:
     assert not blame.still_due(decided, running("t.py::a", started=10.4), LIMITS, 10.8)
 
 
+# -- --max-rss: a test in flight above the limit --------------------------------------
+
+MIB = 1024 * 1024
+CAPPED = Limits(timeout_s=10.0, startup_s=120.0, linger_s=2.0, exit_s=10.0,
+                max_rss_bytes=150 * MIB)  # fmt: skip
+
+
+def test_a_test_in_flight_above_max_rss_is_killed_at_once_without_stacks() -> None:
+    watch = Watch(phase=Phase.RUNNING, since=100.0, in_flight="t.py::hog",
+                  in_flight_since=100.0, rss_bytes=151 * MIB)  # fmt: skip
+    due = blame.overdue(watch, CAPPED, 100.5)
+    assert due == Deadline(
+        reason=KillReason.MAX_RSS, at=100.5, subject="t.py::hog", rss_bytes=151 * MIB,
+        limit_bytes=150 * MIB,
+    )  # fmt: skip
+    assert not KillReason.MAX_RSS.dumps_stacks
+
+
+@pytest.mark.parametrize(
+    "watch",
+    [
+        # at the limit is not above it
+        Watch(phase=Phase.RUNNING, since=0.0, in_flight="t.py::a", rss_bytes=150 * MIB),
+        # between tests: the probe ends the chunk, mtest replaces the worker, nobody dies
+        Watch(phase=Phase.RUNNING, since=0.0, rss_bytes=500 * MIB),
+        Watch(phase=Phase.READY, since=0.0, rss_bytes=500 * MIB),
+        Watch(phase=Phase.EXITING, since=0.0, rss_bytes=500 * MIB),
+        Watch(phase=Phase.RUNNING, since=0.0, in_flight="t.py::a"),  # not measured
+    ],
+)
+def test_no_memory_kill_outside_a_test_or_within_the_limit(watch: Watch) -> None:
+    assert blame.over_max_rss(watch, CAPPED, 1.0) is None
+    assert blame.overdue(watch, CAPPED, 1.0) is None
+
+
+def test_without_max_rss_memory_kills_nobody() -> None:
+    watch = Watch(phase=Phase.RUNNING, since=0.0, in_flight="t.py::a", rss_bytes=2**40)
+    assert blame.overdue(watch, LIMITS, 1.0) is None
+
+
 # -- who is blamed ----------------------------------------------------------------
 
 
 HUNG_A = Deadline(reason=KillReason.HUNG, at=110.0, subject="t.py::a")
+OVER_A = Deadline(reason=KillReason.MAX_RSS, at=1.0, subject="t.py::a", rss_bytes=2, limit_bytes=1)
 
 
 @pytest.mark.parametrize(
@@ -116,6 +157,11 @@ HUNG_A = Deadline(reason=KillReason.HUNG, at=110.0, subject="t.py::a")
             "t.py::b",
             blame.Culprit(how=Blamed.REQUEUE, test_id="t.py::b"),
         ),
+        # The test above --max-rss took its worker down: crashed, as an OOM kill would.
+        (OVER_A, "t.py::a", blame.Culprit(how=Blamed.CRASHED, test_id="t.py::a")),
+        # It ended before the kill and the next had started: that one is innocent.
+        (OVER_A, "t.py::b", blame.Culprit(how=Blamed.REQUEUE, test_id="t.py::b")),
+        (OVER_A, None, blame.Culprit(how=Blamed.NOBODY)),
     ],
 )
 def test_the_test_blamed_is_the_one_in_flight_at_the_kill(
@@ -135,10 +181,11 @@ def session(
     kill: KillReason | None = None,
     explained: bool = False,
     blamed: bool = False,
+    rss_bytes: int | None = None,
 ) -> str | None:
     return blame.session_failure(
         errors=errors, exit_code=exit_code, returncode=returncode, kill=kill,
-        explained=explained, blamed=blamed,
+        explained=explained, blamed=blamed, rss_bytes=rss_bytes,
     )  # fmt: skip
 
 
@@ -162,6 +209,16 @@ def test_a_non_zero_status_with_no_failing_test_is_a_failure() -> None:
 def test_a_child_that_never_finished_its_session_is_a_failure_even_at_exit_0() -> None:
     assert session(exit_code=None, returncode=0) is not None
     assert session(exit_code=None, returncode=-11, explained=False) is not None
+
+
+def test_a_child_sigkilled_between_tests_by_someone_else_is_asked_about_memory() -> None:
+    why = session(exit_code=None, returncode=-9, rss_bytes=64 * MIB)
+    assert why == (
+        "the child was killed by SIGKILL — out of memory? (mtest sent no signal; its RSS "
+        "was 64 MiB when last measured) before its session finished"
+    )
+    other = session(exit_code=None, returncode=-11)
+    assert other == "the child ended before its session finished (signal 11)"
 
 
 def test_a_session_that_does_not_end_after_exit_is_a_failure() -> None:

@@ -71,6 +71,10 @@ def test_decode_events_skips_a_deeply_nested_garbage_line() -> None:
         ({"e": "cend", "file": "t.py"}, ev.CollectEnd(pid=None, file="t.py")),
         ({"e": "unknown", "ids": ["a", "b"]}, ev.Unknown(pid=None, ids=("a", "b"))),
         ({"e": "done", "chunk": 4, "pid": 3}, ev.Done(pid=3, chunk=4)),
+        ({"e": "done", "chunk": 4, "over_rss": True}, ev.Done(pid=None, chunk=4, over_rss=True)),
+        ({"e": "done", "chunk": 4, "over_rss": 1}, ev.Done(pid=None, chunk=4)),
+        ({"e": "start", "id": "a", "rss": 4096}, ev.Start(pid=None, test_id="a", rss_bytes=4096)),
+        ({"e": "start", "id": "a", "rss": "big"}, ev.Start(pid=None, test_id="a")),
         ({"e": "exit", "code": 1, "pid": 3}, ev.Exit(pid=3, code=1)),
         (
             {"e": "threads", "id": "t.py::a", "names": ["worker"]},
@@ -235,6 +239,20 @@ def test_every_known_outcome_is_taken_as_written(outcome: Outcome) -> None:
     assert result_from_end(end(event), chunk=0, worker=0, child=0).outcome is outcome
 
 
+def test_an_end_events_resource_use_reaches_the_result() -> None:
+    event = {"id": "t.py::a", "outcome": "passed", "rss": 5 * MIB, "rss_growth": -4096,
+             "cpu": 0.125}  # fmt: skip
+    result = result_from_end(end(event), chunk=0, worker=0, child=0)
+    assert (result.rss_bytes, result.rss_growth_bytes, result.cpu_s) == (5 * MIB, -4096, 0.125)
+
+
+@pytest.mark.parametrize("bad", [True, "5", 1.5, None, [1]])
+def test_a_mistyped_resource_field_is_unknown_not_fatal(bad: object) -> None:
+    event = end({"id": "t.py::a", "outcome": "passed", "rss": bad, "rss_growth": bad})
+    assert (event.rss_bytes, event.rss_growth_bytes) == (None, None)
+    assert event.outcome == "passed"
+
+
 def test_malformed_sections_are_dropped_and_good_ones_kept() -> None:
     event = {
         "id": "t.py::a",
@@ -263,8 +281,12 @@ def test_describe_exit(returncode: int | None, expected: str) -> None:
     assert describe_exit(returncode) == expected
 
 
+def died(returncode: int | None, **changes: Any) -> parse.Blame:
+    return parse.Blame(returncode=returncode, stacks="", output="", worker=0, child=1, **changes)
+
+
 def test_crash_message_names_the_signal() -> None:
-    message = crash_message(-signal.SIGSEGV)
+    message = crash_message(died(-signal.SIGSEGV))
     assert message == (
         f"the child was killed by signal {int(signal.SIGSEGV)} (SIGSEGV) "
         "while this test was running"
@@ -273,9 +295,58 @@ def test_crash_message_names_the_signal() -> None:
 
 def test_crash_message_of_a_clean_exit_mid_test_suggests_os_exit() -> None:
     assert (
-        crash_message(0) == "the child exited with code 0 while this test was running (os._exit?)"
+        crash_message(died(0))
+        == "the child exited with code 0 while this test was running (os._exit?)"
     )
-    assert "os._exit" not in crash_message(1)
+    assert "os._exit" not in crash_message(died(1))
+
+
+MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("blamed", "message"),
+    [
+        (
+            died(-signal.SIGKILL, rss_bytes=int(812.5 * MIB)),
+            "the child was killed by SIGKILL — out of memory? (mtest sent no signal; "
+            "its RSS was 812.5 MiB when last measured) while this test was running",
+        ),
+        (
+            died(-signal.SIGKILL),
+            "the child was killed by SIGKILL — out of memory? (mtest sent no signal; "
+            "its memory was not measured) while this test was running",
+        ),
+        # mtest's own kill sequence sent it: no guess about memory.
+        (
+            died(-signal.SIGKILL, signalled=True, rss_bytes=MIB),
+            f"the child was killed by signal {int(signal.SIGKILL)} (SIGKILL) "
+            "while this test was running",
+        ),
+        (
+            died(-signal.SIGTERM, signalled=True, exceeded=(301 * MIB, 150 * MIB)),
+            "exceeded --max-rss (RSS 301 MiB > 150 MiB); mtest killed its worker",
+        ),
+    ],
+)  # fmt: skip
+def test_crash_message_decides_oom_and_max_rss(blamed: parse.Blame, message: str) -> None:
+    assert crash_message(blamed) == message
+
+
+def test_a_crash_record_carries_the_memory_and_its_growth_during_the_test() -> None:
+    blamed = died(-signal.SIGKILL, rss_bytes=300 * MIB, start_rss_bytes=40 * MIB)
+    result = parse.crash_result("t.py::a", blamed, duration_s=1.0, chunk=2)
+    assert (result.rss_bytes, result.rss_growth_bytes) == (300 * MIB, 260 * MIB)
+    unknown = parse.crash_result("t.py::a", died(-11), duration_s=1.0, chunk=2)
+    assert (unknown.rss_bytes, unknown.rss_growth_bytes, unknown.cpu_s) == (None, None, None)
+
+
+def test_an_import_that_dies_of_an_unsent_sigkill_asks_about_memory_too() -> None:
+    result = parse.import_blame("t.py", died(-signal.SIGKILL, rss_bytes=MIB), hung_after_s=None)
+    assert result.message == (
+        "the child was killed by SIGKILL — out of memory? (mtest sent no signal; "
+        "its RSS was 1 MiB when last measured) while importing it"
+    )
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,8 @@ The kill is a sequence the event loop steps through without sleeping:
 2. a few loop turns later, with the events read meanwhile, the deadline is
    computed again (``still_due``): if the overdue test ended in the meantime,
    nobody is killed and the next test has its own fresh deadline;
-3. SIGTERM to the child's group, SIGKILL after the grace;
+3. SIGTERM to the child's group, SIGKILL after the grace (a test in flight while
+   its worker is above ``--max-rss`` skips steps 1 and 2: ``over_max_rss``);
 4. when the child is gone, ``culprit`` names the test still in flight at the
    kill (``hung``), a test in flight when a child died on its own
    (``crashed``), or an innocent test that had only just started (requeued).
@@ -21,10 +22,11 @@ The kill is a sequence the event loop steps through without sleeping:
 from __future__ import annotations
 
 import enum
+import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from supervisor import events
+from supervisor import events, parse, resources
 
 
 class KillReason(enum.Enum):
@@ -44,6 +46,8 @@ class KillReason(enum.Enum):
     """The run stops now (interrupt, budget)."""
     CLOSING = "closing"
     """The pool closes and this child is still there."""
+    MAX_RSS = "max-rss"
+    """The worker went above ``--max-rss`` while a test ran (that test is ``crashed``)."""
 
     @property
     def dumps_stacks(self) -> bool:
@@ -77,6 +81,8 @@ class Limits:
     """The least time a child gets to finish its session after ``exit``."""
     per_test: Mapping[str, float] = field(default_factory=dict)
     """Tests with their own ``@pytest.mark.timeout``."""
+    max_rss_bytes: int | None = None
+    """``--max-rss``: a test in flight while its worker is above it is killed."""
 
     def of(self, test_id: str) -> float:
         return self.per_test.get(test_id, self.timeout_s)
@@ -97,6 +103,8 @@ class Watch:
     collecting_since: float = 0.0
     session_over_at: float | None = None
     """When the child's final ``exit`` event was read."""
+    rss_bytes: int | None = None
+    """The worker's RSS when last measured (mtest's sample, or its last event)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,6 +114,10 @@ class Deadline:
     subject: str | None = None
     """The test or file the deadline is about."""
     limit_s: float = 0.0
+    rss_bytes: int | None = None
+    """``MAX_RSS``: the RSS measured above the limit..."""
+    limit_bytes: int | None = None
+    """...and the limit (``--max-rss``)."""
 
 
 def deadline(watch: Watch, limits: Limits) -> Deadline | None:
@@ -137,9 +149,30 @@ def deadline(watch: Watch, limits: Limits) -> Deadline | None:
 
 
 def overdue(watch: Watch, limits: Limits, now: float) -> Deadline | None:
-    """The deadline that has fired, if one has."""
+    """The deadline that has fired, if one has; first, a test in flight while its
+    worker is above ``--max-rss`` (``over_max_rss``)."""
+    over = over_max_rss(watch, limits, now)
+    if over is not None:
+        return over
     due = deadline(watch, limits)
     return due if due is not None and now >= due.at else None
+
+
+def over_max_rss(watch: Watch, limits: Limits, now: float) -> Deadline | None:
+    """A test is in flight and its worker's RSS is above ``--max-rss``: kill, now.
+
+    Between tests nobody is killed for memory: the probe ends the chunk after a
+    test that left its worker above the limit, and mtest replaces an idle worker
+    that is (``resources.recycles``).
+    """
+    if watch.phase is not Phase.RUNNING or watch.in_flight is None:
+        return None
+    if not resources.exceeds(watch.rss_bytes, limits.max_rss_bytes):
+        return None
+    return Deadline(
+        reason=KillReason.MAX_RSS, at=now, subject=watch.in_flight,
+        rss_bytes=watch.rss_bytes, limit_bytes=limits.max_rss_bytes,
+    )  # fmt: skip
 
 
 def still_due(decided: Deadline, watch: Watch, limits: Limits, now: float) -> bool:
@@ -170,13 +203,17 @@ def culprit(kill: Deadline | None, in_flight: str | None) -> Culprit:
     """Who a dead child's end is recorded against: the test still in flight at the kill.
 
     ``kill`` is the deadline mtest killed the child for (``None``: it died on its own).
+    A test killed for its own timeout is ``hung``; one in flight while its worker went
+    above ``--max-rss`` is ``crashed`` (it took the worker down, as an OOM kill would).
     """
     if in_flight is None:
         return Culprit(how=Blamed.NOBODY)
     if kill is None:
         return Culprit(how=Blamed.CRASHED, test_id=in_flight)
-    if kill.reason is KillReason.HUNG and kill.subject == in_flight:
+    if kill.subject == in_flight and kill.reason is KillReason.HUNG:
         return Culprit(how=Blamed.HUNG, test_id=in_flight)
+    if kill.subject == in_flight and kill.reason is KillReason.MAX_RSS:
+        return Culprit(how=Blamed.CRASHED, test_id=in_flight)
     return Culprit(how=Blamed.REQUEUE, test_id=in_flight)
 
 
@@ -188,6 +225,7 @@ def session_failure(
     kill: KillReason | None,
     explained: bool,
     blamed: bool = False,
+    rss_bytes: int | None = None,
 ) -> str | None:
     """Why a child's session failed on its own, or ``None`` when it did not.
 
@@ -197,7 +235,8 @@ def session_failure(
     a non-zero status; ``blamed``: its death was recorded against the test in
     flight (``crashed``/``hung``). A child mtest killed for a deadline is
     blamed by the kill, except one that lingered after its session ended or
-    whose session did not end in time (``exit-hung``).
+    whose session did not end in time (``exit-hung``); ``rss_bytes``: the worker's
+    memory when last measured, for a SIGKILL mtest did not send (``parse.death``).
     Silence is never success: a child that ended without finishing its session
     (no ``exit`` event), without a kill and at exit code 0 is a failure too.
     """
@@ -216,6 +255,10 @@ def session_failure(
         return f"pytest's session ended with exit status {exit_code} though no test failed"
     if explained and returncode not in (0, None):
         return None
+    if returncode == -signal.SIGKILL:  # not mtest's: it sent no signal to get here
+        return (
+            f"the child {parse.death(returncode, rss_bytes=rss_bytes)} before its session finished"
+        )
     return f"the child ended before its session finished ({_exit(returncode)})"
 
 

@@ -47,6 +47,9 @@ class DriveOptions:
     cache_dir: Path
     coverage: str = ""
     """``--cov``: ``MTEST_COVERAGE`` for every child (``covdata.Setup.child_env``)."""
+    max_rss_bytes: int | None = None
+    """``--max-rss``: the probe ends a chunk after a test that leaves its worker above
+    it (the worker is replaced); a test in flight above it is killed (``crashed``)."""
 
 
 class Stop(enum.Enum):

@@ -31,7 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
-from supervisor import blame, events, parse, plan, reaper
+from supervisor import blame, events, parse, plan, reaper, resources
 from supervisor.control import (
     BUDGET_KILL_GRACE_S,
     DEFAULT_TIMEOUT_S,
@@ -237,6 +237,9 @@ class Pool(Loop):
             elif worker.state is State.READY:
                 self._send_exit(worker)
         self._wait_all()
+        note = resources.recycle_note(self.recycled, self.options.max_rss_bytes)
+        if note is not None and note not in self.notes:
+            self.notes.append(note)
 
     def close(self) -> None:
         """Let children finish their sessions, kill what is left, reap, clean up."""
@@ -303,6 +306,8 @@ class Pool(Loop):
             env["MTEST_TIMEOUT"] = f"{self.timeout_s:g}"
         if opts.coverage:
             env["MTEST_COVERAGE"] = opts.coverage
+        if opts.max_rss_bytes is not None:
+            env["MTEST_MAX_RSS"] = str(opts.max_rss_bytes)
         worker = Worker.start(
             Launch(
                 python=opts.python,

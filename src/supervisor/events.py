@@ -125,6 +125,8 @@ class Unknown:
 class Start:
     pid: int | None
     test_id: str
+    rss_bytes: int | None = None
+    """The worker's resident memory as the test starts (``None``: not measured)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,12 +139,21 @@ class End:
     when: str | None = None
     longrepr: str = ""
     sections: tuple[tuple[str, str], ...] = ()
+    rss_bytes: int | None = None
+    """The worker's resident memory after the test (``None``: not measured)."""
+    rss_growth_bytes: int | None = None
+    """After minus before the test: may be negative."""
+    cpu_s: float | None = None
+    """The worker's CPU seconds (user + system, all its threads) during the test."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class Done:
     pid: int | None
     chunk: int
+    over_rss: bool = False
+    """The worker is above ``--max-rss``: the chunk ended after the test that took it
+    there, and the worker asks to be replaced."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from supervisor import blame, events, parse, reaper
+from supervisor import blame, events, parse, reaper, resources
 from supervisor.control import (
     DEFAULT_TIMEOUT_S,
     EXIT_WAIT_S,
@@ -118,7 +118,17 @@ class Loop:
         """Whether such a test is one the run would have chosen (it then runs too)."""
         self.announce: Callable[[RunEvent], None] | None = None
         """The caller's event callbacks (``supervisor.run``'s ``on_event``, ``--events``)."""
+        self.buried_peak: int | None = None
+        """The largest RSS of the workers buried so far (``peak_rss_bytes``)."""
+        self.recycled: list[int | None] = []
+        """The RSS of each worker replaced between tests for ``--max-rss``."""
         options.work_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def peak_rss_bytes(self) -> int | None:
+        """The largest RSS any worker of this pool had, as far as mtest saw."""
+        peaks = [w.peak_rss_bytes for w in self.workers if w is not None]
+        return max((p for p in (self.buried_peak, *peaks) if p is not None), default=None)
 
     def _live(self) -> list[Worker]:
         return [w for w in self.workers if w is not None and w.state is not State.DEAD]
@@ -203,6 +213,7 @@ class Loop:
         for worker in self._live():
             self._read_events(worker)
             worker.files.cap_output()
+            self._watch_memory(worker, now)
             self._check_deadlines(worker, now, stop)
             if worker.proc.poll() is not None:
                 self._bury(worker)
@@ -267,20 +278,22 @@ class Loop:
                         test_id, chunk=_index(worker), worker=worker.slot, child=worker.seq
                     ))  # fmt: skip
             case events.Start(test_id=test_id):
-                worker.on_start(test_id, now)
+                worker.on_start(test_id, now, rss_bytes=event.rss_bytes)
                 self.deaths = self.deaths.after_progress()
                 self._tell(Kind.TEST_STARTED, worker, chunk=_index(worker), test_id=test_id)
             case events.End() if event.test_id == worker.in_flight:  # else: a duplicate
                 result = parse.result_from_end(
                     event, chunk=_index(worker), worker=worker.slot, child=worker.seq
                 )
-                worker.on_end(event.test_id, now)
+                worker.on_end(event.test_id, now, rss_bytes=event.rss_bytes)
                 self._record(worker, result)
             case events.Done():
                 rest = worker.on_done(now)
                 if rest is not None:  # stopped after a test: the rest waits
                     self.queue.appendleft(rest)
                 self._kill_orphans(ended=worker)
+                if event.over_rss:  # the probe ended its chunk for --max-rss
+                    self._retire(worker)
             case events.Threads(test_id=test_id, names=names):
                 self.notes.append(
                     f"{test_id} left non-daemon thread(s) running ({', '.join(names)}); "
@@ -379,12 +392,36 @@ class Loop:
             collect_s=collect_s,
         )
 
+    # -- memory ----------------------------------------------------------------
+
+    def _watch_memory(self, worker: Worker, now: float) -> None:
+        """Sample the child's memory (at most every ``SAMPLE_S``); replace an idle child
+        that is above ``--max-rss`` (one running a test is ``blame.overdue``'s)."""
+        if worker.sampled_at is None or now - worker.sampled_at >= resources.SAMPLE_S:
+            worker.on_sample(resources.sample(worker.proc.pid), now)
+        limit = self.options.max_rss_bytes
+        if (
+            worker.state is State.READY and worker.chunk is None and not worker.retiring
+            and resources.recycles(rss_bytes=worker.rss_bytes, limit_bytes=limit, ran=worker.ran)
+        ):  # fmt: skip
+            self._retire(worker)
+
+    def _retire(self, worker: Worker) -> None:
+        """Above ``--max-rss`` after a test: the child ends its session and runs nothing
+        more; what it had not run is in the queue, for a fresh child."""
+        if worker.retiring or worker.state is not State.READY:
+            return
+        worker.retiring = True
+        if self.queue:  # else it would leave now anyway: nothing was moved
+            self.recycled.append(worker.rss_bytes)
+        self._send_exit(worker)
+
     # -- deadlines and death ---------------------------------------------------
 
     def _limits(self) -> blame.Limits:
         return blame.Limits(
             timeout_s=self.timeout_s, startup_s=STARTUP_LIMIT_S, linger_s=LINGER_S,
-            exit_s=EXIT_WAIT_S, per_test=self.limits,
+            exit_s=EXIT_WAIT_S, per_test=self.limits, max_rss_bytes=self.options.max_rss_bytes,
         )  # fmt: skip
 
     def _check_deadlines(self, worker: Worker, now: float, stop: StopControl) -> None:
@@ -418,6 +455,8 @@ class Loop:
         """The child has exited: read what it left, kill its group, blame, requeue."""
         self._read_events(worker)
         signal_group(worker.pgid, signal.SIGKILL)
+        if worker.peak_rss_bytes is not None:
+            self.buried_peak = max(self.buried_peak or 0, worker.peak_rss_bytes)
         if self.watchdog is not None:
             self.watchdog.forget(worker.pgid)
         self._unregister(worker.doorbell)
@@ -494,7 +533,7 @@ class Loop:
         why = blame.session_failure(
             errors=worker.session_errors, exit_code=worker.exit_code,
             returncode=worker.proc.returncode, kill=worker.kill_reason, explained=explained,
-            blamed=blamed,
+            blamed=blamed, rss_bytes=worker.rss_bytes,
         )  # fmt: skip
         if why is None:
             return
@@ -567,8 +606,9 @@ class Loop:
             if self.collection is None
             else f"{self.deaths.in_a_row} times in a row before running a test"
         )
+        ended = parse.death(code, signalled=worker.signalled, rss_bytes=worker.rss_bytes)
         raise MtestError(
-            f"pytest {parse.describe_exit(code)} {when}: {last}",
+            f"pytest {ended} {when}: {last}",
             hint=f"run `{self.options.python} -m pytest --collect-only` to see why",
             code=4 if code == 4 else 1,
         )

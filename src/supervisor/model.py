@@ -111,6 +111,12 @@ class TestRecord:
     message: str = ""
     bundle: str | None = None
     ts: str = ""
+    rss_bytes: int | None = None
+    """The worker's resident memory after the test (for ``crashed``: when last measured)."""
+    rss_growth_bytes: int | None = None
+    """How much that memory grew during the test (negative: it shrank)."""
+    cpu_s: float | None = None
+    """CPU seconds (user + system) the worker used during the test."""
     version: int = field(default=FORMAT_VERSION)
 
     def to_json(self) -> dict[str, Any]:
@@ -128,7 +134,20 @@ class TestRecord:
             "message": self.message,
             "bundle": self.bundle,
             "ts": self.ts,
+            **self._resources_json(),
         }
+
+    def _resources_json(self) -> dict[str, Any]:
+        """The resource fields that are known (an older record, or a platform that
+        cannot measure, has none)."""
+        out: dict[str, Any] = {}
+        if self.rss_bytes is not None:
+            out["rss_bytes"] = self.rss_bytes
+        if self.rss_growth_bytes is not None:
+            out["rss_growth_bytes"] = self.rss_growth_bytes
+        if self.cpu_s is not None:
+            out["cpu_s"] = round(self.cpu_s, 6)
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TestRecord:
@@ -149,9 +168,16 @@ class TestRecord:
                 message=str(data.get("message", "")),
                 bundle=None if data.get("bundle") is None else str(data["bundle"]),
                 ts=str(data.get("ts", "")),
+                rss_bytes=_optional_int(data.get("rss_bytes")),
+                rss_growth_bytes=_optional_int(data.get("rss_growth_bytes")),
+                cpu_s=None if data.get("cpu_s") is None else float(data["cpu_s"]),
             )
         except (TypeError, AttributeError) as exc:
             raise ValueError(f"not a test record: {exc}") from exc
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def final_records(records: list[TestRecord]) -> dict[str, TestRecord]:
@@ -184,6 +210,10 @@ class TestResult:
     chunk: int = 0
     worker: int = 0
     child: int = 0
+    rss_bytes: int | None = None
+    """The worker's RSS after the test; for a dead worker's test, when last measured."""
+    rss_growth_bytes: int | None = None
+    cpu_s: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

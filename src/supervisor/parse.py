@@ -18,6 +18,7 @@ from typing import Any
 
 from supervisor import events
 from supervisor.model import Collection, Fingerprint, Outcome, TestItem, TestResult, file_of
+from supervisor.resources import format_size
 
 
 def decode_events(data: bytes) -> tuple[list[events.Event], int]:
@@ -65,6 +66,12 @@ def _str(raw: Mapping[str, Any], key: str) -> str:
 def _float(value: Any) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
+    return None
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
     return None
 
 
@@ -129,6 +136,9 @@ def _end(raw: Mapping[str, Any], pid: int | None) -> events.Event:
         when=None if raw.get("when") is None else str(raw["when"]),
         longrepr=_str(raw, "longrepr"),
         sections=sections,
+        rss_bytes=_int(raw.get("rss")),
+        rss_growth_bytes=_int(raw.get("rss_growth")),
+        cpu_s=_float(raw.get("cpu")),
     )
 
 
@@ -150,9 +160,13 @@ _DECODERS: dict[events.EventKind, _Decoder] = {
     events.EventKind.UNKNOWN: lambda r, p: events.Unknown(
         pid=p, ids=tuple(str(i) for i in r.get("ids") or ()), partial=r.get("partial") is True
     ),
-    events.EventKind.START: lambda r, p: events.Start(pid=p, test_id=str(r["id"])),
+    events.EventKind.START: lambda r, p: events.Start(
+        pid=p, test_id=str(r["id"]), rss_bytes=_int(r.get("rss"))
+    ),
     events.EventKind.END: _end,
-    events.EventKind.DONE: lambda r, p: events.Done(pid=p, chunk=int(r.get("chunk") or 0)),
+    events.EventKind.DONE: lambda r, p: events.Done(
+        pid=p, chunk=int(r.get("chunk") or 0), over_rss=r.get("over_rss") is True
+    ),
     events.EventKind.THREADS: lambda r, p: events.Threads(
         pid=p, test_id=_str(r, "id"), names=tuple(str(n) for n in r.get("names") or ())
     ),
@@ -180,6 +194,9 @@ def result_from_end(event: events.End, *, chunk: int, worker: int, child: int) -
         chunk=chunk,
         worker=worker,
         child=child,
+        rss_bytes=event.rss_bytes,
+        rss_growth_bytes=event.rss_growth_bytes,
+        cpu_s=event.cpu_s,
     )
 
 
@@ -205,6 +222,14 @@ class Blame:
     output: str
     worker: int
     child: int
+    signalled: bool = False
+    """mtest's kill sequence had signalled the child (SIGTERM or SIGKILL to its group)."""
+    rss_bytes: int | None = None
+    """The worker's RSS when last measured (mtest's sample, else its last event)."""
+    start_rss_bytes: int | None = None
+    """Its RSS as the test in flight started."""
+    exceeded: tuple[int, int] | None = None
+    """(RSS, ``--max-rss``) when mtest killed the worker for going above the limit."""
 
 
 def crash_result(test_id: str, blame: Blame, *, duration_s: float, chunk: int) -> TestResult:
@@ -213,11 +238,13 @@ def crash_result(test_id: str, blame: Blame, *, duration_s: float, chunk: int) -
         test_id=test_id,
         outcome=Outcome.CRASHED,
         duration_s=max(0.0, duration_s),
-        message=crash_message(blame.returncode),
+        message=crash_message(blame),
         child_output=blame.output,
         chunk=chunk,
         worker=blame.worker,
         child=blame.child,
+        rss_bytes=blame.rss_bytes,
+        rss_growth_bytes=_growth(blame),
     )
 
 
@@ -235,15 +262,25 @@ def hung_result(
         chunk=chunk,
         worker=blame.worker,
         child=blame.child,
+        rss_bytes=blame.rss_bytes,
+        rss_growth_bytes=_growth(blame),
     )
+
+
+def _growth(blame: Blame) -> int | None:
+    """How much the worker grew during the test that took it down, when both are known."""
+    if blame.rss_bytes is None or blame.start_rss_bytes is None:
+        return None
+    return blame.rss_bytes - blame.start_rss_bytes
 
 
 def import_blame(path: str, blame: Blame, *, hung_after_s: float | None) -> TestResult:
     """A file whose import crashed or hung a child: one ``error`` for the file's node id."""
+    ended = death(blame.returncode, signalled=blame.signalled, rss_bytes=blame.rss_bytes)
     how = (
         f"collecting it took longer than the {hung_after_s:g}s timeout"
         if hung_after_s is not None
-        else f"the child {describe_exit(blame.returncode)} while importing it"
+        else f"the child {ended} while importing it"
     )
     return TestResult(
         test_id=path,
@@ -314,12 +351,38 @@ def last_error_line(output: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
-def crash_message(returncode: int | None) -> str:
-    """The one-line message of a test that was in flight when its child died."""
-    how = describe_exit(returncode)
-    if returncode == 0:
+def crash_message(blame: Blame) -> str:
+    """The one-line message of a test that was in flight when its child died.
+
+    The one place that words it: the signal or exit code; ``exceeded --max-rss``
+    when mtest killed the worker for its memory; "out of memory?" for a SIGKILL
+    mtest did not send (``death``); ``os._exit?`` for an exit with code 0.
+    """
+    if blame.exceeded is not None:
+        rss, limit = blame.exceeded
+        return (
+            f"exceeded --max-rss (RSS {format_size(rss)} > {format_size(limit)}); "
+            "mtest killed its worker"
+        )
+    how = death(blame.returncode, signalled=blame.signalled, rss_bytes=blame.rss_bytes)
+    if blame.returncode == 0:
         return f"the child {how} while this test was running (os._exit?)"
     return f"the child {how} while this test was running"
+
+
+def death(returncode: int | None, *, signalled: bool = False, rss_bytes: int | None = None) -> str:
+    """How a child ended, for a message (``describe_exit``), except a SIGKILL that mtest
+    did not send (``signalled``: its kill sequence had signalled the child): the
+    kernel's OOM killer sends exactly that, so the message asks, with the worker's
+    memory when last measured."""
+    if returncode != -signal.SIGKILL or signalled:
+        return describe_exit(returncode)
+    memory = (
+        "its memory was not measured"
+        if rss_bytes is None
+        else f"its RSS was {format_size(rss_bytes)} when last measured"
+    )
+    return f"was killed by SIGKILL — out of memory? (mtest sent no signal; {memory})"
 
 
 def hung_message(timeout_s: float, grace_s: float, returncode: int | None) -> str:

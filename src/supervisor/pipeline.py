@@ -28,6 +28,7 @@ from supervisor.model import Chunk, Collection, Fingerprint, TestItem, TestRecor
 from supervisor.progress import Progress, StopRule
 from supervisor.reaper import ANCESTRY_VAR
 from supervisor.record import Context, Recorder, holder_line, utc_now
+from supervisor.resources import run_peak
 from supervisor.result import Announcer, Hooks, Kind, OnEvent, RunEvent, RunResult
 from supervisor.resume import Layout, ResumePoint, load_resume_point, save_state
 from supervisor.store import DURATIONS, INDEX, QUARANTINE, Store
@@ -95,6 +96,7 @@ def _result(
         tiers=tuple(sorted(config.tiers)),
         budget_s=config.budget_s,
         coverage_ratio=None if facts.coverage is None else facts.coverage.ratio,
+        peak_rss_bytes=facts.peak_rss_bytes,
         slowest=None if slowest is None else (slowest.test_id, slowest.duration_s),
     )
 
@@ -191,6 +193,7 @@ def _run_locked(
             notes=_notes(pool, store, guard),
             quarantine_kinds=quarantine.kinds(),
             coverage=coverage,
+            peak_rss_bytes=run_peak(pool.peak_rss_bytes, recorder.all_records()),
         )
         finals, code = _report(store, config, recorder, picked.selected, facts, layout)
     # The children have finished their sessions now: say how long it all took, and
@@ -332,6 +335,7 @@ def _finish_resumed(
         notes=tuple(store.notes),
         quarantine_kinds=knowledge.quarantine.kinds(),
         coverage=coverage,
+        peak_rss_bytes=run_peak(None, recorder.all_records()),
     )
     finals, code = _report(store, config, recorder, point.selected, facts, point.layout)
     result = _result(config, store, facts, finals, code, began=began)
@@ -583,6 +587,7 @@ def _drive_options(
         junit_dir=store.paths.last_run if work_dir is None else work_dir,
         cache_dir=store.paths.cache,
         coverage=coverage,
+        max_rss_bytes=config.max_rss_bytes,
     )
 
 

@@ -15,6 +15,10 @@ It is the supervisor's eyes inside the child. It
   command and leaves as soon as it returns into the run loop;
 * says which test left a non-daemon thread running, and reports failures at
   session end that no test's report carries (``session_error``);
+* measures each test's resource use for its ``end``: the worker's RSS after it and
+  its growth during it, and the CPU seconds it took; under ``--max-rss``
+  (``MTEST_MAX_RSS``) a test that leaves the worker above the limit ends the chunk,
+  as a ``stop`` would, and ``done`` asks mtest to replace the worker;
 * turns ``KeyboardInterrupt`` and ``pytest.exit()`` raised inside a test into an
   ordinary failure of that test, so one test cannot end the session;
 * registers faulthandler on ``SIGUSR2`` (``MTEST_STACKS``) so the supervisor can
@@ -153,6 +157,12 @@ class Probe:
         self.by_id: dict[str, pytest.Item] = {}
         # --cov: the measurement the bootstrap started, saved after each test.
         self.coverage = probecov.saver() if os.environ.get(probecov.ENV) else None
+        # Resource use: each test's RSS and CPU are measured as it starts and ends.
+        self.max_rss = probeio.env_size("MTEST_MAX_RSS")
+        self.over_rss = False
+        """Above ``--max-rss`` after a test: chunks end at once; mtest replaces the worker."""
+        self.rss_before: int | None = None
+        self.cpu_before = 0.0
         self.failures = 0
         self.interrupted = False
         os.register_at_fork(after_in_child=self._in_forked_copy)
@@ -275,7 +285,10 @@ class Probe:
                 if unknown:
                     self.events.emit({"e": "unknown", "ids": unknown}, flush=True)
                 self._run_chunk(session, iter([by_id[i] for i in ids if i in by_id]))
-            self.events.emit({"e": "done", "chunk": int(chunk)}, flush=True)
+            done: dict[str, Any] = {"e": "done", "chunk": int(chunk)}
+            if self.over_rss:
+                done["over_rss"] = True
+            self.events.emit(done, flush=True)
             self._notify()
         self._leave_if_copy()
         return True
@@ -299,14 +312,18 @@ class Probe:
     def _run_tests(self, session: pytest.Session, items: Iterator[pytest.Item]) -> None:
         item = next(items, None)
         while item is not None:
-            if self.control.stop_requested():
+            if self.control.stop_requested() or self.over_rss:
                 self._teardown_rest(session)
                 return
-            nextitem = next(items, None)
+            nextitem = next(items, None)  # lazy: may import the next file, before the start
             self.reports, self.reruns, self.subfailures = [], [], []
             threads = set(threading.enumerate())
             now = probeio.monotonic()
-            self.events.emit({"e": "start", "id": item.nodeid, "t": now}, flush=True)
+            start: dict[str, Any] = {"e": "start", "id": item.nodeid, "t": now}
+            self.rss_before, self.cpu_before = probeio.rss_bytes(), probeio.cpu_seconds()
+            if self.rss_before is not None:
+                start["rss"] = self.rss_before
+            self.events.emit(start, flush=True)
             if self.stack_timer is not None:
                 self.stack_timer.test_starts(marker_timeout(item) or self.timeout, now)
             try:
@@ -363,6 +380,7 @@ class Probe:
         self.reports.append(report)
 
     def _end(self, item: pytest.Item, escaped: BaseException | None = None) -> None:
+        usage = self._usage()
         # ``wasxfail`` is present (possibly empty) exactly when the test was xfail-marked.
         phases = [(r.when or "", r.outcome, hasattr(r, "wasxfail")) for r in self.reports]
         outcome, index = probeio.outcome_of(phases)
@@ -372,6 +390,7 @@ class Probe:
             "outcome": outcome,
             "duration": sum(r.duration for r in self.reports),
             "t": probeio.monotonic(),
+            **usage,
         }
         if escaped is not None:
             event["outcome"] = "error" if outcome == "passed" else outcome
@@ -406,6 +425,26 @@ class Probe:
                 event["sections"] = [[t, probeio.cap_text(c)] for t, c in self.reports[-1].sections]
         self.events.emit(event)
 
+    def _usage(self) -> dict[str, Any]:
+        """The test's resource use for its ``end``: the worker's RSS now, its growth since
+        the test's start, the CPU seconds (``process_time``) the test used."""
+        usage: dict[str, Any] = {"cpu": round(probeio.cpu_seconds() - self.cpu_before, 6)}
+        rss = probeio.rss_bytes()
+        if rss is not None:
+            usage["rss"] = rss
+            if self.rss_before is not None:
+                usage["rss_growth"] = rss - self.rss_before
+            self._check_max_rss(rss)
+        return usage
+
+    def _check_max_rss(self, rss: int | None) -> bool:
+        """Whether this worker is to be replaced for ``--max-rss`` (``probeio.over_max_rss``;
+        for good, once it is)."""
+        growth = None if rss is None or self.rss_before is None else rss - self.rss_before
+        if probeio.over_max_rss(rss, growth, self.max_rss):
+            self.over_rss = True
+        return self.over_rss
+
     # -- turning session-ending exceptions into test failures -----------------
     # Old-style wrappers: pluggy 1.0 (Debian bookworm's, with pytest 7.2) has no
     # ``wrapper=True``.
@@ -429,7 +468,7 @@ class Probe:
         self._leave_if_copy()
         outcome = yield
         self._leave_if_copy(outcome)
-        if nextitem is not None and self.control.stop_requested():
+        if nextitem is not None and (self.control.stop_requested() or self._over_limit_now()):
             # The chunk ends with this test: tear down everything now, so that a
             # shared fixture's error lands in this test's report as it would
             # for the last test of any chunk.
@@ -439,6 +478,12 @@ class Probe:
                 if outcome.excinfo is None:
                     _force_exception(outcome, exc)
         _contain(outcome)
+
+    def _over_limit_now(self) -> bool:
+        """Under ``--max-rss``, as a test's teardown ends: is the worker to be replaced?"""
+        if self.max_rss is None or self.over_rss:
+            return self.over_rss
+        return self._check_max_rss(probeio.rss_bytes())
 
     # -- the end of the session -----------------------------------------------
 

@@ -35,6 +35,9 @@ PARENT_POLL_S = 0.5
 monotonic = time.monotonic
 _sleep = time.sleep
 getpid = os.getpid
+cpu_seconds = time.process_time
+"""This process's CPU seconds, user + system, all its threads (not its children)."""
+_open, _read, _close = os.open, os.read, os.close
 # ASCII JSON: a lone surrogate, NUL or terminal escape becomes a \uXXXX escape.
 _encode = json.JSONEncoder(ensure_ascii=True).encode
 
@@ -98,6 +101,62 @@ def error_line(text: str) -> str:
         if line.startswith("E ") or line == "E":
             return line[1:].strip()[:MESSAGE_CHARS]
     return lines[-1][:MESSAGE_CHARS] if lines else ""
+
+
+STATM = "/proc/self/statm"
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def rss_bytes() -> int | None:
+    """This process's resident memory now, in bytes; ``None`` when it cannot be told.
+
+    Linux: the second field of ``/proc/self/statm`` (pages) — one small read, a few
+    microseconds. Elsewhere (or without ``/proc``): ``getrusage``'s ``ru_maxrss``,
+    which is the peak so far, not the current size (bytes on macOS, KiB elsewhere).
+    """
+    try:
+        fd = _open(STATM, os.O_RDONLY)
+    except OSError:
+        return max_rss_bytes()
+    try:
+        return int(_read(fd, 256).split()[1]) * _PAGE_BYTES
+    except (OSError, ValueError, IndexError):
+        return max_rss_bytes()
+    finally:
+        _close(fd)
+
+
+def max_rss_bytes() -> int | None:
+    """The most this process has been resident (``getrusage``), in bytes.
+
+    On Linux it may count the parent's memory at the fork that made it; ``rss_bytes``
+    uses it only where ``/proc`` cannot be read.
+    """
+    try:
+        import resource
+    except ImportError:  # not a Unix
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def over_max_rss(rss: int | None, growth: int | None, limit: int | None) -> bool:
+    """Whether a worker whose test just ended is replaced before its next test: its RSS
+    is above ``--max-rss``, or would be if the next test grew it as much as this one
+    did. A steady leak then moves to a fresh worker before a test takes it over the
+    limit (mtest kills a test in flight above it: ``blame.over_max_rss``)."""
+    if rss is None or limit is None:
+        return False
+    return rss + max(0, growth or 0) > limit
+
+
+def env_size(name: str) -> int | None:
+    """A size in bytes the supervisor passed (``MTEST_MAX_RSS``); ``None``: none or not one."""
+    try:
+        size = int(os.environ.get(name, ""))
+    except ValueError:
+        return None
+    return size if size > 0 else None
 
 
 def to_devnull(fd: int) -> None:

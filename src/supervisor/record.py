@@ -103,6 +103,9 @@ class Recorder:
             message=message,
             bundle=earlier_bundle,
             ts=utc_now(),
+            rss_bytes=result.rss_bytes,
+            rss_growth_bytes=result.rss_growth_bytes,
+            cpu_s=result.cpu_s,
         )
         if record.bundle is None and outcome not in _NOTHING_TO_DIAGNOSE:
             name = bundle.bundle_name(result.test_id, attempt)

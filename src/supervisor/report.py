@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from supervisor.model import Outcome, TestRecord
+from supervisor.resources import format_growth, format_size, largest_growth
 from supervisor.text import clip, markdown_code, markdown_text, one_line
 
 if TYPE_CHECKING:
@@ -26,6 +27,8 @@ MESSAGE_CHARS = 300
 ID_CHARS = 500
 SUMMARY_PROBLEMS = 500
 """``summary.md`` lists at most this many problems: GitHub rejects a step summary over 1 MiB."""
+_DIED = frozenset({Outcome.HUNG, Outcome.CRASHED})
+"""Outcomes whose record has the RSS mtest last measured, not the RSS after the test."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,6 +50,8 @@ class RunFacts:
     """Test id → ``flaky`` or ``broken`` for the tests the quarantine knows."""
     coverage: Total | None = None
     """``--cov``: the combined total (``covdata``)."""
+    peak_rss_bytes: int | None = None
+    """The largest RSS of any worker (``None``: not measured)."""
 
 
 def exit_code(
@@ -147,6 +152,7 @@ def summary_markdown(
         reason = facts.stopped_reason or ("interrupted" if facts.interrupted else "stopped")
         lines += ["", "## Not run", "", f"{facts.outstanding} test(s) did not run "
                   f"({markdown_text(reason)}); `mtest --resume` runs them."]  # fmt: skip
+    lines += _resources(finals, facts.peak_rss_bytes)
     if facts.left_out:
         lines += ["", "## Left out by selection", ""]
         lines += [
@@ -175,6 +181,30 @@ def _coverage(total: Total) -> list[str]:
         verdict = "**not reached**: the run fails" if total.failed else "reached"
         lines += ["", f"Required coverage {total.fail_under:g}%: {verdict}."]
     return lines
+
+
+def _resources(finals: Mapping[str, TestRecord], peak_rss_bytes: int | None) -> list[str]:
+    """The "Resource use" section: the peak RSS of any worker, and the tests that grew
+    their worker's RSS the most (``resources.largest_growth``), which may leak."""
+    grown = largest_growth(finals.values())
+    if peak_rss_bytes is None and not grown:
+        return []
+    lines = ["", "## Resource use", ""]
+    if peak_rss_bytes is not None:
+        lines.append(f"Peak RSS of any worker: {format_size(peak_rss_bytes)}.")
+    if grown:
+        lines += ["", "The tests that grew their worker's RSS the most (may leak):", ""]
+        lines += [_growth_item(record) for record in grown]
+    return lines
+
+
+def _growth_item(record: TestRecord) -> str:
+    """``- `id`: +200 MiB (RSS 232.5 MiB after it)``; a test that took its worker down
+    has the RSS mtest last measured."""
+    when = "when last measured" if record.outcome in _DIED else "after it"
+    after = "" if record.rss_bytes is None else f" (RSS {format_size(record.rss_bytes)} {when})"
+    growth = format_growth(record.rss_growth_bytes or 0)
+    return f"- {markdown_code(clip(record.test_id, ID_CHARS))}: {growth}{after}"
 
 
 def _problems(finals: Mapping[str, TestRecord], kinds: Mapping[str, str]) -> list[str]:

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from supervisor import blame, events, parse
+from supervisor import blame, events, parse, resources
 from supervisor.childfiles import ChildFiles
 from supervisor.errors import MtestError
 from supervisor.model import Chunk, TestResult
@@ -38,7 +38,7 @@ NO_PYTEST_EXIT = 97
 PROTOCOL_VARS = frozenset(
     {"MTEST_LAZY", "MTEST_LISTING", "MTEST_TIMEOUT", "MTEST_EVENTS", "MTEST_CONTROL_FD",
      "MTEST_NOTIFY_FD", "MTEST_STACKS", "MTEST_PARENT_PID", "MTEST_WORKER", "MTEST_RUN_ID",
-     "MTEST_COVERAGE"}
+     "MTEST_COVERAGE", "MTEST_MAX_RSS"}
 )  # fmt: skip
 """What the probe reads from its environment: never inherited, only set by this run."""
 STACKS_TURNS = 3
@@ -184,6 +184,17 @@ class Worker:
     stacks_turns: int = 0
     term_sent: float | None = None
     killed: bool = False
+    rss_bytes: int | None = None
+    """Its RSS when last measured: mtest's sample, or the RSS its last event reported."""
+    start_rss_bytes: int | None = None
+    """Its RSS as the test in flight started (the ``start`` event)."""
+    peak_rss_bytes: int | None = None
+    """The most it was resident, as far as mtest saw (``VmHWM``, the events' RSS)."""
+    sampled_at: float | None = None
+    ran: int = 0
+    """Tests this child finished (a fresh child above ``--max-rss`` is not replaced)."""
+    retiring: bool = False
+    """It was above ``--max-rss`` after a test: it runs nothing more and is replaced."""
 
     @staticmethod
     def start(launch: Launch, *, slot: int, seq: int) -> Worker:
@@ -193,6 +204,11 @@ class Worker:
     @property
     def pgid(self) -> int:
         return self.proc.pid
+
+    @property
+    def signalled(self) -> bool:
+        """Whether the kill sequence has sent the child's group SIGTERM or SIGKILL."""
+        return self.term_sent is not None or self.killed
 
     @property
     def kill_reason(self) -> blame.KillReason | None:
@@ -209,6 +225,7 @@ class Worker:
             collecting=oldest,
             collecting_since=self.collecting[oldest] if oldest is not None else 0.0,
             session_over_at=self.session_over_at,
+            rss_bytes=self.rss_bytes,
         )
 
     # -- what the child said -----------------------------------------------------
@@ -266,17 +283,34 @@ class Worker:
         self.chunk = chunk
         self.todo = deque(t.test_id for t in chunk.tests)
 
-    def on_start(self, test_id: str, now: float) -> None:
+    def on_start(self, test_id: str, now: float, *, rss_bytes: int | None = None) -> None:
         with contextlib.suppress(ValueError):
             self.todo.remove(test_id)
         self.in_flight, self.in_flight_since = test_id, now
         self.progressed = True
         self.files.mark_stacks()
+        self.start_rss_bytes = rss_bytes
+        self.measured(rss_bytes)
 
-    def on_end(self, test_id: str, now: float) -> None:
+    def on_end(self, test_id: str, now: float, *, rss_bytes: int | None = None) -> None:
         if self.in_flight == test_id:
             self.in_flight = None
         self.since = now
+        self.ran += 1
+        self.measured(rss_bytes)
+
+    def on_sample(self, sample: resources.Sample | None, now: float) -> None:
+        """mtest looked at the child's memory (``None``: it could not, e.g. it is gone)."""
+        self.sampled_at = now
+        if sample is not None:
+            self.measured(sample.rss_bytes, peak=sample.peak_bytes)
+
+    def measured(self, rss_bytes: int | None, *, peak: int | None = None) -> None:
+        """The child's RSS as an event or a sample gave it (``None``: unknown, kept)."""
+        if rss_bytes is None:
+            return
+        self.rss_bytes = rss_bytes
+        self.peak_rss_bytes = max(self.peak_rss_bytes or 0, rss_bytes, peak or 0)
 
     def count(self, result: TestResult) -> None:
         """A result of this child was recorded; a failing one explains a non-zero exit."""
@@ -369,12 +403,20 @@ class Worker:
 
     def blame(self, *, with_stacks: bool) -> parse.Blame:
         """What this dead child left behind, for the result of the test it took down."""
+        kill = self.kill
+        exceeded = None
+        if kill is not None and kill.rss_bytes is not None and kill.limit_bytes is not None:
+            exceeded = (kill.rss_bytes, kill.limit_bytes)  # killed for --max-rss
         return parse.Blame(
             returncode=self.proc.returncode,
             stacks=self.files.stacks_text() if with_stacks else "",
             output=self.files.output_text(),
             worker=self.slot,
             child=self.seq,
+            signalled=self.signalled,
+            rss_bytes=self.rss_bytes if exceeded is None else exceeded[0],
+            start_rss_bytes=self.start_rss_bytes,
+            exceeded=exceeded,
         )
 
 
