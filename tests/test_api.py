@@ -128,7 +128,7 @@ def test_events_dash_streams_json_lines_on_stdout_and_the_console_on_stderr(
     result = run_mtest(["--events", "-"], project)
     assert result.returncode == 1, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert all(line["v"] == 1 for line in lines)
+    assert all(line["version"] == 1 for line in lines)
     kinds = [line["event"] for line in lines]
     assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
     finished = [line["record"] for line in lines if line["event"] == "test_finished"]

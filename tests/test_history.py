@@ -88,7 +88,7 @@ def test_an_entry_says_what_the_run_did_and_where() -> None:
     context = Context(git_commit="ab" * 20, git_dirty=True, mtest_version="9.9", resumed=True)
     got = history.entry_for(run, context, None).to_json()
     assert got == {
-        "v": 1,
+        "version": 1,
         "run_id": "r1",
         "started": "2026-03-01T11:59:50.000Z",
         "ended": "2026-03-01T12:00:00.000Z",
@@ -230,10 +230,10 @@ def test_an_entry_round_trips_through_its_line(e: Entry) -> None:
     [
         b"garbage",
         b"[1, 2]",
-        b'{"v": 2, "run_id": "x"}',
+        b'{"version": 2, "run_id": "x"}',
         b'{"run_id": "x"}',
         b"{" * 5000,
-        b'{"v": 1, "run_id": "x", "started": "", "ended": "yesterday", "wall_s": 1}',
+        b'{"version": 1, "run_id": "x", "started": "", "ended": "yesterday", "wall_s": 1}',
     ],
     ids=["not-json", "not-object", "newer-version", "no-version", "deep", "bad-time"],
 )

@@ -15,7 +15,7 @@ RESULT = RunResult(exit_code=1, run_id="r", started="s", ended="e", wall_s=1.234
 def test_every_event_is_one_json_object_with_the_version_and_only_its_fields() -> None:
     started = RunEvent(kind=Kind.TEST_STARTED, run_id="r", ts="t", worker=1, pid=9,
                        chunk=3, test_id="t.py::x")  # fmt: skip
-    assert started.to_json() == {"v": EVENTS_VERSION, "event": "test_started", "run_id": "r",
+    assert started.to_json() == {"version": EVENTS_VERSION, "event": "test_started", "run_id": "r",
                                  "ts": "t", "worker": 1, "pid": 9, "chunk": 3,
                                  "test_id": "t.py::x"}  # fmt: skip
     chunk = RunEvent(kind=Kind.CHUNK_STARTED, run_id="r", ts="t", worker=0, chunk=0, tests=())

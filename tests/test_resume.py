@@ -261,6 +261,8 @@ def test_the_run_log_is_the_truth_when_the_state_lags_behind(tmp_path: Path) -> 
         (["--resume"], []),
         (["--resume", "-q", "--gates-dir", "g", "-v"], []),
         (["--resume", "--gates-dir=g"], []),
+        (["--resume", "--metrics-file", "m.prom", "--events=-"], []),
+        (["--resume", "--events", "e.jsonl", "--history", "h"], ["--history", "h"]),
         (["--resume", "-j", "4", "--tier", "0"], ["-j", "4", "--tier", "0"]),
         (["--resume", "--", "-k", "x"], ["--", "-k", "x"]),
     ],

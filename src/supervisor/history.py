@@ -38,7 +38,7 @@ from supervisor.result import RunResult
 from supervisor.version import __version__
 
 HISTORY_VERSION = 1
-"""The ``"v"`` of every history line."""
+"""The ``"version"`` of every history line (as in every JSON file of ``.gates/``)."""
 LIST_CAP = 100
 """Test ids a line lists per kind (failing, newly failing); the totals are exact."""
 SLACK_DIVISOR = 20
@@ -101,7 +101,7 @@ class Entry:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "v": HISTORY_VERSION,
+            "version": HISTORY_VERSION,
             "run_id": self.run_id,
             "started": self.started,
             "ended": self.ended,
@@ -132,7 +132,7 @@ class Entry:
     def from_json(cls, data: object) -> Entry:
         """An entry, or ``ValueError`` naming what is wrong with the line."""
         raw = as_object(data, _WHAT)
-        version = raw.get("v")
+        version = raw.get("version")
         if type(version) is not int or version != HISTORY_VERSION:
             raise ValueError(f"history line: version {version!r}, expected {HISTORY_VERSION}")
         ended = _text(raw, "ended")

@@ -85,7 +85,7 @@ class RunEvent:
 
     def to_json(self) -> dict[str, Any]:
         """The event as one line of ``--events`` (``docs/formats.md``)."""
-        out: dict[str, Any] = {"v": EVENTS_VERSION, "event": self.kind.value,
+        out: dict[str, Any] = {"version": EVENTS_VERSION, "event": self.kind.value,
                                "run_id": self.run_id, "ts": self.ts}  # fmt: skip
         if self.worker is not None:
             out["worker"] = self.worker

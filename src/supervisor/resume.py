@@ -127,20 +127,24 @@ def save_state(
 
 
 _KEPT_ON_RESUME = frozenset({"--resume", "-q", "--quiet", "-v", "--verbose"})
+_KEPT_WITH_VALUE = ("--gates-dir", "--metrics-file", "--events")
+"""Taken from the ``--resume`` command line: where the state is, where this run's
+metrics and events go."""
 
 
 def ignored_flags(argv: Sequence[str]) -> list[str]:
     """The arguments of a ``--resume`` command line that it does not use.
 
     A resumed run keeps the interrupted run's selection and options; only the
-    output's verbosity and where the gates directory is are taken from now.
+    output's verbosity, where the gates directory is, ``--metrics-file`` and
+    ``--events`` are taken from now.
     """
     ignored: list[str] = []
     words = iter(argv)
     for word in words:
-        if word == "--gates-dir":
+        if word in _KEPT_WITH_VALUE:
             next(words, None)
-        elif word not in _KEPT_ON_RESUME and not word.startswith("--gates-dir="):
+        elif word not in _KEPT_ON_RESUME and word.partition("=")[0] not in _KEPT_WITH_VALUE:
             ignored.append(word)
     return ignored
 
