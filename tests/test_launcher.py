@@ -203,9 +203,10 @@ def test_bad_table_values_are_named(project: Path, table: str, wanted: str) -> N
         make_config([], project)
 
 
-def test_the_sandbox_is_for_commands_that_run_tests(project: Path) -> None:
+@pytest.mark.parametrize("mode", ["--report", "--self-check", "--quarantine"])
+def test_the_sandbox_is_for_commands_that_run_the_projects_tests(project: Path, mode: str) -> None:
     with pytest.raises(MtestError, match="--sandbox is not used by this command"):
-        make_config(["--report", "--sandbox"], project)
+        make_config([mode, "--sandbox"], project)
 
 
 def test_without_bwrap_the_sandbox_is_one_usage_error_naming_the_package(

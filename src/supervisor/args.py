@@ -378,8 +378,13 @@ _ONLY = (
     ("cov_branch", "--cov-branch", {Mode.SERVICE, Mode.RUN}),
     ("cov_fail_under", "--cov-fail-under", {Mode.SERVICE, Mode.RUN}),
     ("max_rss", "--max-rss", {Mode.SERVICE, Mode.RUN, Mode.RESUME, Mode.SELF_CHECK}),
-    ("sandbox", "--sandbox", _RUNS_TESTS | {Mode.RESUME}),
-    ("sandbox_writable", "--sandbox-writable", _RUNS_TESTS | {Mode.RESUME}),
+    # Not --self-check: its scenarios check host pids that a pid namespace would hide.
+    ("sandbox", "--sandbox", {Mode.RUN, Mode.COLLECT_ONLY, Mode.SERVICE, Mode.RESUME}),
+    (
+        "sandbox_writable",
+        "--sandbox-writable",
+        {Mode.RUN, Mode.COLLECT_ONLY, Mode.SERVICE, Mode.RESUME},
+    ),
 )
 """Options that belong to some modes: elsewhere a usage error, not silently ignored."""
 
