@@ -127,3 +127,13 @@ def test_the_watchdog_applies_the_supervisors_commands() -> None:
     assert not watch.command("+not-a-pid")
     assert watch.groups == {300}
     assert watch.command("bye")
+
+
+def test_a_sandboxed_workers_own_processes_live_when_its_chunk_ends() -> None:
+    # bwrap (800) → its init in the sandbox (801) → pytest (802) → a test's child (803).
+    box = table(
+        proc(ME, 1), proc(800, ME), proc(801, 800, session=800), proc(802, 801, session=800),
+        proc(803, 802, session=800),
+    )  # fmt: skip
+    assert reaper.doomed(box, me=ME, keep=(800, 801, 802)) == {803}
+    assert reaper.doomed(box, me=ME, keep=(800,)) == {801, 802, 803}

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from supervisor import pytestopts, select
+from supervisor import launcher, pytestopts, select
 from supervisor.config import (
     DEFAULT_KILL_GRACE_S,
     Config,
@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", metavar="K/N", help="run only shard K of N")
     p.add_argument("--gates-dir", metavar="DIR", help="state directory (default .gates)")
     p.add_argument("--python", metavar="PATH", help="interpreter that runs pytest")
+    _add_sandbox(p)
     p.add_argument("-q", "--quiet", action="count", default=0, help="less output")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more output")
     p.add_argument("--version", action="version", version=f"mtest {__version__}")
@@ -108,6 +109,18 @@ def _add_pytest_like(p: argparse.ArgumentParser) -> None:
         "-x", "--exitfirst", action="store_true", help="stop the run after the first failure"
     )
     p.add_argument("--maxfail", metavar="N", help="stop the run after N failures")
+
+
+def _add_sandbox(p: argparse.ArgumentParser) -> None:
+    sandbox = p.add_argument_group("isolation (docs/isolation.md)")
+    sandbox.add_argument(
+        "--sandbox", action=argparse.BooleanOptionalAction,
+        help="run each worker under bubblewrap: no network, private /tmp, host read-only",
+    )  # fmt: skip
+    sandbox.add_argument(
+        "--sandbox-writable", action="append", metavar="PATH",
+        help="an existing path the sandboxed tests may write (besides .gates/); repeatable",
+    )  # fmt: skip
 
 
 def _add_service_and_outputs(p: argparse.ArgumentParser) -> None:
@@ -183,6 +196,7 @@ def make_config(argv: Sequence[str], cwd: Path) -> Config:
         argv=tuple(argv),
         **_values(ns, table, origin, cwd, check=mode in _RUNS_TESTS),
         **_service_values(ns, mode, cwd),
+        **_sandbox_values(ns, table, origin, cwd, rootdir, check=mode in _RUNS_TESTS),
     )
 
 
@@ -318,6 +332,37 @@ def _gates_dir(
     return ((cwd if ns.gates_dir is not None else root) / text_of(*picked)).resolve()
 
 
+def _sandbox_values(
+    ns: argparse.Namespace, table: Mapping[str, Any], origin: str, cwd: Path, rootdir: Path,
+    *, check: bool,
+) -> dict[str, Any]:  # fmt: skip
+    """``--sandbox`` and ``--sandbox-writable`` (relative to the cwd; ``[tool.mtest]``'s to
+    its rootdir): each path must exist, and bwrap must work here before any test runs."""
+    sandbox = flag_of(table, "sandbox", origin) if ns.sandbox is None else ns.sandbox
+    raw = table.get("sandbox_writable", [])
+    if not isinstance(raw, list):
+        raise MtestError(f"invalid `sandbox_writable` in {origin}", hint="expected a list of paths")
+    where = f"`sandbox_writable` in {origin}"
+    named = [
+        *((rootdir, text_of(v, where), where) for v in raw),
+        *((cwd, v, "--sandbox-writable") for v in ns.sandbox_writable or ()),
+    ]
+    if ns.sandbox_writable and not sandbox:
+        raise MtestError("--sandbox-writable needs --sandbox", hint="add --sandbox")
+    writable = []
+    for base, text, origin_of in named:
+        path = (base / text).resolve()
+        if not path.exists():
+            raise MtestError(
+                f"invalid {origin_of} `{text}`: {path} does not exist",
+                hint="name an existing file or directory (bwrap binds only what exists)",
+            )
+        writable.append(path)
+    if sandbox and check:
+        launcher.check(launcher.Launcher(kind=launcher.Kind.SANDBOX))
+    return {"sandbox": sandbox, "sandbox_writable": tuple(writable)}
+
+
 _ONLY = (
     ("every", "--every", {Mode.SERVICE}),
     ("cycles", "--cycles", {Mode.SERVICE}),
@@ -333,6 +378,13 @@ _ONLY = (
     ("cov_branch", "--cov-branch", {Mode.SERVICE, Mode.RUN}),
     ("cov_fail_under", "--cov-fail-under", {Mode.SERVICE, Mode.RUN}),
     ("max_rss", "--max-rss", {Mode.SERVICE, Mode.RUN, Mode.RESUME, Mode.SELF_CHECK}),
+    # Not --self-check: its scenarios check host pids that a pid namespace would hide.
+    ("sandbox", "--sandbox", {Mode.RUN, Mode.COLLECT_ONLY, Mode.SERVICE, Mode.RESUME}),
+    (
+        "sandbox_writable",
+        "--sandbox-writable",
+        {Mode.RUN, Mode.COLLECT_ONLY, Mode.SERVICE, Mode.RESUME},
+    ),
 )
 """Options that belong to some modes: elsewhere a usage error, not silently ignored."""
 

@@ -117,6 +117,10 @@ class Config:
     lazy_collection: bool = True
     """``[tool.mtest] lazy_collection = false``: every worker collects the whole suite,
     for a ``pytest_collection_modifyitems`` that must see every test at once."""
+    sandbox: bool = False
+    """``--sandbox``: every worker runs under bubblewrap (``launcher``)."""
+    sandbox_writable: tuple[Path, ...] = ()
+    """``--sandbox-writable``: existing paths the sandboxed tests may write, besides .gates/."""
 
     @property
     def child_args(self) -> tuple[str, ...]:
@@ -297,7 +301,7 @@ def load_tool_config(rootdir: Path) -> tuple[dict[str, Any], str]:
 _KNOWN_KEYS = frozenset(
     {"jobs", "timeout", "kill_grace", "retries", "tiers", "gates_dir", "python",
      "budget", "skip_quarantined", "fail_fast", "pytest_args", "flaky_result",
-     "lazy_collection"}
+     "lazy_collection", "sandbox", "sandbox_writable"}
 )  # fmt: skip
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from supervisor.launcher import LOCAL, Launcher
 from supervisor.model import Chunk, TestResult
 
 POLL_S = 0.05
@@ -50,6 +51,8 @@ class DriveOptions:
     max_rss_bytes: int | None = None
     """``--max-rss``: the probe ends a chunk after a test that leaves its worker above
     it (the worker is replaced); a test in flight above it is killed (``crashed``)."""
+    launcher: Launcher = LOCAL
+    """Where the workers run (``--sandbox``: under bubblewrap)."""
 
 
 class Stop(enum.Enum):

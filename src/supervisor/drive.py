@@ -321,6 +321,7 @@ class Pool(Loop):
                 base=opts.work_dir / f"{self.seq:04d}",
                 cache_dir=opts.cache_dir,
                 env=env,
+                launcher=opts.launcher,
             ),
             slot=slot,
             seq=self.seq,

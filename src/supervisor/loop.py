@@ -198,10 +198,14 @@ class Loop:
         the other workers that are busy keep theirs.
         """
         live = self._live()
-        keep = [w.proc.pid for w in live]
+        keep = [pid for w in live for pid in (w.proc.pid, *w.host_pids)]
         if self.watchdog is not None:
             keep.append(self.watchdog.pid)
-        busy = [w.proc.pid for w in live if w is not ended and w.state is not State.READY]
+        # A child whose processes are not known yet (a sandbox before its hello) keeps all.
+        busy = [
+            w.proc.pid for w in live
+            if (w is not ended and w.state is not State.READY) or w.probe_pid is None
+        ]  # fmt: skip
         reaper.kill_orphans(keep, busy=busy)
 
     # -- one turn of the loop ------------------------------------------------
@@ -398,7 +402,8 @@ class Loop:
         """Sample the child's memory (at most every ``SAMPLE_S``); replace an idle child
         that is above ``--max-rss`` (one running a test is ``blame.overdue``'s)."""
         if worker.sampled_at is None or now - worker.sampled_at >= resources.SAMPLE_S:
-            worker.on_sample(resources.sample(worker.proc.pid), now)
+            pid = worker.probe_pid
+            worker.on_sample(None if pid is None else resources.sample(pid), now)
         limit = self.options.max_rss_bytes
         if (
             worker.state is State.READY and worker.chunk is None and not worker.retiring
@@ -484,7 +489,7 @@ class Loop:
     def _tell_death(self, worker: Worker) -> None:
         """``worker_died`` for a child that did not end as asked (a signal, a kill, a
         test or chunk left in flight), before it is blamed."""
-        code = worker.proc.returncode
+        code = worker.returncode
         asked = worker.kill_reason in (blame.KillReason.HALT, blame.KillReason.CLOSING)
         unfinished = worker.in_flight is not None or worker.chunk is not None
         if self.announce is None or asked or (code is not None and code >= 0 and not unfinished):
@@ -532,7 +537,7 @@ class Loop:
         )  # fmt: skip
         why = blame.session_failure(
             errors=worker.session_errors, exit_code=worker.exit_code,
-            returncode=worker.proc.returncode, kill=worker.kill_reason, explained=explained,
+            returncode=worker.returncode, kill=worker.kill_reason, explained=explained,
             blamed=blamed, rss_bytes=worker.rss_bytes,
         )  # fmt: skip
         if why is None:
@@ -588,7 +593,7 @@ class Loop:
     def _early_death(self, worker: Worker) -> None:
         """A child died before it ran a test (and not in an import): retry, up to a point."""
         self.deaths = self.deaths.after_death()
-        code = worker.exit_code if worker.exit_code is not None else worker.proc.returncode
+        code = worker.exit_code if worker.exit_code is not None else worker.returncode
         listing = self.collection is None and blame.gives_up_listing(code)
         if not listing and not self.deaths.exhausted:
             return  # the next child tries again

@@ -24,6 +24,7 @@ from supervisor.console import Console
 from supervisor.drive import DriveOptions, Pool, Stop, StopControl
 from supervisor.index import Index, fs_reader
 from supervisor.interrupts import Guard
+from supervisor.launcher import LOCAL, Launcher, sandbox_for
 from supervisor.model import Chunk, Collection, Fingerprint, TestItem, TestRecord
 from supervisor.progress import Progress, StopRule
 from supervisor.reaper import ANCESTRY_VAR
@@ -588,7 +589,18 @@ def _drive_options(
         cache_dir=store.paths.cache,
         coverage=coverage,
         max_rss_bytes=config.max_rss_bytes,
+        launcher=_launcher(config, store, work_dir),
     )
+
+
+def _launcher(config: Config, store: Store, work_dir: Path | None) -> Launcher:
+    if not config.sandbox:
+        return LOCAL
+    return sandbox_for(
+        own=[config.gates_dir, store.paths.cache, *([] if work_dir is None else [work_dir])],
+        writable=config.sandbox_writable, project=[config.rootdir, config.cwd],
+        python=config.python, env=os.environ,
+    )  # fmt: skip
 
 
 def _stop_reason(stop: StopControl, outstanding: list[str], config: Config) -> str:

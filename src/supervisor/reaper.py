@@ -146,7 +146,8 @@ def doomed(
     - every descendant of a pid in ``keep`` that is not ``busy`` (a worker
       whose chunk is over), but not that pid itself.
 
-    A busy worker and everything below it are spared.
+    A busy worker and everything below it are spared, and no pid in ``keep``
+    dies (a worker launched under bwrap keeps bwrap's processes and pytest's).
     """
     children = children_of(table)
     victims: set[int] = set()
@@ -156,7 +157,9 @@ def doomed(
                 victims |= subtree(children, pid) - {pid}
         elif table[pid].session not in busy:
             victims |= subtree(children, pid)
-    return frozenset(pid for pid in victims if pid != me and not table[pid].dead)
+    return frozenset(
+        pid for pid in victims if pid != me and pid not in keep and not table[pid].dead
+    )
 
 
 def stale(table: Mapping[int, ProcInfo], *, me: int, keep: Collection[int]) -> frozenset[int]:

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from supervisor import blame, events, parse, resources
+from supervisor import blame, events, launcher, parse, resources
 from supervisor.childfiles import ChildFiles
 from supervisor.errors import MtestError
 from supervisor.model import Chunk, TestResult
@@ -106,6 +106,8 @@ class Launch:
     """``.gates/cache``: pytest's cache (``pytest/``) and the bytecode cache (``pycache/``)."""
     env: Mapping[str, str]
     """Variables the tests see (``MTEST_WORKER``, ``MTEST_RUN_ID``, ancestry, ``MTEST_TIMEOUT``)."""
+    launcher: launcher.Launcher = launcher.LOCAL
+    """Where the child runs (a local process, a sandbox): ``launcher`` turns the command."""
 
 
 class State(enum.Enum):
@@ -142,6 +144,12 @@ class Worker:
     doorbell: int
     files: ChildFiles
     spawned: float
+    launcher: launcher.Launcher = launcher.LOCAL
+    own_pid: int | None = None
+    """The pid the child's events carry (its own view of it; ``None``: learnt from its hello)."""
+    host_pids: tuple[int, ...] = ()
+    """This child's processes as mtest sees them, from ``proc`` down to pytest's (one for a
+    local child; a sandbox adds bwrap's), once known: the reaper spares them all."""
     state: State = State.STARTING
     since: float = 0.0
     """When the current state began or last made progress."""
@@ -206,6 +214,16 @@ class Worker:
         return self.proc.pid
 
     @property
+    def probe_pid(self) -> int | None:
+        """The process that runs pytest, as mtest names it (``None``: not known yet)."""
+        return self.host_pids[-1] if self.host_pids else None
+
+    @property
+    def returncode(self) -> int | None:
+        """How the child ended, as a local child's ``Popen.returncode`` says it."""
+        return launcher.exit_status(self.launcher, self.proc.returncode)
+
+    @property
     def signalled(self) -> bool:
         """Whether the kill sequence has sent the child's group SIGTERM or SIGKILL."""
         return self.term_sent is not None or self.killed
@@ -232,7 +250,9 @@ class Worker:
 
     def speaks_for(self, event: events.Event) -> bool:
         """Whether the event comes from the child itself; remembers the first other pid."""
-        if event.pid is None or event.pid == self.proc.pid:
+        if self.own_pid is None and isinstance(event, events.Hello):
+            self.own_pid = event.pid  # the first event in the stream is the child's own
+        if event.pid is None or event.pid == self.own_pid:
             return True
         if self.foreign_pid is None:
             self.foreign_pid = event.pid
@@ -240,6 +260,8 @@ class Worker:
 
     def on_hello(self, event: events.Hello, now: float) -> None:
         self.hello, self.hello_at, self.since = event, now, now
+        if not self.host_pids:
+            self.host_pids = launcher.find_probe(self.launcher, self.proc.pid, self.own_pid)
 
     def on_collect_start(self, path: str, now: float) -> None:
         self.collecting[path] = now
@@ -362,10 +384,10 @@ class Worker:
         Before the probe said hello, nothing handles SIGUSR2 in the child.
         """
         self.kill = due
-        if due.reason.dumps_stacks and self.hello is not None:
+        if due.reason.dumps_stacks and self.hello is not None and self.probe_pid is not None:
             self.stacks_asked_at, self.stacks_turns = now, 0
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGUSR2)
+                os.kill(self.probe_pid, signal.SIGUSR2)
 
     def stop_now(self, reason: blame.KillReason, now: float) -> None:
         """Kill without asking for stacks or blaming a test (halt, close)."""
@@ -392,7 +414,7 @@ class Worker:
 
     def step_kill(self, now: float, grace_s: float, *, hurry: bool) -> None:
         """One step: SIGTERM the group, then SIGKILL after the grace (never while asking)."""
-        if self.proc.returncode is not None or self.kill is None or self.awaiting_stacks:
+        if self.returncode is not None or self.kill is None or self.awaiting_stacks:
             return
         if self.term_sent is None and not hurry:
             self.term_sent = now
@@ -408,7 +430,7 @@ class Worker:
         if kill is not None and kill.rss_bytes is not None and kill.limit_bytes is not None:
             exceeded = (kill.rss_bytes, kill.limit_bytes)  # killed for --max-rss
         return parse.Blame(
-            returncode=self.proc.returncode,
+            returncode=self.returncode,
             stacks=self.files.stacks_text() if with_stacks else "",
             output=self.files.output_text(),
             worker=self.slot,
@@ -434,18 +456,21 @@ def _start(launch: Launch, *, slot: int, seq: int) -> Worker:
     control_read, control_write = os.pipe()
     bell_read, bell_write = os.pipe()
     os.set_blocking(bell_read, False)
-    env = _child_env(launch, files, control_fd=control_read, notify_fd=bell_write)
-    argv = [
+    env = launcher.child_env(
+        launch.launcher, _child_env(launch, files, control_fd=control_read, notify_fd=bell_write)
+    )
+    own = [
         launch.python, "-c", BOOTSTRAP, str(PROBE_PATH),
         "-p", PROBE_MODULE,
         "-o", f"cache_dir={launch.cache_dir / 'pytest'}",
         "-q", "--no-summary", "--no-header",
         *launch.args,
     ]  # fmt: skip
+    argv = launcher.command(launch.launcher, own, cwd=launch.cwd)
     try:
         # A file, not a pipe: no wake-up per progress dot, and no grandchild
         # holding a pipe open can block anything.
-        with open(files.output_path, "ab") as output:
+        with open(files.output_path, "ab") as output, launcher.spawning(launch.launcher):
             proc = subprocess.Popen(
                 argv,
                 cwd=launch.cwd,
@@ -469,9 +494,11 @@ def _start(launch: Launch, *, slot: int, seq: int) -> Worker:
         os.close(control_read)
         os.close(bell_write)
     now = time.monotonic()
+    pids = launcher.pids_at_start(launch.launcher, proc.pid)
     return Worker(
         slot=slot, seq=seq, proc=proc, control=control_write, doorbell=bell_read,
-        files=files, spawned=now, since=now,
+        files=files, spawned=now, since=now, launcher=launch.launcher,
+        own_pid=pids[-1] if pids else None, host_pids=pids,
     )  # fmt: skip
 
 
