@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from supervisor.model import Chunk, TestResult
@@ -50,6 +50,9 @@ class DriveOptions:
     max_rss_bytes: int | None = None
     """``--max-rss``: the probe ends a chunk after a test that leaves its worker above
     it (the worker is replaced); a test in flight above it is killed (``crashed``)."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Variables every child gets besides mtest's own: what the once-per-run setup wrote
+    to ``$MTEST_ENV_FILE`` (``runsetup``)."""
 
 
 class Stop(enum.Enum):
