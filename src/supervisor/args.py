@@ -25,6 +25,7 @@ from supervisor.config import (
     find_rootdir,
     flag_of,
     load_tool_config,
+    parse_command,
     parse_duration,
     parse_jobs,
     parse_port,
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_pytest_like(p)
     _add_service_and_outputs(p)
+    _add_setup(p)
     p.add_argument(
         "--fail-fast", action=argparse.BooleanOptionalAction, help="stop launching after a failure"
     )
@@ -155,6 +157,16 @@ def _add_service_and_outputs(p: argparse.ArgumentParser) -> None:
     history.add_argument("--json", action="store_true", help="the runs as JSON")
 
 
+def _add_setup(p: argparse.ArgumentParser) -> None:
+    """The once-per-run setup and teardown (``runsetup``)."""
+    once = p.add_argument_group("once-per-run setup")
+    once.add_argument("--setup", metavar="CMD", help="shell command run once before any worker")
+    once.add_argument("--teardown", metavar="CMD", help="shell command run once at the end")
+    once.add_argument(
+        "--setup-timeout", metavar="DUR", help="limit for the setup and the teardown (5m)"
+    )
+
+
 def split_argv(argv: Sequence[str]) -> tuple[list[str], tuple[str, ...]]:
     """mtest's own arguments, and pytest's (after the first ``--``)."""
     argv = list(argv)
@@ -197,6 +209,7 @@ def make_config(argv: Sequence[str], cwd: Path) -> Config:
         **_values(ns, table, origin, cwd, check=mode in _RUNS_TESTS),
         **_service_values(ns, mode, cwd),
         **_sandbox_values(ns, table, origin, cwd, rootdir, check=mode in _RUNS_TESTS),
+        **_setup_values(ns, table, origin),
     )
 
 
@@ -385,6 +398,9 @@ _ONLY = (
         "--sandbox-writable",
         {Mode.RUN, Mode.COLLECT_ONLY, Mode.SERVICE, Mode.RESUME},
     ),
+    ("setup", "--setup", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
+    ("teardown", "--teardown", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
+    ("setup_timeout", "--setup-timeout", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
 )
 """Options that belong to some modes: elsewhere a usage error, not silently ignored."""
 
@@ -422,6 +438,18 @@ def _service_values(ns: argparse.Namespace, mode: Mode, cwd: Path) -> dict[str, 
     }
     if ns.history_keep is not None:
         values.update(_history_keep(ns.history_keep))
+    return values
+
+
+def _setup_values(ns: argparse.Namespace, table: Mapping[str, Any], origin: str) -> dict[str, Any]:
+    """``--setup``/``--teardown``/``--setup-timeout``, else ``[tool.mtest]``'s, validated."""
+    values: dict[str, Any] = {}
+    for key in ("setup", "teardown"):
+        picked = _pick(getattr(ns, key), key, table, origin)
+        values[key] = None if picked is None else parse_command(*picked)
+    timeout = _pick(ns.setup_timeout, "setup_timeout", table, origin)
+    if timeout is not None:
+        values["setup_timeout_s"] = parse_duration(str(timeout[0]), timeout[1])
     return values
 
 

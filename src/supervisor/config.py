@@ -27,6 +27,8 @@ from supervisor import select
 from supervisor.errors import MtestError
 
 DEFAULT_KILL_GRACE_S = 5.0
+DEFAULT_SETUP_TIMEOUT_S = 300.0
+"""How long the once-per-run setup (and the teardown) may take: 5m."""
 _NARROWING = frozenset({"--deselect", "--ignore", "--ignore-glob", "--pyargs"})
 """pytest options that collect less than the suite (besides ``-k`` and ``-m``)."""
 _DURATION = re.compile(
@@ -121,6 +123,12 @@ class Config:
     """``--sandbox``: every worker runs under bubblewrap (``launcher``)."""
     sandbox_writable: tuple[Path, ...] = ()
     """``--sandbox-writable``: existing paths the sandboxed tests may write, besides .gates/."""
+    setup: str | None = None
+    """``--setup`` / ``[tool.mtest] setup``: a shell command run once before any worker."""
+    teardown: str | None = None
+    """``--teardown`` / ``[tool.mtest] teardown``: run once at the end, whatever happened."""
+    setup_timeout_s: float = DEFAULT_SETUP_TIMEOUT_S
+    """``--setup-timeout``: the setup's limit, and the teardown's."""
 
     @property
     def child_args(self) -> tuple[str, ...]:
@@ -155,6 +163,18 @@ def parse_duration(text: str, origin: str) -> float:
             hint="expected a finite, positive duration like 90s, 5m or 1h30m",
         )
     return seconds
+
+
+def parse_command(value: object, origin: str) -> str:
+    """A ``setup``/``teardown`` command: a non-empty string (``/bin/sh -c`` runs it)."""
+    if not isinstance(value, str) or not value.strip():
+        raise MtestError(
+            f"invalid {origin} {value!r}",
+            hint='expected a shell command, e.g. setup = "./start-db.sh"',
+        )
+    if "\0" in value:
+        raise MtestError(f"invalid {origin}: it contains a NUL byte", hint="remove it")
+    return value
 
 
 def parse_size(text: object, origin: str) -> int:
@@ -301,7 +321,7 @@ def load_tool_config(rootdir: Path) -> tuple[dict[str, Any], str]:
 _KNOWN_KEYS = frozenset(
     {"jobs", "timeout", "kill_grace", "retries", "tiers", "gates_dir", "python",
      "budget", "skip_quarantined", "fail_fast", "pytest_args", "flaky_result",
-     "lazy_collection", "sandbox", "sandbox_writable"}
+     "lazy_collection", "sandbox", "sandbox_writable", "setup", "teardown", "setup_timeout"}
 )  # fmt: skip
 
 

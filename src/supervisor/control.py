@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from supervisor.launcher import LOCAL, Launcher
@@ -53,6 +53,9 @@ class DriveOptions:
     it (the worker is replaced); a test in flight above it is killed (``crashed``)."""
     launcher: Launcher = LOCAL
     """Where the workers run (``--sandbox``: under bubblewrap)."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Variables every child gets besides mtest's own: what the once-per-run setup wrote
+    to ``$MTEST_ENV_FILE`` (``runsetup``)."""
 
 
 class Stop(enum.Enum):

@@ -293,6 +293,7 @@ class Pool(Loop):
         targets, scope = (opts.paths, None) if lazy else self._targets(chunk, files)
         whole = scope is None
         env = {
+            **opts.env,  # the setup's variables; mtest's own below win (runsetup refuses them)
             # One child lists every test with its markers; the others
             # only say they are ready (the listing is costly on big suites).
             "MTEST_LISTING": "full" if listing else "count",

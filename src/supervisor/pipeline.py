@@ -32,6 +32,7 @@ from supervisor.record import Context, Recorder, holder_line, utc_now
 from supervisor.resources import run_peak
 from supervisor.result import Announcer, Hooks, Kind, OnEvent, RunEvent, RunResult
 from supervisor.resume import Layout, ResumePoint, load_resume_point, save_state
+from supervisor.runsetup import Once
 from supervisor.store import DURATIONS, INDEX, QUARANTINE, Store
 
 FINISH_RESERVE_S = 0.7
@@ -124,8 +125,14 @@ def _run_locked(
     store.begin_run(fresh=point is None)
     if config.budget_s is not None:
         stop.deadline = started + config.budget_s - FINISH_RESERVE_S
-    options = _drive_options(config, store, run_id, coverage=measure.child_env if measure else "")
-    with Guard(stop) as guard, Pool(options) as pool:
+    child_cov = measure.child_env if measure else ""
+    # The setup runs before any worker (collection too) starts; its teardown after
+    # the last one ended (``once.finish``), or when the block is left on an error.
+    with (
+        Guard(stop) as guard,
+        Once(config, store, run_id, stop, console) as once,
+        Pool(_drive_options(config, store, run_id, coverage=child_cov, env=once.env)) as pool,
+    ):
         guard.follow(pool)  # a signal from a worker names its test
         # A resumed run lists only the files of its outstanding tests; a run of node
         # ids collects just those; any other run is lazy: its workers walk the suite
@@ -172,6 +179,7 @@ def _run_locked(
                                      tests=picked.selected))  # fmt: skip
         outstanding = _drive(pool, config, recorder, stop, picked)
         pool.release()  # the children finish their sessions while we learn and report
+        once.finish()  # the teardown, now that no test runs
         complete = not outstanding and not stop.interrupted
         coverage = (
             None if measure is None
@@ -570,7 +578,7 @@ def _context(config: Config, run_id: str, knowledge: Knowledge) -> Context:
 
 def _drive_options(
     config: Config, store: Store, run_id: str, *, work_dir: Path | None = None,
-    coverage: str = "",
+    coverage: str = "", env: Mapping[str, str] | None = None,
 ) -> DriveOptions:  # fmt: skip
     inherited = os.environ.get(ANCESTRY_VAR, "")
     return DriveOptions(
@@ -590,6 +598,7 @@ def _drive_options(
         coverage=coverage,
         max_rss_bytes=config.max_rss_bytes,
         launcher=_launcher(config, store, work_dir),
+        env=dict(env or {}),
     )
 
 

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ANCESTRY_VAR = "MTEST_ANCESTRY"
+SETUP_SUFFIX = "+setup"
+"""The ancestry mark of a run's setup and teardown is ``<run id>+setup`` (``setup_mark``)."""
 REAP_WAIT_S = 0.5
 """After SIGKILL, how long to wait for our own victims to become reapable."""
 KILL_ROUNDS = 3
@@ -174,15 +176,18 @@ def stale(table: Mapping[int, ProcInfo], *, me: int, keep: Collection[int]) -> f
 # -- killing -------------------------------------------------------------------
 
 
-def set_subreaper() -> None:
-    """Make orphaned descendants re-parent to mtest (Linux), so they can be reaped."""
+def set_subreaper(enabled: bool = True) -> None:
+    """Make orphaned descendants re-parent to mtest (Linux), so they can be reaped.
+
+    ``enabled=False`` while the once-per-run setup runs: the service it leaves
+    running must not become mtest's child, or the pool would kill it as an orphan."""
     if not sys.platform.startswith("linux"):
         return
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+        libc.prctl(36, int(enabled), 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
     except (OSError, AttributeError):
         pass
 
@@ -268,6 +273,13 @@ def kill_descendants(run_id: str) -> int:
     victims = sweep(run_id)
     _reap(victims)
     return len(victims)
+
+
+def setup_mark(run_id: str) -> str:
+    """What the once-per-run setup's processes carry in ``MTEST_ANCESTRY`` instead of the
+    run id: the pool's sweeps (``run_id``) spare the service they started; the setup's
+    own end and the watchdog sweep this mark."""
+    return run_id + SETUP_SUFFIX
 
 
 def sweep(run_id: str) -> list[int]:

@@ -52,6 +52,11 @@ CHILDREN = "children"
 HISTORY = "history.jsonl"
 CORRUPT_SUFFIX = ".corrupt"
 """Lines a compaction of a shared log could not read go to ``<file>.corrupt``, never away."""
+SETUP_ENV = "setup.env"
+"""``last-run/setup.env``: ``$MTEST_ENV_FILE`` of the once-per-run setup (docs/formats.md)."""
+SETUP_OUTPUT = "{what}-output.txt"
+"""``failures/setup-output.txt``, ``failures/teardown-output.txt``: what the command printed
+(bundle names always end in ``_<hash>.txt``: the two never meet)."""
 SERVICE_LOG = "service.log"
 """``mtest service``'s faults (with tracebacks), restarts and giving up; plain text."""
 COVERAGE_DIR = "coverage"
@@ -125,6 +130,14 @@ class Paths:
     @property
     def children(self) -> Path:
         return self.last_run / CHILDREN
+
+    @property
+    def setup_env(self) -> Path:
+        return self.last_run / SETUP_ENV
+
+    def setup_output(self, what: str) -> Path:
+        """The output of the once-per-run ``setup`` or ``teardown`` command."""
+        return self.failures / SETUP_OUTPUT.format(what=what)
 
     @property
     def service_log(self) -> Path:

@@ -159,7 +159,8 @@ def _clean_up(watch: _Watch, run_id: str) -> None:
             os.killpg(pgid, signal.SIGKILL)
     me = os.getpid()
     killed, _ = reaper.kill_rounds(lambda table: leftovers(watch.seen, table, me=me))
-    killed += [pid for _ in range(2) for pid in reaper.sweep(run_id)]
+    marks = (run_id, reaper.setup_mark(run_id))  # the setup's service dies with the run too
+    killed += [pid for _ in range(2) for mark in marks for pid in reaper.sweep(mark)]
     watch.write("".join(f"killed {pid}\n" for pid in killed), append=True)
 
 

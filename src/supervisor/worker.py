@@ -416,12 +416,10 @@ class Worker:
         """One step: SIGTERM the group, then SIGKILL after the grace (never while asking)."""
         if self.returncode is not None or self.kill is None or self.awaiting_stacks:
             return
-        if self.term_sent is None and not hurry:
-            self.term_sent = now
-            signal_group(self.pgid, signal.SIGTERM)
-        elif not self.killed and (hurry or now - (self.term_sent or now) >= grace_s):
-            self.killed = True
-            signal_group(self.pgid, signal.SIGKILL)
+        self.term_sent, self.killed = kill_step(
+            self.pgid, term_sent=self.term_sent, killed=self.killed, now=now, grace_s=grace_s,
+            hurry=hurry,
+        )  # fmt: skip
 
     def blame(self, *, with_stacks: bool) -> parse.Blame:
         """What this dead child left behind, for the result of the test it took down."""
@@ -523,6 +521,22 @@ def _child_env(
         MTEST_PARENT_PID=str(os.getpid()),
     )
     return env
+
+
+def kill_step(
+    pgid: int, *, term_sent: float | None, killed: bool, now: float, grace_s: float, hurry: bool
+) -> tuple[float | None, bool]:
+    """One step of the kill sequence for process group ``pgid``, never sleeping:
+    SIGTERM (unless ``hurry``), then SIGKILL once ``grace_s`` has passed since it (at
+    once when ``hurry``). Returns the new ``(term_sent, killed)``; a worker
+    (``Worker.step_kill``) and the once-per-run setup (``runsetup``) both step it."""
+    if term_sent is None and not hurry:
+        signal_group(pgid, signal.SIGTERM)
+        return now, killed
+    if not killed and (hurry or now - (term_sent or now) >= grace_s):
+        signal_group(pgid, signal.SIGKILL)
+        return term_sent, True
+    return term_sent, killed
 
 
 def signal_group(pgid: int, sig: int) -> None:
