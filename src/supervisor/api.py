@@ -67,6 +67,10 @@ def execute(
         from supervisor import trend
 
         return _code_only(trend.history_view(config, console))
+    if config.mode is Mode.CLEANUP:
+        from supervisor import views
+
+        return _code_only(views.cleanup_view(config, console))
     if config.mode in (Mode.REPORT, Mode.QUARANTINE, Mode.MERGE):
         from supervisor import views
 

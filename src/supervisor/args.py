@@ -43,8 +43,8 @@ _MODES = (
 )  # fmt: skip
 _RUNS_TESTS = frozenset({Mode.RUN, Mode.COLLECT_ONLY, Mode.SELF_CHECK, Mode.SERVICE})
 _MTEST_OWN = frozenset({"-h", "--help", "--version", "--cov", "--cov-branch", "--cov-fail-under"})
-SUBCOMMANDS = {"service": Mode.SERVICE, "history": Mode.HISTORY}
-"""``mtest service …`` and ``mtest history …``: the first word, before any option."""
+SUBCOMMANDS = {"service": Mode.SERVICE, "history": Mode.HISTORY, "cleanup": Mode.CLEANUP}
+"""``mtest service …``, ``mtest history …``, ``mtest cleanup …``: the first word."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -123,6 +123,23 @@ def _add_sandbox(p: argparse.ArgumentParser) -> None:
         "--sandbox-writable", action="append", metavar="PATH",
         help="an existing path the sandboxed tests may write (besides .gates/); repeatable",
     )  # fmt: skip
+    sandbox.add_argument("--container", metavar="IMAGE", help="run each worker in a container")
+    sandbox.add_argument(
+        "--container-runtime", metavar="NAME", help="docker or podman (default: the first found)"
+    )
+    sandbox.add_argument(
+        "--docker-host", metavar="URL", help="the engine: unix://, tcp://, ssh:// (DOCKER_HOST)"
+    )
+    sandbox.add_argument(
+        "--container-arg", action="append", metavar="ARG",
+        help="given to `docker run` as is; repeatable (write --container-arg=--cpus=2)",
+    )  # fmt: skip
+    sandbox.add_argument(
+        "--container-lock", metavar="PATH", help="serialises container runs (.gates/container.lock)"
+    )
+    sandbox.add_argument(
+        "--image-tar", metavar="PATH", help="`docker load -i` it when the image is missing"
+    )
 
 
 def _add_service_and_outputs(p: argparse.ArgumentParser) -> None:
@@ -195,6 +212,8 @@ def make_config(argv: Sequence[str], cwd: Path) -> Config:
     from_table = pytestopts.take(extra, f"`pytest_args` in {origin}")
     from_argv = pytestopts.take(after, "after `--`")
     mode = _mode(ns, collect_only=from_table.collect_only or from_argv.collect_only, word=word)
+    container = _container_values(ns, table, origin, cwd, rootdir)
+    contained = container.get("container") is not None
     return Config(
         mode=mode,
         paths=tuple(ns.paths),
@@ -206,7 +225,10 @@ def make_config(argv: Sequence[str], cwd: Path) -> Config:
         merge_dirs=tuple((cwd / d).resolve() for d in ns.merge or ()),
         verbosity=ns.verbose - ns.quiet,
         argv=tuple(argv),
-        **_values(ns, table, origin, cwd, check=mode in _RUNS_TESTS),
+        **{
+            **_values(ns, table, origin, cwd, check=mode in _RUNS_TESTS and not contained),
+            **container,
+        },
         **_service_values(ns, mode, cwd),
         **_sandbox_values(ns, table, origin, cwd, rootdir, check=mode in _RUNS_TESTS),
         **_setup_values(ns, table, origin),
@@ -376,6 +398,52 @@ def _sandbox_values(
     return {"sandbox": sandbox, "sandbox_writable": tuple(writable)}
 
 
+_CONTAINED = frozenset({Mode.RUN, Mode.COLLECT_ONLY, Mode.SERVICE, Mode.RESUME})
+"""Where ``--container`` and its options apply (not ``--self-check``: its scenarios check
+host processes)."""
+
+
+def _container_values(
+    ns: argparse.Namespace, table: Mapping[str, Any], origin: str, cwd: Path, rootdir: Path
+) -> dict[str, Any]:
+    """``--container`` and its options (paths relative to the cwd; ``[tool.mtest]``'s to its
+    rootdir). In a container the interpreter is the image's ``python3`` unless ``--python``
+    (or ``[tool.mtest] python``) names one, which must exist in the image, not here."""
+    values: dict[str, Any] = {}
+    for key in ("container", "container_runtime", "docker_host"):
+        picked = _pick(getattr(ns, key), key, table, origin)
+        values[key] = None if picked is None else text_of(*picked)
+    raw = table.get("container_args", [])
+    if not isinstance(raw, list) or not all(isinstance(a, str) for a in raw):
+        raise MtestError(f"invalid `container_args` in {origin}", hint="expected a list of strings")
+    values["container_args"] = (*raw, *(ns.container_arg or ()))
+    for key in ("container_lock", "image_tar"):
+        flag = getattr(ns, key)
+        if flag is not None:
+            values[key] = (cwd / text_of(flag, f"--{key.replace('_', '-')}")).resolve()
+        elif key in table:
+            values[key] = (rootdir / text_of(table[key], f"`{key}` in {origin}")).resolve()
+    if values["container"] is None:
+        used = [k for k in ("container_runtime", "docker_host", "container_lock", "image_tar")
+                if values.get(k) is not None]  # fmt: skip
+        if ns.container_arg:
+            used.append("container_arg")
+        if used:
+            flag = "--" + used[0].replace("_", "-")
+            raise MtestError(f"{flag} needs --container", hint="add --container IMAGE")
+        return {k: v for k, v in values.items() if k in ("container_runtime", "docker_host")}
+    if ns.sandbox or (ns.sandbox is None and table.get("sandbox") is True):
+        raise MtestError(
+            "--container and --sandbox cannot be combined",
+            hint="choose one: a container is already isolated (add --container-arg flags)",
+        )
+    picked = _pick(ns.python, "python", table, origin)
+    values["python"], values["python_origin"] = (
+        ("python3", "the image's python3") if picked is None else (text_of(*picked), picked[1])
+    )
+    return values
+
+
 _ONLY = (
     ("every", "--every", {Mode.SERVICE}),
     ("cycles", "--cycles", {Mode.SERVICE}),
@@ -398,6 +466,12 @@ _ONLY = (
         "--sandbox-writable",
         {Mode.RUN, Mode.COLLECT_ONLY, Mode.SERVICE, Mode.RESUME},
     ),
+    ("container", "--container", _CONTAINED),
+    ("container_arg", "--container-arg", _CONTAINED),
+    ("container_lock", "--container-lock", _CONTAINED),
+    ("image_tar", "--image-tar", _CONTAINED),
+    ("container_runtime", "--container-runtime", {*_CONTAINED, Mode.CLEANUP}),
+    ("docker_host", "--docker-host", {*_CONTAINED, Mode.CLEANUP}),
     ("setup", "--setup", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
     ("teardown", "--teardown", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
     ("setup_timeout", "--setup-timeout", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),

@@ -52,6 +52,8 @@ class Mode(enum.Enum):
     """``mtest service``: a run every ``--every``, with metrics, until stopped."""
     HISTORY = "history"
     """``mtest history``: the trend of the last runs, from the history file."""
+    CLEANUP = "cleanup"
+    """``mtest cleanup``: remove the containers of dead runs."""
 
 
 class FlakyResult(enum.Enum):
@@ -123,6 +125,18 @@ class Config:
     """``--sandbox``: every worker runs under bubblewrap (``launcher``)."""
     sandbox_writable: tuple[Path, ...] = ()
     """``--sandbox-writable``: existing paths the sandboxed tests may write, besides .gates/."""
+    container: str | None = None
+    """``--container IMAGE``: every worker runs in a container of that image."""
+    container_runtime: str | None = None
+    """``--container-runtime``: ``docker`` or ``podman`` (``None``: the first found)."""
+    docker_host: str | None = None
+    """``--docker-host``: the engine's URL (``None``: the runtime's variable or default)."""
+    container_args: tuple[str, ...] = ()
+    """``--container-arg`` / ``[tool.mtest] container_args``: given to ``run`` as is."""
+    container_lock: Path | None = None
+    """``--container-lock``: the lock file (``None``: the gates dir's ``container.lock``)."""
+    image_tar: Path | None = None
+    """``--image-tar``: loaded when the image is missing."""
     setup: str | None = None
     """``--setup`` / ``[tool.mtest] setup``: a shell command run once before any worker."""
     teardown: str | None = None
@@ -321,7 +335,9 @@ def load_tool_config(rootdir: Path) -> tuple[dict[str, Any], str]:
 _KNOWN_KEYS = frozenset(
     {"jobs", "timeout", "kill_grace", "retries", "tiers", "gates_dir", "python",
      "budget", "skip_quarantined", "fail_fast", "pytest_args", "flaky_result",
-     "lazy_collection", "sandbox", "sandbox_writable", "setup", "teardown", "setup_timeout"}
+     "lazy_collection", "sandbox", "sandbox_writable", "setup", "teardown", "setup_timeout",
+     "container", "container_runtime", "docker_host", "container_args", "container_lock",
+     "image_tar"}
 )  # fmt: skip
 
 

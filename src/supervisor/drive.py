@@ -25,13 +25,14 @@ run in a fresh child. How a child is started and stopped is ``worker``'s busines
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import selectors
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
-from supervisor import blame, events, parse, plan, reaper, resources
+from supervisor import blame, containers, events, parse, plan, reaper, resources
 from supervisor.control import (
     BUDGET_KILL_GRACE_S,
     DEFAULT_TIMEOUT_S,
@@ -61,6 +62,8 @@ class Pool(Loop):
         self.watchdog = reaper.Watchdog(
             self.options.run_id, record=self.options.work_dir / "watchdog.txt"
         )
+        if self.fleet is not None:  # mtest killed: the watchdog removes the containers
+            self.watchdog.engine(dataclasses.asdict(self.fleet.engine))
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -237,6 +240,8 @@ class Pool(Loop):
             elif worker.state is State.READY:
                 self._send_exit(worker)
         self._wait_all()
+        if self.fleet is not None:
+            self.fleet.finish()
         note = resources.recycle_note(self.recycled, self.options.max_rss_bytes)
         if note is not None and note not in self.notes:
             self.notes.append(note)
@@ -323,10 +328,13 @@ class Pool(Loop):
                 cache_dir=opts.cache_dir,
                 env=env,
                 launcher=opts.launcher,
+                name=containers.name_for(opts.run_id, self.seq) if self.fleet else "",
             ),
             slot=slot,
             seq=self.seq,
         )
+        if self.fleet is not None:
+            self.fleet.started += 1
         self.selector.register(worker.doorbell, selectors.EVENT_READ, worker)
         if self.watchdog is not None:
             self.watchdog.watch(worker.pgid)

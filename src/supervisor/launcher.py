@@ -4,6 +4,15 @@
 files); the launcher decides only where it runs:
 
 - ``LOCAL``: a plain child process, the command as built;
+- ``CONTAINER`` (``--container IMAGE``): the same command in a container of
+  the image, started by the runtime's CLI (``containers``), the project and
+  mtest's directories mounted at the same paths so node ids and file paths do
+  not change. Its control channel is the CLI's standard streams (no
+  descriptor crosses into a container): stdin carries mtest's commands, stdout
+  the doorbell, stderr the output; the bootstrap moves them to where the probe
+  expects them (``MTEST_STDIO``). The CLI proxies SIGTERM and SIGUSR2 to the
+  container's init, which passes them to pytest; a CLI killed after the grace
+  leaves its container running, and the pool removes it (``containers.Fleet``).
 - ``SANDBOX`` (``--sandbox``): the same command under bubblewrap — no
   network, its own pid namespace, the host read-only, a private ``/tmp``, and
   only mtest's own directories (the gates dir) and ``--sandbox-writable``
@@ -16,8 +25,9 @@ a ``Popen`` whose process group holds the child, an exit status in a local
 child's terms (``exit_status``: bwrap reports a signal as ``128 + n``), and,
 once the child said hello, the host pids of the processes that make it
 (``find_probe``): the last runs pytest (stacks, memory), the others are the
-launcher's own and the reaper spares them. A container launcher fits the
-same seam, with its own control channel instead of inherited descriptors.
+launcher's own and the reaper spares them. A container's processes are the
+engine's, not mtest's descendants: its worker is the CLI process, which
+relays the stacks signal, and its memory is what the probe's events report.
 
 The decisions (the argv, the environment, the binds) are pure functions;
 ``check`` runs bwrap once, ``find_probe`` reads ``/proc``.
@@ -32,10 +42,10 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from supervisor import reaper
+from supervisor import containers, reaper
 from supervisor.errors import MtestError
 
 BWRAP = "bwrap"
@@ -55,6 +65,7 @@ as for a local child. bwrap dying of SIGTERM would kill the sandbox at once."""
 class Kind(enum.Enum):
     LOCAL = "local"
     SANDBOX = "sandbox"
+    CONTAINER = "container"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,9 +78,41 @@ class Launcher:
     visible: tuple[Path, ...] = ()
     """Sandbox: absolute paths the child reads (the project, the interpreter, mtest's probe):
     those under a private directory (``/tmp``) are bound back, read-only."""
+    container: containers.Spec | None = None
+    """Container: the engine, the image, the mounts and the labels."""
+
+    @property
+    def stdio(self) -> bool:
+        """Whether the control channel is the launched process's standard streams."""
+        return self.kind is Kind.CONTAINER
+
+    @property
+    def samples(self) -> bool:
+        """Whether the worker's pytest is a host process mtest can read (``/proc``)."""
+        return self.kind is not Kind.CONTAINER
 
 
 LOCAL = Launcher()
+
+
+def container_for(
+    spec: containers.Spec, *, own: Iterable[Path], project: Iterable[Path]
+) -> Launcher:
+    """The containers of a run: the project and mtest's ``own`` directories mounted
+    read-write at the same paths, mtest's probe read-only (the image's interpreter runs
+    it: the bootstrap needs only the standard library and the image's pytest)."""
+    own = list(own)
+    for path in own:
+        path.mkdir(parents=True, exist_ok=True)
+    writable = outermost([*project, *own])
+    readable = tuple(
+        p for p in outermost([PROBE_DIR]) if not any(p.is_relative_to(w) for w in writable)
+    )
+    user = f"{os.getuid()}:{os.getgid()}" if hasattr(os, "getuid") else ""
+    return Launcher(
+        kind=Kind.CONTAINER,
+        container=replace(spec, writable=writable, readable=readable, user=spec.user or user),
+    )
 
 
 def sandbox(*, writable: Iterable[Path], visible: Iterable[Path]) -> Launcher:
@@ -133,22 +176,46 @@ def bwrap_args(launcher: Launcher, cwd: Path) -> list[str]:
     return [*args, "--chdir", str(cwd)]
 
 
-def command(launcher: Launcher, argv: Sequence[str], *, cwd: Path) -> list[str]:
-    """What is executed for a worker whose own command is ``argv``."""
+def command(
+    launcher: Launcher, argv: Sequence[str], *, cwd: Path, name: str = "",
+    env: Mapping[str, str] | None = None,
+) -> list[str]:  # fmt: skip
+    """What is executed for a worker whose own command is ``argv``; ``name`` and ``env``
+    (what the container must see, ``container_env``) are a container's."""
     if launcher.kind is Kind.LOCAL:
         return list(argv)
+    if launcher.kind is Kind.CONTAINER:
+        assert launcher.container is not None
+        return containers.run_args(
+            launcher.container, argv, cwd=cwd, name=name, env_names=container_env(env or {})
+        )
     return [BWRAP, *bwrap_args(launcher, cwd), "--", *argv]
+
+
+CONTAINER_VARS = frozenset({"PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED"})
+"""Host variables a container also gets (besides mtest's and the run's own)."""
+
+
+def container_env(env: Mapping[str, str]) -> list[str]:
+    """The names of the variables a container gets from the worker's environment:
+    mtest's protocol and the run's (``MTEST_*``, the setup's), a few of Python's — not
+    the host's ``PATH``, ``HOME`` or virtualenv, which mean nothing in the image."""
+    return [k for k in env if k.startswith("MTEST_") or k in CONTAINER_VARS]
 
 
 def child_env(launcher: Launcher, env: Mapping[str, str]) -> dict[str, str]:
     """The worker's environment as the launcher passes it on.
 
     In the sandbox the probe cannot watch mtest's pid (another pid namespace:
-    its parent is bwrap's init); bwrap's ``--die-with-parent`` does that job.
+    its parent is bwrap's init); bwrap's ``--die-with-parent`` does that job. In a
+    container, the channel is the standard streams (``MTEST_STDIO``), and its end
+    (mtest gone) is the end of stdin.
     """
     out = dict(env)
-    if launcher.kind is Kind.SANDBOX:
+    if launcher.kind is not Kind.LOCAL:
         out.pop("MTEST_PARENT_PID", None)
+    if launcher.stdio:
+        out.update(MTEST_STDIO="1", MTEST_CONTROL_FD="0", MTEST_NOTIFY_FD="1")
     return out
 
 
@@ -158,15 +225,15 @@ def exit_status(launcher: Launcher, returncode: int | None) -> int | None:
     bwrap exits ``128 + n`` when the command died of signal ``n`` (a test's own
     ``sys.exit(139)`` reads as SIGSEGV: bwrap gives no way to tell them apart).
     """
-    if launcher.kind is Kind.SANDBOX and returncode is not None and 128 < returncode < 128 + 65:
-        return -(returncode - 128)
-    return returncode
+    if launcher.kind is Kind.LOCAL:
+        return returncode
+    return containers.exit_status(returncode)
 
 
 @contextlib.contextmanager
 def spawning(launcher: Launcher) -> Iterator[None]:
     """Around ``Popen``: what the launched process inherits from this thread (its mask)."""
-    if launcher.kind is Kind.LOCAL:
+    if launcher.kind is not Kind.SANDBOX:  # a container's CLI proxies the signals it gets
         yield
         return
     before = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_AT_SPAWN)
@@ -192,18 +259,19 @@ def chain(table: Mapping[int, reaper.ProcInfo], root: int, target: int) -> tuple
 
 def pids_at_start(launcher: Launcher, proc_pid: int) -> tuple[int, ...]:
     """A worker's host pids known as soon as it is launched (see ``find_probe``): a local
-    child's own; none for a sandbox until its hello."""
-    return (proc_pid,) if launcher.kind is Kind.LOCAL else ()
+    child's own, a container's CLI; none for a sandbox until its hello."""
+    return () if launcher.kind is Kind.SANDBOX else (proc_pid,)
 
 
 def find_probe(launcher: Launcher, proc_pid: int, reported: int | None) -> tuple[int, ...]:
     """The host pids of a worker's processes, from the launched one down to the one that
     runs pytest, which reported pid ``reported`` (its own view) in its hello.
 
-    Local: the launched process is pytest's. Sandbox: the one below it whose
-    innermost pid (``NSpid``) is ``reported``; empty when it cannot be found.
+    Local: the launched process is pytest's. Container: the CLI, which relays
+    signals to it. Sandbox: the one below it whose innermost pid (``NSpid``) is
+    ``reported``; empty when it cannot be found.
     """
-    if launcher.kind is Kind.LOCAL:
+    if launcher.kind is not Kind.SANDBOX:
         return (proc_pid,)
     if reported is None:
         return ()
@@ -236,7 +304,7 @@ def check(launcher: Launcher) -> None:
     ``true`` once with the same namespaces and mounts; the paths to bind are
     checked where they are named).
     """
-    if launcher.kind is Kind.LOCAL:
+    if launcher.kind is not Kind.SANDBOX:
         return
     found = shutil.which(BWRAP)
     if found is None:

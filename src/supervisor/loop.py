@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from supervisor import blame, events, parse, reaper, resources
+from supervisor import blame, containers, events, parse, reaper, resources
 from supervisor.control import (
     DEFAULT_TIMEOUT_S,
     EXIT_WAIT_S,
@@ -122,6 +122,9 @@ class Loop:
         """The largest RSS of the workers buried so far (``peak_rss_bytes``)."""
         self.recycled: list[int | None] = []
         """The RSS of each worker replaced between tests for ``--max-rss``."""
+        spec = options.launcher.container
+        self.fleet = None if spec is None else containers.Fleet(spec.engine, options.run_id)
+        """A container launcher's containers: removals, the sweep, the counts."""
         options.work_dir.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -213,6 +216,8 @@ class Loop:
     def _turn(self, stop: StopControl) -> None:
         for key, _ in self.selector.select(POLL_S):
             self._drain_fd(key.fd)
+        if self.fleet is not None:
+            self.fleet.poll()
         now = time.monotonic()
         for worker in self._live():
             self._read_events(worker)
@@ -402,7 +407,7 @@ class Loop:
         """Sample the child's memory (at most every ``SAMPLE_S``); replace an idle child
         that is above ``--max-rss`` (one running a test is ``blame.overdue``'s)."""
         if worker.sampled_at is None or now - worker.sampled_at >= resources.SAMPLE_S:
-            pid = worker.probe_pid
+            pid = worker.probe_pid if worker.launcher.samples else None
             worker.on_sample(None if pid is None else resources.sample(pid), now)
         limit = self.options.max_rss_bytes
         if (
@@ -471,6 +476,8 @@ class Loop:
         collecting = worker.state is State.COLLECTING or (
             worker.lazy and worker.in_flight is None and bool(worker.collecting)
         )
+        if self.fleet is not None:
+            self._bury_container(worker, self.fleet)
         self._tell_death(worker)
         worker.mark_dead()
         try:
@@ -485,6 +492,17 @@ class Loop:
         finally:
             worker.files.close()
         self._ensure_work_dir()
+
+    def _bury_container(self, worker: Worker, fleet: containers.Fleet) -> None:
+        """A container whose CLI was killed (it did not stop within the grace) or that did
+        not start is removed now (``--rm`` sees only to the others) and counted."""
+        failed_start = worker.hello is None and worker.proc.returncode in containers.START_FAILURES
+        if worker.killed:
+            fleet.timeouts += 1
+        if failed_start:
+            fleet.start_failures += 1
+        if worker.killed or failed_start:
+            fleet.remove_later(worker.name)
 
     def _tell_death(self, worker: Worker) -> None:
         """``worker_died`` for a child that did not end as asked (a signal, a kill, a

@@ -207,6 +207,14 @@ def _last_run_families(snapshot: Snapshot) -> Iterator[Family]:
     yield from _gauge("mtest_last_run_peak_rss_bytes",
                       "Largest resident set size of any worker of the last run.",
                       last.peak_rss_bytes)  # fmt: skip
+    if last.containers is not None:
+        yield Family(
+            name="mtest_last_run_containers",
+            kind="gauge",
+            help="Containers of the last run (--container): started, start_failures, "
+            "timeouts (killed after the grace), cleanup_failures.",
+            samples=tuple(((("event", k),), v) for k, v in sorted(last.containers.items())),
+        )
     if last.slowest is not None:
         test_id, seconds = last.slowest
         yield Family(

@@ -7,16 +7,28 @@ recorder's appends and the store's writes, all owned by their modules.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import secrets
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from supervisor import collecting, covdata, events, github, junit, learn, plan, report, select
+from supervisor import (
+    collecting,
+    containers,
+    covdata,
+    events,
+    github,
+    junit,
+    learn,
+    plan,
+    report,
+    select,
+)
 from supervisor.bundle import read_diagnoses
 from supervisor.collecting import Found
 from supervisor.config import Config, FlakyResult, Mode, usable_cpus
@@ -24,7 +36,7 @@ from supervisor.console import Console
 from supervisor.drive import DriveOptions, Pool, Stop, StopControl
 from supervisor.index import Index, fs_reader
 from supervisor.interrupts import Guard
-from supervisor.launcher import LOCAL, Launcher, sandbox_for
+from supervisor.launcher import LOCAL, Launcher, container_for, sandbox_for
 from supervisor.model import Chunk, Collection, Fingerprint, TestItem, TestRecord
 from supervisor.progress import Progress, StopRule
 from supervisor.reaper import ANCESTRY_VAR
@@ -99,6 +111,7 @@ def _result(
         budget_s=config.budget_s,
         coverage_ratio=None if facts.coverage is None else facts.coverage.ratio,
         peak_rss_bytes=facts.peak_rss_bytes,
+        containers=facts.containers,
         slowest=None if slowest is None else (slowest.test_id, slowest.duration_s),
     )
 
@@ -130,9 +143,11 @@ def _run_locked(
     # the last one ended (``once.finish``), or when the block is left on an error.
     with (
         Guard(stop) as guard,
+        _engine(config, store, run_id, stop, console) as engine,
         Once(config, store, run_id, stop, console) as once,
-        Pool(_drive_options(config, store, run_id, coverage=child_cov, env=once.env)) as pool,
-    ):
+        Pool(_drive_options(config, store, run_id, coverage=child_cov, env=once.env,
+                            container=engine)) as pool,
+    ):  # fmt: skip
         guard.follow(pool)  # a signal from a worker names its test
         # A resumed run lists only the files of its outstanding tests; a run of node
         # ids collects just those; any other run is lazy: its workers walk the suite
@@ -203,6 +218,7 @@ def _run_locked(
             quarantine_kinds=quarantine.kinds(),
             coverage=coverage,
             peak_rss_bytes=run_peak(pool.peak_rss_bytes, recorder.all_records()),
+            containers=None if pool.fleet is None else pool.fleet.counts.as_dict(),
         )
         finals, code = _report(store, config, recorder, picked.selected, facts, layout)
     # The children have finished their sessions now: say how long it all took, and
@@ -576,9 +592,34 @@ def _context(config: Config, run_id: str, knowledge: Knowledge) -> Context:
     )
 
 
+@contextlib.contextmanager
+def _engine(
+    config: Config, store: Store, run_id: str, stop: StopControl, console: Console
+) -> Iterator[containers.Spec | None]:
+    """``--container``: the run holds the container lock, the engine answers and has the
+    image (loaded from ``--image-tar`` if need be), before the setup and any worker."""
+    if config.container is None:
+        yield None
+        return
+    engine = containers.resolve(config.container_runtime, config.docker_host, os.environ)
+    lock = config.container_lock or store.paths.container_lock
+    with containers.EngineLock(lock, waiting=console.line, stopped=lambda: stop.interrupted):
+        containers.check(engine)
+        if containers.ensure_image(engine, config.container, config.image_tar):
+            console.line(f"mtest: loaded image {config.container} from {config.image_tar}")
+        yield containers.Spec(
+            engine=engine, image=config.container, run_id=run_id, args=config.container_args,
+            labels=containers.labels_for(
+                run_id, pid=os.getpid(), host=containers.this_host(),
+                start=containers.process_start(os.getpid()),
+            ),
+        )  # fmt: skip
+
+
 def _drive_options(
     config: Config, store: Store, run_id: str, *, work_dir: Path | None = None,
     coverage: str = "", env: Mapping[str, str] | None = None,
+    container: containers.Spec | None = None,
 ) -> DriveOptions:  # fmt: skip
     inherited = os.environ.get(ANCESTRY_VAR, "")
     return DriveOptions(
@@ -597,12 +638,17 @@ def _drive_options(
         cache_dir=store.paths.cache,
         coverage=coverage,
         max_rss_bytes=config.max_rss_bytes,
-        launcher=_launcher(config, store, work_dir),
+        launcher=_launcher(config, store, work_dir, container),
         env=dict(env or {}),
     )
 
 
-def _launcher(config: Config, store: Store, work_dir: Path | None) -> Launcher:
+def _launcher(
+    config: Config, store: Store, work_dir: Path | None, container: containers.Spec | None
+) -> Launcher:
+    own = [config.gates_dir, store.paths.cache, *([] if work_dir is None else [work_dir])]
+    if container is not None:
+        return container_for(container, own=own, project=[config.rootdir, config.cwd])
     if not config.sandbox:
         return LOCAL
     return sandbox_for(

@@ -28,6 +28,7 @@ children's own parent watch remain (docs/design.md says what that leaves).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -332,6 +333,11 @@ class Watchdog:
 
     def forget(self, pgid: int) -> None:
         self._send(f"-{pgid}")
+
+    def engine(self, fields: Mapping[str, object]) -> None:
+        """The container engine of the run (``containers.Engine``'s fields): if mtest dies,
+        the watchdog removes the run's containers by label."""
+        self._send("engine " + json.dumps(dict(fields)))
 
     def hold(self) -> None:
         """mtest is about to stop itself (Ctrl-Z): do not continue it."""

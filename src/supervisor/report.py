@@ -52,6 +52,8 @@ class RunFacts:
     """``--cov``: the combined total (``covdata``)."""
     peak_rss_bytes: int | None = None
     """The largest RSS of any worker (``None``: not measured)."""
+    containers: Mapping[str, int] | None = None
+    """``--container``: ``containers.Counts.as_dict`` (started, start failures, ...)."""
 
 
 def exit_code(
@@ -153,6 +155,8 @@ def summary_markdown(
         lines += ["", "## Not run", "", f"{facts.outstanding} test(s) did not run "
                   f"({markdown_text(reason)}); `mtest --resume` runs them."]  # fmt: skip
     lines += _resources(finals, facts.peak_rss_bytes)
+    if facts.containers is not None:
+        lines += ["", "## Containers", "", container_line(facts.containers) + "."]
     if facts.left_out:
         lines += ["", "## Left out by selection", ""]
         lines += [
@@ -163,6 +167,16 @@ def summary_markdown(
         lines += ["", "## Notes", ""]
         lines += [f"- {markdown_text(clip(note, MESSAGE_CHARS))}" for note in facts.notes]
     return "\n".join(lines) + "\n"
+
+
+def container_line(counts: Mapping[str, int]) -> str:
+    """``3 container(s) started, 0 start failure(s), 1 timeout(s), 0 cleanup failure(s)``."""
+    return (
+        f"{counts.get('started', 0)} container(s) started, "
+        f"{counts.get('start_failures', 0)} start failure(s), "
+        f"{counts.get('timeouts', 0)} timeout(s) (killed after the grace), "
+        f"{counts.get('cleanup_failures', 0)} cleanup failure(s)"
+    )
 
 
 def _coverage(total: Total) -> list[str]:

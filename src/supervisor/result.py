@@ -46,6 +46,8 @@ class RunResult:
     coverage_ratio: float | None = None
     """Covered lines (and branches) / all, 0..1, when the run measured coverage."""
     peak_rss_bytes: int | None = None
+    containers: Mapping[str, int] | None = None
+    """``--container``: containers started, start failures, timeouts, cleanup failures."""
     """The largest resident set of any worker, when the children reported it."""
     slowest: tuple[str, float] | None = None
     """The test that took longest and its seconds."""
@@ -119,6 +121,7 @@ def result_json(result: RunResult) -> dict[str, Any]:
         "interrupted": result.interrupted,
         "coverage_ratio": result.coverage_ratio,
         "peak_rss_bytes": result.peak_rss_bytes,
+        "containers": None if result.containers is None else dict(result.containers),
     }
 
 

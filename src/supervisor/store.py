@@ -39,6 +39,7 @@ Warn = Callable[[str], None]
 
 # The names under ``.gates/``, defined here only (SPEC, Files).
 LOCK = "lock"
+CONTAINER_LOCK = "container.lock"
 STATE = "state.json"
 DURATIONS = "durations.json"
 QUARANTINE = "quarantine.json"
@@ -90,6 +91,11 @@ class Paths:
     @property
     def state(self) -> Path:
         return self.root / STATE
+
+    @property
+    def container_lock(self) -> Path:
+        """``--container``'s default lock: one container run of the project at a time."""
+        return self.root / CONTAINER_LOCK
 
     @property
     def durations(self) -> Path:

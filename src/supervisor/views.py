@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from supervisor import github, learn, report
+from supervisor import containers, github, learn, report
 from supervisor.bundle import read_diagnoses
 from supervisor.config import Config
 from supervisor.console import Console
@@ -122,3 +122,24 @@ def merge_view(config: Config, console: Console) -> int:
             level=-1,
         )
         return code
+
+
+def cleanup_view(config: Config, console: Console) -> int:
+    """``mtest cleanup``: remove the containers that runs which are gone left behind
+    (labelled ``mtest.run``, their ``mtest.pid`` dead on this host), nothing else.
+    Exit 0 when none is left, 1 when some could not be removed (after ``--retries``)."""
+    engine = containers.resolve(config.container_runtime, config.docker_host, os.environ)
+    containers.check(engine)
+    done = containers.cleanup(engine, retries=config.retries)
+    for name in done.removed:
+        console.line(f"removed {name}")
+    for name in done.failed:
+        console.line(f"could not remove {name}", level=-1)
+    if done.kept:
+        console.line(f"kept {len(done.kept)} container(s) of runs still alive or of other hosts")
+    console.line(
+        f"mtest cleanup: {len(done.removed)} removed, {len(done.failed)} could not be removed, "
+        f"{len(done.kept)} kept ({engine.runtime} at {engine.tried})",
+        level=-1,
+    )
+    return 1 if done.failed else 0

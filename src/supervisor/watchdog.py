@@ -12,13 +12,16 @@ supervisor's descendants have been re-parented to init and its tree is gone.
 The watchdog kills every group it was told about, every process it saw below
 the supervisor that still lives (same pid and start time, so a reused pid is
 spared) with everything below it, and every process whose ``MTEST_ANCESTRY``
-names the run. What it watched and killed goes to its record file.
+names the run. Containers of the run (a container launcher told it the engine) are
+removed by their ``mtest.run`` label. What it watched and killed goes to its
+record file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import json
 import os
 import select
 import signal
@@ -27,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from supervisor import reaper
+from supervisor import containers, reaper
 from supervisor.reaper import ProcInfo
 
 WATCH_INTERVAL_S = 0.5
@@ -75,6 +78,8 @@ class _Watch:
     seen: dict[int, int]
     held: bool = False
     pending: bytes = b""
+    engine: containers.Engine | None = None
+    """The run's container engine: its containers labelled with the run are removed."""
 
     def command(self, line: str) -> bool:
         """Apply one line from the supervisor; ``True`` when it said ``bye``."""
@@ -82,6 +87,9 @@ class _Watch:
             return True
         if line in ("hold", "release"):
             self.held = line == "hold"
+        elif line.startswith("engine "):
+            with contextlib.suppress(ValueError, TypeError):
+                self.engine = containers.Engine(**json.loads(line[len("engine ") :]))
         elif line[:1] in "+-" and line[1:].isdigit():
             (self.groups.add if line[0] == "+" else self.groups.discard)(int(line[1:]))
         return False
@@ -162,6 +170,13 @@ def _clean_up(watch: _Watch, run_id: str) -> None:
     marks = (run_id, reaper.setup_mark(run_id))  # the setup's service dies with the run too
     killed += [pid for _ in range(2) for mark in marks for pid in reaper.sweep(mark)]
     watch.write("".join(f"killed {pid}\n" for pid in killed), append=True)
+    if watch.engine is not None:
+        removed, failed = containers.remove_run(watch.engine, run_id)
+        watch.write(
+            "".join(f"removed container {c}\n" for c in removed)
+            + "".join(f"could not remove container {c}\n" for c in failed),
+            append=True,
+        )
 
 
 def _same(table: Mapping[int, ProcInfo], pid: int, start: int) -> bool:

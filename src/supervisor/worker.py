@@ -38,7 +38,7 @@ NO_PYTEST_EXIT = 97
 PROTOCOL_VARS = frozenset(
     {"MTEST_LAZY", "MTEST_LISTING", "MTEST_TIMEOUT", "MTEST_EVENTS", "MTEST_CONTROL_FD",
      "MTEST_NOTIFY_FD", "MTEST_STACKS", "MTEST_PARENT_PID", "MTEST_WORKER", "MTEST_RUN_ID",
-     "MTEST_COVERAGE", "MTEST_MAX_RSS"}
+     "MTEST_COVERAGE", "MTEST_MAX_RSS", "MTEST_STDIO"}
 )  # fmt: skip
 """What the probe reads from its environment: never inherited, only set by this run."""
 STACKS_TURNS = 3
@@ -57,10 +57,19 @@ STACKS_WAIT_S = 0.3
 # (`MTEST_COVERAGE`), coverage.py starts before pytest is imported, as under
 # `coverage run -m pytest`, and saves what is left when the session is over
 # (`probecov`, loaded from its file beside the probe).
+# In a container (``MTEST_STDIO``) the channel is the standard streams: the
+# bootstrap keeps stdin (commands) and stdout (the doorbell) on new descriptors
+# for the probe, and gives the tests /dev/null and stderr (the output) instead.
 BOOTSTRAP = f"""\
 import signal
 signal.pthread_sigmask(signal.SIG_SETMASK, [])
 import importlib.util, os, sys
+if os.environ.get("MTEST_STDIO"):
+    os.environ["MTEST_CONTROL_FD"], os.environ["MTEST_NOTIFY_FD"] = str(os.dup(0)), str(os.dup(1))
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(2, 1)
 events_fd = os.open(os.environ["MTEST_EVENTS"], os.O_WRONLY | os.O_APPEND)
 os.set_inheritable(events_fd, False)
 measuring = None
@@ -108,6 +117,8 @@ class Launch:
     """Variables the tests see (``MTEST_WORKER``, ``MTEST_RUN_ID``, ancestry, ``MTEST_TIMEOUT``)."""
     launcher: launcher.Launcher = launcher.LOCAL
     """Where the child runs (a local process, a sandbox): ``launcher`` turns the command."""
+    name: str = ""
+    """A container's name (``containers.name_for``)."""
 
 
 class State(enum.Enum):
@@ -145,6 +156,8 @@ class Worker:
     files: ChildFiles
     spawned: float
     launcher: launcher.Launcher = launcher.LOCAL
+    name: str = ""
+    """Its container's name (a container launcher)."""
     own_pid: int | None = None
     """The pid the child's events carry (its own view of it; ``None``: learnt from its hello)."""
     host_pids: tuple[int, ...] = ()
@@ -464,7 +477,8 @@ def _start(launch: Launch, *, slot: int, seq: int) -> Worker:
         "-q", "--no-summary", "--no-header",
         *launch.args,
     ]  # fmt: skip
-    argv = launcher.command(launch.launcher, own, cwd=launch.cwd)
+    argv = launcher.command(launch.launcher, own, cwd=launch.cwd, name=launch.name, env=env)
+    stdio = launch.launcher.stdio
     try:
         # A file, not a pipe: no wake-up per progress dot, and no grandchild
         # holding a pipe open can block anything.
@@ -473,18 +487,18 @@ def _start(launch: Launch, *, slot: int, seq: int) -> Worker:
                 argv,
                 cwd=launch.cwd,
                 env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
+                stdin=control_read if stdio else subprocess.DEVNULL,
+                stdout=bell_write if stdio else output,
+                stderr=output if stdio else subprocess.STDOUT,
                 start_new_session=True,
-                pass_fds=(control_read, bell_write),
+                pass_fds=() if stdio else (control_read, bell_write),
             )
     except OSError as exc:
         os.close(control_write)
         os.close(bell_read)
         files.close()
         raise MtestError(
-            f"cannot start `{launch.python}`: {exc.strerror}",
+            f"cannot start `{argv[0] if stdio else launch.python}`: {exc.strerror}",
             hint="pass an existing interpreter with --python or [tool.mtest] python",
             code=4,
         ) from exc
@@ -495,8 +509,8 @@ def _start(launch: Launch, *, slot: int, seq: int) -> Worker:
     pids = launcher.pids_at_start(launch.launcher, proc.pid)
     return Worker(
         slot=slot, seq=seq, proc=proc, control=control_write, doorbell=bell_read,
-        files=files, spawned=now, since=now, launcher=launch.launcher,
-        own_pid=pids[-1] if pids else None, host_pids=pids,
+        files=files, spawned=now, since=now, launcher=launch.launcher, name=launch.name,
+        own_pid=pids[-1] if pids and launch.launcher.samples else None, host_pids=pids,
     )  # fmt: skip
 
 
