@@ -212,7 +212,7 @@ def make_config(argv: Sequence[str], cwd: Path) -> Config:
     from_table = pytestopts.take(extra, f"`pytest_args` in {origin}")
     from_argv = pytestopts.take(after, "after `--`")
     mode = _mode(ns, collect_only=from_table.collect_only or from_argv.collect_only, word=word)
-    container = _container_values(ns, table, origin, cwd, rootdir)
+    container = _container_values(ns, table, origin, cwd, rootdir, cleanup=mode is Mode.CLEANUP)
     contained = container.get("container") is not None
     return Config(
         mode=mode,
@@ -404,8 +404,9 @@ host processes)."""
 
 
 def _container_values(
-    ns: argparse.Namespace, table: Mapping[str, Any], origin: str, cwd: Path, rootdir: Path
-) -> dict[str, Any]:
+    ns: argparse.Namespace, table: Mapping[str, Any], origin: str, cwd: Path, rootdir: Path,
+    *, cleanup: bool,
+) -> dict[str, Any]:  # fmt: skip
     """``--container`` and its options (paths relative to the cwd; ``[tool.mtest]``'s to its
     rootdir). In a container the interpreter is the image's ``python3`` unless ``--python``
     (or ``[tool.mtest] python``) names one, which must exist in the image, not here."""
@@ -424,8 +425,8 @@ def _container_values(
         elif key in table:
             values[key] = (rootdir / text_of(table[key], f"`{key}` in {origin}")).resolve()
     if values["container"] is None:
-        used = [k for k in ("container_runtime", "docker_host", "container_lock", "image_tar")
-                if values.get(k) is not None]  # fmt: skip
+        engine = () if cleanup else ("container_runtime", "docker_host")
+        used = [k for k in (*engine, "container_lock", "image_tar") if values.get(k) is not None]
         if ns.container_arg:
             used.append("container_arg")
         if used:

@@ -530,15 +530,15 @@ class EngineLock:
                 break
             except BlockingIOError:
                 pass
+            if not told:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another run"
+                self.waiting(f"waiting for the container lock {self.path} (held by {holder})")
+                told = True
             if self.stopped():
                 os.close(fd)
                 raise MtestError(
                     f"interrupted while waiting for the container lock {self.path}", code=2
                 )
-            if not told:
-                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another run"
-                self.waiting(f"waiting for the container lock {self.path} (held by {holder})")
-                told = True
             time.sleep(LOCK_POLL_S)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {this_host()}\n".encode(), 0)
