@@ -74,9 +74,13 @@ def cap(text: str, limit: int = STREAM_CAP) -> str:
     return f"{text[:half]}\n[... mtest cut {cut} characters ...]\n{text[-half:]}"
 
 
-def repro_command(test_id: str, python: str, pytest_args: tuple[str, ...], cwd: str) -> str:
-    """The exact command that runs this test alone, with the run's pytest options."""
-    command = [python, "-m", "pytest", test_id, *pytest_args]
+def repro_command(
+    test_id: str, python: str, pytest_args: tuple[str, ...], cwd: str,
+    *, runner: tuple[str, ...] = (),
+) -> str:  # fmt: skip
+    """The exact command that runs this test alone, with the run's pytest options
+    (after ``runner``: a container's ``docker run … IMAGE``)."""
+    command = [*runner, python, "-m", "pytest", test_id, *pytest_args]
     return shlex.join(["cd", cwd]) + " && " + shlex.join(command)
 
 

@@ -153,6 +153,18 @@ def run_args(
     return spec.engine.cli(*args, *spec.args, spec.image, *argv)
 
 
+def repro_args(spec: Spec, *, mounts: Iterable[Path], cwd: Path) -> tuple[str, ...]:
+    """A container like a worker's, to run one test by hand: the same image, mounts,
+    network and ``--container-arg``s (no labels: mtest does not own it)."""
+    args = ["run", "--rm", "-i", "--init"]
+    if not _has_option(spec.args, "--network", "--net"):
+        args.append("--network=none")
+    for path in mounts:
+        args += ["--volume", f"{path}:{path}"]
+    args += ["--workdir", str(cwd)]
+    return tuple(spec.engine.cli(*args, *spec.args, spec.image))
+
+
 def exit_status(returncode: int | None) -> int | None:
     """``run`` exits ``128 + n`` when the container's command died of signal ``n``:
     as a local child's ``Popen.returncode`` would say it, ``-n``."""

@@ -36,7 +36,7 @@ from supervisor.console import Console
 from supervisor.drive import DriveOptions, Pool, Stop, StopControl
 from supervisor.index import Index, fs_reader
 from supervisor.interrupts import Guard
-from supervisor.launcher import LOCAL, Launcher, container_for, sandbox_for
+from supervisor.launcher import LOCAL, Launcher, container_for, outermost, sandbox_for
 from supervisor.model import Chunk, Collection, Fingerprint, TestItem, TestRecord
 from supervisor.progress import Progress, StopRule
 from supervisor.reaper import ANCESTRY_VAR
@@ -169,7 +169,7 @@ def _run_locked(
         recorder = Recorder(
             store=store,
             console=console,
-            context=_context(config, run_id, knowledge),
+            context=_context(config, run_id, knowledge, engine),
             announcer=announcer,
         )
         if point:
@@ -579,8 +579,14 @@ def _retry(
         pool.run(chunks, recorder, stop, dedicated=True)
 
 
-def _context(config: Config, run_id: str, knowledge: Knowledge) -> Context:
+def _context(
+    config: Config, run_id: str, knowledge: Knowledge, engine: containers.Spec | None = None
+) -> Context:
+    runner = () if engine is None else containers.repro_args(
+        engine, mounts=outermost([config.rootdir, config.cwd]), cwd=config.cwd
+    )  # fmt: skip
     return Context(
+        runner=runner,
         run_id=run_id,
         tiers={},
         items={},

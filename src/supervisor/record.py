@@ -35,6 +35,9 @@ class Context:
     python: str
     pytest_args: tuple[str, ...]
     cwd: str
+    runner: tuple[str, ...] = ()
+    """What runs ``python`` (a container's ``docker run … IMAGE``), for the bundles'
+    ``reproduce:`` line."""
 
 
 @dataclass(kw_only=True)
@@ -145,7 +148,9 @@ class Recorder:
 
     def _repro(self, test_id: str) -> str:
         ctx = self.context
-        return bundle.repro_command(test_id, ctx.python, ctx.pytest_args, ctx.cwd)
+        return bundle.repro_command(
+            test_id, ctx.python, ctx.pytest_args, ctx.cwd, runner=ctx.runner
+        )
 
 
 _NOTHING_TO_DIAGNOSE = frozenset(
