@@ -250,6 +250,19 @@ def test_ctrl_c_during_the_setup_stops_it_and_runs_no_test(project: Path) -> Non
     assert _none_left(run_id, int((project / "sleeper.pid").read_text()))
 
 
+def test_sigkill_of_mtest_during_the_setup_leaves_nothing_running(project: Path) -> None:
+    """The watchdog starts before the setup: the setup's shell and the service it
+    started in the background die with the run, though mtest could do nothing."""
+    setup = "echo $MTEST_RUN_ID > run-id; sleep 600 & echo $! > sleeper.pid; wait"
+    proc = start_mtest(["--setup", setup], project)
+    wait_for_file(project / "sleeper.pid", proc, timeout=120)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=120)
+    run_id = (project / "run-id").read_text().strip()
+    assert _none_left(run_id, int((project / "sleeper.pid").read_text()))
+    assert records(project / ".gates") == []
+
+
 def test_a_setup_leaving_a_process_without_teardown_has_it_killed(project: Path) -> None:
     (project / "test_b.py").unlink()
     (project / "test_a.py").write_text("def test_a():\n    pass\n")

@@ -59,9 +59,10 @@ class Pool(Loop):
 
     def __enter__(self) -> Pool:
         reaper.set_subreaper()
-        self.watchdog = reaper.Watchdog(
-            self.options.run_id, record=self.options.work_dir / "watchdog.txt"
-        )
+        if self.watchdog is None:  # else the caller's, started before the setup
+            self.watchdog = self.own_watchdog = reaper.Watchdog(
+                self.options.run_id, record=self.options.work_dir / "watchdog.txt"
+            )
         if self.fleet is not None:  # mtest killed: the watchdog removes the containers
             self.watchdog.engine(dataclasses.asdict(self.fleet.engine))
         return self
@@ -251,9 +252,10 @@ class Pool(Loop):
         self.release()
         reaper.kill_descendants(self.options.run_id)
         self._kill_orphans()
-        if self.watchdog is not None:
-            self.watchdog.close()
-            self.watchdog = None
+        if self.own_watchdog is not None:
+            self.own_watchdog.close()
+            self.own_watchdog = None
+        self.watchdog = None
         self.selector.close()
 
     def _wait_all(self) -> None:

@@ -49,7 +49,7 @@ APPEARED_CHUNKS = 900_000
 class Loop:
     """What the event loop knows about the children, and one turn of it."""
 
-    def __init__(self, options: DriveOptions) -> None:
+    def __init__(self, options: DriveOptions, *, watchdog: reaper.Watchdog | None = None) -> None:
         self.options = options
         self.workers: list[Worker | None] = [None] * options.jobs
         self.selector = selectors.DefaultSelector()
@@ -79,7 +79,9 @@ class Loop:
         """The listing child's hello: its rootdir and ini file, for children given files."""
         self.stop = StopControl()
         """The run's stop control: an interrupt while children shut down still counts."""
-        self.watchdog: reaper.Watchdog | None = None
+        self.watchdog: reaper.Watchdog | None = watchdog
+        """The run's watchdog: the caller's (started before the setup), else the pool's own."""
+        self.own_watchdog: reaper.Watchdog | None = None
         self.notes: list[str] = []
         """What the run must tell the user that is not a test outcome (one line each)."""
         self.state_dir_gone = False

@@ -39,7 +39,7 @@ from supervisor.interrupts import Guard
 from supervisor.launcher import LOCAL, Launcher, container_for, outermost, sandbox_for
 from supervisor.model import Chunk, Collection, Fingerprint, TestItem, TestRecord
 from supervisor.progress import Progress, StopRule
-from supervisor.reaper import ANCESTRY_VAR
+from supervisor.reaper import ANCESTRY_VAR, Watchdog
 from supervisor.record import Context, Recorder, holder_line, utc_now
 from supervisor.resources import run_peak
 from supervisor.result import Announcer, Hooks, Kind, OnEvent, RunEvent, RunResult
@@ -141,12 +141,16 @@ def _run_locked(
     child_cov = measure.child_env if measure else ""
     # The setup runs before any worker (collection too) starts; its teardown after
     # the last one ended (``once.finish``), or when the block is left on an error.
+    # The watchdog starts first: if mtest is killed during the setup, what the setup
+    # started dies too.
+    store.paths.children.mkdir(parents=True, exist_ok=True)
     with (
         Guard(stop) as guard,
         _engine(config, store, run_id, stop, console) as engine,
+        Watchdog(run_id, record=store.paths.children / "watchdog.txt") as watchdog,
         Once(config, store, run_id, stop, console) as once,
         Pool(_drive_options(config, store, run_id, coverage=child_cov, env=once.env,
-                            container=engine)) as pool,
+                            container=engine), watchdog=watchdog) as pool,
     ):  # fmt: skip
         guard.follow(pool)  # a signal from a worker names its test
         # A resumed run lists only the files of its outstanding tests; a run of node

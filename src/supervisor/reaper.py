@@ -315,6 +315,7 @@ class Watchdog:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
+        self._closed = False
 
     @property
     def pid(self) -> int:
@@ -346,8 +347,17 @@ class Watchdog:
     def release(self) -> None:
         self._send("release")
 
+    def __enter__(self) -> Watchdog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
-        """The run ended cleanly: the watchdog leaves without killing anything."""
+        """The run ended cleanly: the watchdog leaves without killing anything (once)."""
+        if self._proc.returncode is not None or self._closed:
+            return
+        self._closed = True
         self._send("bye")
         assert self._proc.stdin is not None
         with contextlib.suppress(OSError):
