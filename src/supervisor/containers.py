@@ -102,6 +102,53 @@ class Spec:
     labels: tuple[tuple[str, str], ...] = ()
 
 
+# PID 1 of a worker's container: the worker's parent, as mtest is a local worker's.
+# It runs the worker, passes on the signals that come from outside the container
+# (the engine proxies mtest's SIGTERM and the stacks signal: their sender's pid is
+# 0 in here), ignores those a test sends from inside (`os.kill(os.getppid(), …)`
+# reaches mtest's own process on the host, which ignores it too), reaps every
+# orphan, and exits as the worker did (`128 + n` for signal `n`, as `docker run`
+# reports it). Its signals are blocked and read with `sigwaitinfo`: the kernel
+# never drops a blocked signal, even for an init.
+INIT = """\
+import os, signal, sys
+wanted = set(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
+signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+worker = os.fork()
+if worker == 0:
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    try:
+        os.execvp(sys.argv[1], sys.argv[1:])
+    except OSError as exc:
+        sys.stderr.write(f"mtest: cannot run {sys.argv[1]} in the container: {exc.strerror}\\n")
+        os._exit(127)
+while True:
+    info = signal.sigwaitinfo(wanted)
+    if info.si_signo != signal.SIGCHLD:
+        if info.si_pid == 0:
+            try:
+                os.kill(worker, info.si_signo)
+            except ProcessLookupError:
+                pass
+        continue
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            os._exit(0)
+        if pid == 0:
+            break
+        if pid == worker:
+            code = os.waitstatus_to_exitcode(status)
+            os._exit(code if code >= 0 else 128 - code)
+"""
+
+
+def with_init(argv: Sequence[str]) -> list[str]:
+    """A worker's own command under mtest's init, run by the same interpreter."""
+    return [argv[0], "-c", INIT, *argv]
+
+
 # -- pure decisions ------------------------------------------------------------------
 
 
@@ -129,14 +176,15 @@ def run_args(
     """The CLI's ``run`` for one worker whose own command is ``argv``.
 
     ``-i`` attaches the worker's stdin (mtest's commands) and stdout (its
-    doorbell); stderr carries the test output. ``--init`` puts a real init at
-    PID 1: it forwards the signals the CLI proxies (SIGTERM, SIGUSR2 for the
-    stacks) to pytest, and reaps. No network unless ``--container-arg`` names one.
+    doorbell); stderr carries the test output. ``argv`` runs under mtest's init
+    (``INIT``, via ``with_init``): it passes the signals the CLI proxies (SIGTERM,
+    SIGUSR2 for the stacks) to pytest, and reaps. No network unless
+    ``--container-arg`` names one.
     Variables are passed by name (``-e NAME``): the CLI reads the values from
     its own environment, so none shows on a command line.
     """
     args = [
-        "run", "-i", "--rm", "--init", "--name", name,
+        "run", "-i", "--rm", "--name", name,
         *(f"--label={key}={value}" for key, value in spec.labels),
         "--workdir", str(cwd),
     ]  # fmt: skip
@@ -310,6 +358,17 @@ def ensure_image(engine: Engine, image: str, tar: Path | None) -> bool:
             hint="pass the image name the tarball holds to --container, or save that image",
         )
     return True
+
+
+def start_error(engine: Engine, code: int | None, output: str, *, python: str) -> MtestError:
+    """The run cannot start its containers: the engine's own first words, and the fix."""
+    said = [line.strip() for line in output.splitlines() if line.strip()]
+    first = next((s for s in said if "--help" not in s), said[0] if said else "no output")
+    return MtestError(
+        f"the container did not start ({engine.runtime} run exited {code}): {first}",
+        hint=f"check the --container-arg values, and that the image has `{python}` with "
+        f"pytest (`{engine.runtime} run --rm IMAGE {python} -m pytest --version`)",
+    )
 
 
 def labelled(engine: Engine, **match: str) -> list[Found]:

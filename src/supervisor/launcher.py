@@ -187,8 +187,9 @@ def command(
     if launcher.kind is Kind.CONTAINER:
         assert launcher.container is not None
         return containers.run_args(
-            launcher.container, argv, cwd=cwd, name=name, env_names=container_env(env or {})
-        )
+            launcher.container, containers.with_init(argv), cwd=cwd, name=name,
+            env_names=container_env(env or {}),
+        )  # fmt: skip
     return [BWRAP, *bwrap_args(launcher, cwd), "--", *argv]
 
 

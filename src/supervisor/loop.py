@@ -617,6 +617,15 @@ class Loop:
         listing = self.collection is None and blame.gives_up_listing(code)
         if not listing and not self.deaths.exhausted:
             return  # the next child tries again
+        if (
+            self.fleet is not None
+            and worker.hello is None
+            and (worker.proc.returncode in containers.START_FAILURES)
+        ):
+            raise containers.start_error(
+                self.fleet.engine, worker.proc.returncode, worker.files.output_text(),
+                python=self.options.python,
+            )  # fmt: skip
         last = parse.last_error_line(worker.files.output_text())
         if code == NO_PYTEST_EXIT:
             raise MtestError(

@@ -45,7 +45,7 @@ from supervisor.resources import run_peak
 from supervisor.result import Announcer, Hooks, Kind, OnEvent, RunEvent, RunResult
 from supervisor.resume import Layout, ResumePoint, load_resume_point, save_state
 from supervisor.runsetup import Once
-from supervisor.store import DURATIONS, INDEX, QUARANTINE, Store
+from supervisor.store import DURATIONS, INDEX, QUARANTINE, Store, project_container_lock
 
 FINISH_RESERVE_S = 0.7
 """Of a --budget, what is kept for stopping children, learning and reporting."""
@@ -132,8 +132,20 @@ def _run_locked(
     store: Store, config: Config, console: Console, point: ResumePoint | None,
     announcer: Announcer, stop: StopControl,
 ) -> RunResult:  # fmt: skip
-    started, began = time.monotonic(), utc_now()
+    """The run, once the state lock is held. A container run first takes the container
+    lock and checks the engine and the image: an error there leaves the last run's
+    records as they were."""
     run_id = point.run_id if point else new_run_id()
+    with Guard(stop) as guard, _engine(config, store, run_id, stop, console) as engine:
+        return _run_guarded(store, config, console, point, announcer, stop, guard, engine, run_id)
+
+
+def _run_guarded(
+    store: Store, config: Config, console: Console, point: ResumePoint | None,
+    announcer: Announcer, stop: StopControl, guard: Guard, engine: containers.Spec | None,
+    run_id: str,
+) -> RunResult:  # fmt: skip
+    started, began = time.monotonic(), utc_now()
     measure = covdata.prepare(config, store, run_id) if config.cov else None
     store.begin_run(fresh=point is None)
     if config.budget_s is not None:
@@ -145,8 +157,6 @@ def _run_locked(
     # started dies too.
     store.paths.children.mkdir(parents=True, exist_ok=True)
     with (
-        Guard(stop) as guard,
-        _engine(config, store, run_id, stop, console) as engine,
         Watchdog(run_id, record=store.paths.children / "watchdog.txt") as watchdog,
         Once(config, store, run_id, stop, console) as once,
         Pool(_drive_options(config, store, run_id, coverage=child_cov, env=once.env,
@@ -437,10 +447,14 @@ def list_selection(store: Store, config: Config, console: Console) -> int:
     directory), so the last run's records stay. Exit 0, 5 when nothing is
     selected, 1 when a file failed to import.
     """
-    stop = StopControl()
-    with tempfile.TemporaryDirectory(prefix="mtest-collect-") as tmp:
-        options = _drive_options(config, store, new_run_id(), work_dir=Path(tmp))
-        with Guard(stop), Pool(dataclasses.replace(options, jobs=1)) as pool:
+    stop, run_id = StopControl(), new_run_id()
+    with (
+        tempfile.TemporaryDirectory(prefix="mtest-collect-") as tmp,
+        Guard(stop),
+        _engine(config, store, run_id, stop, console) as engine,
+    ):
+        options = _drive_options(config, store, run_id, work_dir=Path(tmp), container=engine)
+        with Pool(dataclasses.replace(options, jobs=1)) as pool:
             pool.start()
             knowledge = load_knowledge(store)
             collection = pool.collect(stop)
@@ -612,7 +626,7 @@ def _engine(
         yield None
         return
     engine = containers.resolve(config.container_runtime, config.docker_host, os.environ)
-    lock = config.container_lock or store.paths.container_lock
+    lock = config.container_lock or project_container_lock(config.rootdir)
     with containers.EngineLock(lock, waiting=console.line, stopped=lambda: stop.interrupted):
         containers.check(engine)
         if containers.ensure_image(engine, config.container, config.image_tar):

@@ -80,6 +80,12 @@ STUB_HEAD_CHARS = 2000
 """A stub keeps the head of its bundle (test, outcome, how to reproduce), at most this."""
 
 
+def project_container_lock(rootdir: Path) -> Path:
+    """``--container``'s default lock: in the project's own ``.gates/`` (whatever
+    ``--gates-dir`` says), so that container runs of one project take turns."""
+    return rootdir / ".gates" / CONTAINER_LOCK
+
+
 @dataclass(frozen=True)
 class Paths:
     root: Path
@@ -91,11 +97,6 @@ class Paths:
     @property
     def state(self) -> Path:
         return self.root / STATE
-
-    @property
-    def container_lock(self) -> Path:
-        """``--container``'s default lock: one container run of the project at a time."""
-        return self.root / CONTAINER_LOCK
 
     @property
     def durations(self) -> Path:
