@@ -391,29 +391,33 @@ def names(*labels: str) -> set[str]:
     return {n.lstrip("/") for n in docker("ps", "-a", *filters, "--format", "{{.Names}}").split()}
 
 
+def run_labels(
+    run: str, pid: int, *, host: str | None = None, start: str | None = None
+) -> dict[str, str]:
+    """mtest's labels for a container of run ``run`` whose supervisor was ``pid``."""
+    labels = {"mtest.run": run, "mtest.pid": str(pid), "mtest.host": host or socket.gethostname()}
+    return labels | ({"mtest.start": start} if start is not None else {})
+
+
 def test_cleanup_removes_only_the_containers_of_dead_runs(
     tmp_path: Path, mine: str, dead_process: tuple[int, str]
 ) -> None:
     dead_pid, dead_start = dead_process
-    here, me = socket.gethostname(), os.getpid()
-    tag = uuid.uuid4().hex[:8]
-
-    def run_labels(
-        run: str, pid: int, host: str = here, start: str | None = None
-    ) -> dict[str, str]:
-        labels = {"mtest.run": f"ctests-{run}-{tag}", "mtest.pid": str(pid), "mtest.host": host}
-        return labels | ({"mtest.start": start} if start is not None else {})
-
+    me, tag = os.getpid(), uuid.uuid4().hex[:8]
     dead = [
-        make_container(mine, run_labels("dead", dead_pid, start=dead_start)),
-        make_container(mine, run_labels("dead-no-start", dead_pid)),
+        make_container(mine, run_labels(f"ctests-dead-{tag}", dead_pid, start=dead_start)),
+        make_container(mine, run_labels(f"ctests-dead-no-start-{tag}", dead_pid)),
         # Our pid, but another process's start time: the pid was reused, the run is dead.
-        make_container(mine, run_labels("reused", me, start=str(int(start_time(me)) + 1))),
+        make_container(
+            mine, run_labels(f"ctests-reused-{tag}", me, start=str(int(start_time(me)) + 1))
+        ),
     ]
     kept = [
-        make_container(mine, run_labels("alive", me, start=start_time(me))),
-        make_container(mine, run_labels("alive-no-start", me)),
-        make_container(mine, run_labels("elsewhere", dead_pid, host=f"not-{here}")),
+        make_container(mine, run_labels(f"ctests-alive-{tag}", me, start=start_time(me))),
+        make_container(mine, run_labels(f"ctests-alive-no-start-{tag}", me)),
+        make_container(
+            mine, run_labels(f"ctests-elsewhere-{tag}", dead_pid, host="not-this-host.invalid")
+        ),
         make_container(mine, {}),  # no mtest label at all
     ]
     assert names(mine) == {*dead, *kept}
@@ -423,6 +427,22 @@ def test_cleanup_removes_only_the_containers_of_dead_runs(
     for name in dead:
         assert f"removed {name}" in done.stdout, done.stdout
     assert not any(name in done.stdout for name in kept), done.stdout
+
+
+def test_cleanup_uses_the_engine_and_runtime_it_is_given(
+    tmp_path: Path, mine: str, dead_process: tuple[int, str]
+) -> None:
+    """``mtest cleanup --container-runtime docker --docker-host URL``: that engine, whatever
+    ``DOCKER_HOST`` says."""
+    host = tcp_engine()
+    pid, start = dead_process
+    dead = make_container(mine, run_labels(f"ctests-dead-{uuid.uuid4().hex[:8]}", pid, start=start))
+    env = {"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+    args = ["cleanup", "--container-runtime", "docker", "--docker-host", host]
+    done = run_mtest(args, tmp_path, env=env, timeout=GUARD_S)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"removed {dead}" in done.stdout
+    assert names(mine) == set()
 
 
 # -- a remote engine -----------------------------------------------------------------------
