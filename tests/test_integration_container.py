@@ -148,6 +148,12 @@ def run_id_of(gates: Path) -> str:
     return str(run_id)
 
 
+def start_time(pid: int) -> str:
+    """Field 22 of ``/proc/<pid>/stat``: the process's start, in clock ticks since boot."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rpartition(")")[2].split()[19]
+
+
 def contained(args: Sequence[str] = ()) -> list[str]:
     return ["--container", IMAGE, *args]
 
@@ -295,14 +301,20 @@ def test_containers_carry_the_labels_while_running_and_are_gone_after(tmp_path: 
     started = time.monotonic()
     proc = start_mtest(contained(BLOCKED), project)
     run_id = wait_for_file(project / "up", proc, timeout=GUARD_S)
+    labels = ("mtest.run", "mtest.host", "mtest.start")
     rows = docker(
         "ps", "--no-trunc", "--filter", f"label=mtest.pid={proc.pid}",
-        "--format", '{{.Names}}\t{{.Label "mtest.run"}}\t{{.Label "mtest.host"}}',
+        "--format", "\t".join(["{{.Names}}", *(f'{{{{.Label "{k}"}}}}' for k in labels)]),
     ).splitlines()  # fmt: skip
     assert rows, f"no running container labelled mtest.pid={proc.pid}"
     for row in rows:
-        name, run, host = row.split("\t")
-        assert name.startswith("mtest-") and run == run_id and host == socket.gethostname(), row
+        name, *values = row.split("\t")
+        assert name.startswith(f"mtest-{run_id}-"), row
+        assert values == [run_id, socket.gethostname(), start_time(proc.pid)], row
+    # The labels say the run is alive: `mtest cleanup` leaves its containers alone.
+    swept = run_mtest(["cleanup"], tmp_path, timeout=GUARD_S)
+    assert swept.returncode == 0, swept.stdout + swept.stderr
+    assert len(containers(f"mtest.run={run_id}")) == len(rows)
     (project / "go").touch()
     done = finish(proc, started, timeout=GUARD_S)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -349,12 +361,6 @@ def test_the_watchdog_removes_the_containers_of_a_sigkilled_mtest(
 
 
 # -- mtest cleanup -------------------------------------------------------------------------
-
-
-def start_time(pid: int) -> str:
-    """Field 22 of ``/proc/<pid>/stat``: the process's start, in clock ticks since boot."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat.rpartition(")")[2].split()[19]
 
 
 @pytest.fixture
