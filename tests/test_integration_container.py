@@ -170,7 +170,7 @@ INSIDE = (
 
 HOSTILE = {
     "test_hostile.py": (
-        "import ctypes, os, signal, subprocess, sys, time\n"
+        "import ctypes, faulthandler, os, signal, subprocess, sys, time\n"
         "import pytest\n\n\n"
         "@pytest.fixture\n"
         "def broken():\n"
@@ -189,6 +189,7 @@ HOSTILE = {
         "def test_segfaults():\n"
         "    ctypes.string_at(0)\n\n\n"
         "def test_hangs():\n"
+        "    faulthandler.cancel_dump_traceback_later()  # stacks only on mtest's SIGUSR2\n"
         "    time.sleep(600)\n\n\n"
         "def test_hangs_ignoring_sigterm():\n"
         "    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
@@ -227,11 +228,15 @@ def test_outcomes_in_a_container_are_the_hosts(tmp_path: Path) -> None:
     assert "signal 11 (SIGSEGV)" in messages["test_segfaults"]
     assert "os._exit" in messages["test_os_exit_0"]
     assert "ignored SIGTERM; SIGKILL after 2s" in messages["test_hangs_ignoring_sigterm"]
+    # The hung test's stacks: SIGUSR2, relayed by the CLI and the container's init to pytest.
+    bundle = gates / "last-run" / finals(gates)["test_hostile.py::test_hangs"]["bundle"]
+    assert "in test_hangs" in bundle.read_text()
     counts = container_counts(gates)
     assert counts["started"] >= 1 and counts["timeouts"] >= 1, counts
     assert counts["start_failures"] == counts["cleanup_failures"] == 0, counts
     run_id = run_id_of(gates)
     assert containers(f"mtest.run={run_id}") == []
+    assert run_processes(run_id) == []  # the grandchild too
 
 
 # -- the self-check's scenarios ------------------------------------------------------------
@@ -429,9 +434,10 @@ def test_cleanup_removes_only_the_containers_of_dead_runs(
     assert names(mine) == {*dead, *kept}
     done = run_mtest(["cleanup", "--retries", "1"], tmp_path, timeout=GUARD_S)
     assert done.returncode == 0, done.stdout + done.stderr
+    # Only what the engine shows is asserted of the dead: a concurrent `mtest cleanup` (another
+    # test's, under a parallel runner) may be the one that removed them.
     assert names(mine) == set(kept)
-    for name in dead:
-        assert f"removed {name}" in done.stdout, done.stdout
+    assert re.search(r"^mtest cleanup: \d+ removed, 0 could not be removed", done.stdout, re.M)
     assert not any(name in done.stdout for name in kept), done.stdout
 
 
@@ -447,8 +453,7 @@ def test_cleanup_uses_the_engine_and_runtime_it_is_given(
     args = ["cleanup", "--container-runtime", "docker", "--docker-host", host]
     done = run_mtest(args, tmp_path, env=env, timeout=GUARD_S)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"removed {dead}" in done.stdout
-    assert names(mine) == set()
+    assert names(mine) == set(), dead
 
 
 # -- a remote engine -----------------------------------------------------------------------
