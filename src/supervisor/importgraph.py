@@ -109,12 +109,17 @@ def _map_of(paths: list[str], root: Path) -> ModuleMap:
     if any(p.startswith(f"{SRC}/") for p in paths):
         roots.add((SRC, ()))
     roots.update(_basedir(p, present, root) for p in paths if is_test_file(p))
-    # Deepest first; at equal depth the root above the rootdir (a prefixed one) first.
-    ordered = sorted(roots, key=lambda r: (-len(_parts(r[0])), -len(r[1])))
+    prefixes_at: dict[str, list[tuple[str, ...]]] = {}
+    # At one directory, the root above the rootdir (a prefixed one) first.
+    for directory, prefix in sorted(roots, key=lambda r: -len(r[1])):
+        prefixes_at.setdefault(directory, []).append(prefix)
     by_name: dict[str, set[str]] = {}
     by_path: dict[str, tuple[str, ...]] = {}
     for path in paths:
-        names = tuple(dict.fromkeys(n for r in ordered if (n := _name_under(path, *r))))
+        dirs = _parts(path)[:-1]
+        under = (("/".join(dirs[:k]), prefix) for k in range(len(dirs), -1, -1)
+                 for prefix in prefixes_at.get("/".join(dirs[:k]), ()))  # fmt: skip
+        names = tuple(dict.fromkeys(n for r in under if (n := _name_under(path, *r))))
         by_path[path] = names
         for name in names:
             by_name.setdefault(name, set()).add(path)
