@@ -87,6 +87,20 @@ def test_star_import_of_a_module_and_of_a_package_with_all() -> None:
     assert edges(files, "mod.py") == {"a/__init__.py", "a/x.py"}
 
 
+def test_star_import_follows_all_as_the_body_builds_it() -> None:
+    files = {
+        **PKG,
+        "a/b/__init__.py": "__all__ = []\n__all__ += ['c']\n__all__.extend(['zz'])\n",
+        "a/__init__.py": "from .b import __all__ as _b\n__all__ = ['x'] + _b\n",
+        "main.py": "from a.b import *\n",
+        "other.py": "from a import *\n",
+    }
+    assert parse(files["a/b/__init__.py"], module="a.b", is_package=True).exports == ("c", "zz")
+    assert edges(files, "main.py") == {"a/__init__.py", "a/b/__init__.py", "a/b/c.py"}
+    # a non-literal __all__ may name any submodule: every direct one is an edge
+    assert edges(files, "other.py") == {"a/__init__.py", "a/b/__init__.py", "a/x.py"}
+
+
 def test_imports_anywhere_count() -> None:
     source = (
         "from typing import TYPE_CHECKING\n"
@@ -167,6 +181,13 @@ def test_a_module_imports_its_own_packages() -> None:
         ("import sys\nsys.path += ['lib']\n",
          "line 2: `sys.path += ['lib']` changes where imports are found"),
         ("from ... import x\n", "line 1: relative import ... above the top-level package"),
+        ("import pkgutil\n__path__ = pkgutil.extend_path(__path__, __name__)\n",
+         "line 2: `__path__ = pkgutil.extend_path(__path__, __name__)` changes where "
+         "imports are found"),
+        ("import sys\nsys.meta_path.insert(0, Finder())\n",
+         "line 2: sys.meta_path.insert(0, Finder()) changes where imports are found"),
+        ("import site\nsite.addsitedir('vendor')\n",
+         "line 2: site.addsitedir('vendor') changes where imports are found"),
         ("import_module('.x')\n",
          "line 1: import_module('.x'): a relative name without a literal package"),
         ("pytest_plugins = PLUGINS\n",
@@ -322,6 +343,25 @@ def test_a_rootdir_that_is_a_package_names_tests_from_above() -> None:
     assert g.modules["test_core.py"].imports == {"__init__.py", "core.py"}
 
 
+def test_test_file_patterns_can_be_given() -> None:
+    files = {"checks/check_a.py": "import helpers\n", "checks/helpers.py": ""}
+    sources = {p: s.encode() for p, s in files.items()}
+    assert from_sources(sources).modules["checks/check_a.py"].imports == frozenset()
+    custom = from_sources(sources, test_files=("check_*.py",))
+    assert custom.modules["checks/check_a.py"].imports == {"checks/helpers.py"}
+    assert module_map(ROOT, [ROOT / p for p in files], test_files=("check_*.py",)).paths(
+        "helpers"
+    ) == {"checks/helpers.py"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("import from.abc*()\n\t:_'\"#\\=1,[]"))))
+def test_parse_never_raises(source: str) -> None:
+    parsed = parse(source, module="p.q", is_package=False)
+    assert all(reason.startswith(("line ", "does not parse")) for reason in parsed.unsure)
+    assert all(name and not name.startswith(".") for name in parsed.refs)
+
+
 def test_a_name_two_files_answer_to_gives_an_edge_to_each() -> None:
     files = {
         "tests/unit/test_a.py": "import helpers\n",
@@ -433,12 +473,19 @@ def trees(draw: st.DrawFn) -> tuple[dict[str, str], dict[str, set[str]]]:
             common = 0
             while common < min(len(here), len(target)) and here[common] == target[common]:
                 common += 1
-            forms = ["import"] + (["from"] if len(target) > 1 else [])
+            forms = ["import", "dynamic", "star"] + (["from"] if len(target) > 1 else [])
             if common and len(target) > common:
-                forms.append("relative")
+                forms += ["relative", "relative", "relative-dynamic"]
             form = draw(st.sampled_from(forms))
             if form == "import":
                 lines.append(f"import {'.'.join(target)}")
+            elif form == "dynamic":
+                lines.append(f"__import__('importlib').import_module('{'.'.join(target)}')")
+            elif form == "star":
+                lines.append(f"from {'.'.join(target)} import *")
+            elif form == "relative-dynamic":
+                dots = "." * (len(here) - common + 1)
+                lines.append(f"import_module('{dots}{'.'.join(target[common:])}', __package__)")
             elif form == "from":
                 lines.append(f"from {'.'.join(target[:-1])} import {target[-1]}")
             else:

@@ -34,13 +34,13 @@ import fnmatch
 import hashlib
 import importlib.util
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from supervisor.importscan import Parsed, parse, prefixes
+from supervisor.importscan import ANY_SUBMODULE, Parsed, parse, prefixes
 from supervisor.jsonshape import as_object, check_version, strs_field
 from supervisor.model import FORMAT_VERSION
 from supervisor.store import IMPORT_GRAPH, Store
@@ -80,14 +80,27 @@ class ModuleMap:
     def names(self, path: str) -> tuple[str, ...]:
         return self.by_path.get(path, ())
 
+    def submodules(self, package: str) -> frozenset[str]:
+        """The names one level below ``package`` that some file answers to."""
+        return self._children.get(package, frozenset())
+
+    @cached_property
+    def _children(self) -> Mapping[str, frozenset[str]]:
+        children: dict[str, set[str]] = {}
+        for name in self.by_name:
+            parent = name.rpartition(".")[0]
+            if parent:
+                children.setdefault(parent, set()).add(name)
+        return {p: frozenset(c) for p, c in children.items()}
+
 
 def is_package(path: str) -> bool:
     return path == "__init__.py" or path.endswith("/__init__.py")
 
 
-def is_test_file(path: str) -> bool:
+def is_test_file(path: str, patterns: Sequence[str] = TEST_FILES) -> bool:
     base = path.rpartition("/")[2]
-    return any(fnmatch.fnmatch(base, pattern) for pattern in TEST_FILES)
+    return any(fnmatch.fnmatch(base, pattern) for pattern in patterns)
 
 
 def relative(root: Path, file: Path) -> str | None:
@@ -97,18 +110,22 @@ def relative(root: Path, file: Path) -> str | None:
     return None if posix == ".." or posix.startswith("../") else posix
 
 
-def module_map(root: Path, files: Iterable[Path]) -> ModuleMap:
+def module_map(
+    root: Path, files: Iterable[Path], *, test_files: Sequence[str] = TEST_FILES
+) -> ModuleMap:
     """The names of ``files`` (every ``.py`` file of the project: whether a directory is a
-    package is read from this list, not from the disk)."""
-    return _map_of(sorted({r for f in files if (r := relative(root, f)) is not None}), root)
+    package is read from this list, not from the disk). ``test_files``: the name patterns
+    of the files pytest imports under its ``prepend`` rule (``python_files``, conftests)."""
+    paths = sorted({r for f in files if (r := relative(root, f)) is not None})
+    return _map_of(paths, root, test_files)
 
 
-def _map_of(paths: list[str], root: Path) -> ModuleMap:
+def _map_of(paths: list[str], root: Path, test_files: Sequence[str]) -> ModuleMap:
     present = set(paths)
     roots: set[tuple[str, tuple[str, ...]]] = {("", ())}
     if any(p.startswith(f"{SRC}/") for p in paths):
         roots.add((SRC, ()))
-    roots.update(_basedir(p, present, root) for p in paths if is_test_file(p))
+    roots.update(_basedir(p, present, root) for p in paths if is_test_file(p, test_files))
     prefixes_at: dict[str, list[tuple[str, ...]]] = {}
     # At one directory, the root above the rootdir (a prefixed one) first.
     for directory, prefix in sorted(roots, key=lambda r: -len(r[1])):
@@ -266,11 +283,12 @@ def from_sources(
     *,
     root: Path = Path("."),
     cached: Mapping[str, Node] | None = None,
+    test_files: Sequence[str] = TEST_FILES,
 ) -> Graph:
     """The graph of ``sources`` (repository-relative path → content, ``None`` when it
-    could not be read). A ``cached`` node with the same digest, name and kind is reused
+    could not be read). A ``cached`` node with the same digest and name is reused
     unparsed; only the resolution of names to paths is done again."""
-    names = _map_of(sorted(sources), root)
+    names = _map_of(sorted(sources), root, test_files)
     parsed: dict[str, tuple[str, Parsed]] = {}
     for path, data in sources.items():
         digest = "" if data is None else hashlib.sha256(data).hexdigest()
@@ -304,14 +322,23 @@ def _node(
         wanted.update(prefixes(module))
         for target in names.paths(module):
             exported = everything[target][1].exports if is_package(target) else None
-            wanted.update(f"{module}.{n}" for n in exported or ())
+            for export in exported or ():
+                # A non-literal __all__ may name any submodule (Python imports those).
+                wanted.update(names.submodules(module) if export == ANY_SUBMODULE
+                              else {f"{module}.{export}"})  # fmt: skip
     imports = {p for n in wanted for p in names.paths(n)} - {path}
     return Node(path=path, name=name, imports=frozenset(imports), unsure=parsed.unsure,
                 reexport_only=parsed.reexport_only, digest=digest, refs=parsed.refs,
                 star=parsed.star, exports=parsed.exports)  # fmt: skip
 
 
-def build(root: Path, files: Iterable[Path], *, cached: Mapping[str, Node] | None = None) -> Graph:
+def build(
+    root: Path,
+    files: Iterable[Path],
+    *,
+    cached: Mapping[str, Node] | None = None,
+    test_files: Sequence[str] = TEST_FILES,
+) -> Graph:
     """The graph of ``files`` (absolute, or relative to ``root``; those outside it are
     left out), reusing ``cached`` nodes whose file did not change."""
     sources: dict[str, bytes | None] = {}
@@ -319,7 +346,7 @@ def build(root: Path, files: Iterable[Path], *, cached: Mapping[str, Node] | Non
         rel = relative(root, file)
         if rel is not None:
             sources[rel] = _read(root / rel)
-    return from_sources(sources, root=root, cached=cached)
+    return from_sources(sources, root=root, cached=cached, test_files=test_files)
 
 
 def _read(path: Path) -> bytes | None:
@@ -329,12 +356,18 @@ def _read(path: Path) -> bytes | None:
         return None
 
 
-def current(root: Path, store: Store, files: Iterable[Path] | None = None) -> Graph:
+def current(
+    root: Path,
+    store: Store,
+    files: Iterable[Path] | None = None,
+    *,
+    test_files: Sequence[str] = TEST_FILES,
+) -> Graph:
     """The graph of ``files`` (default: ``project_files(root)``), using and updating
     ``.gates/importgraph.json``; a damaged cache is warned about and rebuilt."""
     old: Graph | None = store.load(IMPORT_GRAPH, Graph.from_json)
     graph = build(root, project_files(root) if files is None else files,
-                  cached=old.modules if old else None)  # fmt: skip
+                  cached=old.modules if old else None, test_files=test_files)  # fmt: skip
     if graph != old:
         store.write_json(IMPORT_GRAPH, graph.to_json())
     return graph

@@ -30,12 +30,16 @@ BY_PATH = frozenset(
      "run_path", "load_module"}
 )  # fmt: skip
 """Call names (last part) that load code from a file path, out of the graph's sight."""
-SYS_PATH_CALLS = frozenset({"sys.path.insert", "sys.path.append", "sys.path.extend",
-                            "sys.path.remove", "sys.path.clear", "site.addsitedir"})  # fmt: skip
+IMPORT_STATE = ("sys.path", "sys.meta_path", "sys.path_hooks", "__path__")
+"""Where Python looks for modules: changing one hides imports from the graph (``__path__``
+of a package: where its submodules are found, e.g. ``pkgutil.extend_path``)."""
+MUTATORS = frozenset({"insert", "append", "extend", "remove", "clear", "pop", "__setitem__"})
 PATCH_CALLS = frozenset({"patch", "setattr", "delattr"})
 """``mock.patch("a.b.c")`` and ``monkeypatch.setattr("a.b.c", v)`` import ``a.b`` (the
 builtin ``setattr`` is not one: only a call through an object counts)."""
-REEXPORT_TARGETS = frozenset({"__all__"})
+ANY_SUBMODULE = "*"
+"""In ``Parsed.exports``: ``__all__`` is not a literal list, so ``from pkg import *`` may
+import any submodule of the package."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,7 +51,8 @@ class Parsed:
     star: frozenset[str] = frozenset()
     """Modules it imports with ``from m import *`` (``m``'s ``__all__`` decides the rest)."""
     exports: tuple[str, ...] | None = None
-    """Its module-level ``__all__`` when that is a literal list or tuple of strings."""
+    """Its module-level ``__all__`` (``None``: it has none); ``ANY_SUBMODULE`` among them when
+    some part of it is not a literal list or tuple of strings."""
     unsure: tuple[str, ...] = ()
     """Why its imports are not all known, one line each (``line 12: ...``)."""
     reexport_only: bool = False
@@ -84,11 +89,23 @@ def prefixes(name: str) -> list[str]:
 
 
 def _exports(tree: ast.Module) -> tuple[str, ...] | None:
-    found: tuple[str, ...] | None = None
+    """``__all__`` as the module body builds it: assigned, ``+=``, ``.extend``, ``.append``."""
+    found: list[str] | None = None
     for stmt in tree.body:
+        value: ast.expr | None = None
         if isinstance(stmt, ast.Assign | ast.AnnAssign) and _assigns(stmt, "__all__"):
-            found = _literal_strs(stmt.value)
-    return found
+            found, value = [], stmt.value
+        elif isinstance(stmt, ast.AugAssign) and _assigns(stmt, "__all__"):
+            value = stmt.value
+        elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+            if _dotted(stmt.value.func) not in ("__all__.extend", "__all__.append"):
+                continue
+            value = stmt.value.args[0] if len(stmt.value.args) == 1 else None
+        else:
+            continue
+        names = _literal_strs(value)
+        found = [*(found or ()), *(names if names is not None else (ANY_SUBMODULE,))]
+    return None if found is None else tuple(dict.fromkeys(found))
 
 
 def _reexport_stmt(stmt: ast.stmt) -> bool:
@@ -195,7 +212,7 @@ class _Scan(ast.NodeVisitor):
     def _assignment(self, targets: list[ast.expr], value: ast.expr | None, node: ast.stmt) -> None:
         for target in targets:
             base = target.value if isinstance(target, ast.Subscript) else target
-            if _dotted(base) == "sys.path":
+            if _dotted(base) in IMPORT_STATE:
                 self.doubt(node, f"`{_shown(node)}` changes where imports are found")
             elif isinstance(target, ast.Name) and target.id == "pytest_plugins":
                 names = _literal_strs(value)
@@ -206,7 +223,8 @@ class _Scan(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         func = _dotted(node.func)
-        last = func.rpartition(".")[2]
+        # `__import__("importlib").import_module(...)`: no dotted name, still the call.
+        last = node.func.attr if isinstance(node.func, ast.Attribute) else func
         if last == "import_module":
             self._import_module(node)
         elif func in ("__import__", "builtins.__import__"):
@@ -215,7 +233,9 @@ class _Scan(ast.NodeVisitor):
             self.doubt(node, f"{func}() runs code that may import anything")
         elif last in BY_PATH:
             self.doubt(node, f"{_shown(node)} loads code by file path")
-        elif func in SYS_PATH_CALLS:
+        elif func == "site.addsitedir" or (
+            func.rpartition(".")[0] in IMPORT_STATE and last in MUTATORS
+        ):
             self.doubt(node, f"{_shown(node)} changes where imports are found")
         elif last in ("importorskip", "run_module"):
             self._literal_module(node)
