@@ -201,7 +201,10 @@ def test_what_cannot_be_resolved_is_unsure(source: str, expected: str) -> None:
 
 
 def test_method_calls_named_like_builtins_are_not_unsure() -> None:
-    source = "model.eval()\ncursor.exec('x')\nsetattr(obj, 'a.b', 1)\nsys.path.count(1)\n"
+    source = (
+        "model.eval()\ncursor.exec('x')\nsetattr(obj, 'a.b', 1)\nsys.path.count(1)\n"
+        "class B:\n    def f(self):\n        return self.load_module('m')\n"
+    )
     assert parse(source, module="m", is_package=False).unsure == ()
 
 

@@ -231,7 +231,8 @@ class _Scan(ast.NodeVisitor):
             self._dunder_import(node)
         elif func in EXEC_CALLS:
             self.doubt(node, f"{func}() runs code that may import anything")
-        elif last in BY_PATH:
+        elif last in BY_PATH and not func.startswith(("self.", "cls.")):
+            # `self.load_module(name)` is the class's own method (mypyc has one), not a loader.
             self.doubt(node, f"{_shown(node)} loads code by file path")
         elif func == "site.addsitedir" or (
             func.rpartition(".")[0] in IMPORT_STATE and last in MUTATORS
