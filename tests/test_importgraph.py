@@ -421,6 +421,15 @@ def test_importers_are_the_reverse_edges() -> None:
     assert g.unsure_paths() == {"a/x.py"}
 
 
+def test_reached_by_is_reaches_backwards() -> None:
+    g = chain()
+    assert g.reached_by(["a/b/d.py"]) == {"a/b/d.py", "a/b/c.py", "test_c.py"}
+    assert g.reached_by(["test_c.py"]) == {"test_c.py"}
+    assert g.reached_by([]) == frozenset()
+    for start in g.modules:
+        assert g.reached_by([start]) == {p for p in g.modules if start in g.reaches([p])}
+
+
 def test_json_round_trip() -> None:
     g = graph({**PKG, "a/b/__init__.py": "__all__ = ['c']\nfrom .c import *\n", "bad.py": "if:\n"})
     data = json.loads(json.dumps(g.to_json()))
@@ -509,6 +518,8 @@ def test_generated_trees_get_exactly_the_expected_edges(
     g = graph(sources)
     assert {p: set(n.imports) for p, n in g.modules.items()} == expected
     assert g.unsure_paths() == frozenset()
+    for path in g.modules:
+        assert g.reached_by([path]) == {p for p in g.modules if path in g.reaches([p])}
 
 
 # --- building from disk, the cache ------------------------------------------------------------

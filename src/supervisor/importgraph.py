@@ -23,6 +23,7 @@ Use::
     graph = importgraph.current(rootdir, store)   # loads, updates and saves .gates/importgraph.json
     graph.reaches(["tests/test_api.py"])           # every file that test may run
     graph.importers("src/pkg/core.py")             # who imports it directly
+    graph.reached_by(["src/pkg/core.py"])          # every file whose import may run it
 
 ``current`` re-parses only the files whose content (or module name) changed.
 ``docs/design.md`` ("Import graph") and ``docs/formats.md`` have the rules and the format.
@@ -217,6 +218,18 @@ class Graph:
     def importers(self, path: str) -> frozenset[str]:
         """The files that import ``path`` directly."""
         return self._reverse.get(path, frozenset())
+
+    def reached_by(self, paths: Iterable[str]) -> frozenset[str]:
+        """Every file whose import may run one of ``paths``: the starts and, transitively,
+        their importers (``reaches`` backwards)."""
+        seen = set(paths)
+        todo = list(seen)
+        while todo:
+            for importer in self.importers(todo.pop()):
+                if importer not in seen:
+                    seen.add(importer)
+                    todo.append(importer)
+        return frozenset(seen)
 
     def unsure_paths(self) -> frozenset[str]:
         return frozenset(p for p, n in self.modules.items() if n.unsure)
