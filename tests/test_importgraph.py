@@ -121,6 +121,7 @@ def test_literal_dynamic_imports() -> None:
         "import_module('.d', package='a.b')\n"
         "__import__('a.x')\n"
         "__import__('a.b', fromlist=['d'])\n"
+        "__import__('a', globals(), locals(), None, 0)\n"
     )
     assert edges({**PKG, "main.py": source}, "main.py") == {
         "a/__init__.py", "a/b/__init__.py", "a/b/c.py", "a/b/d.py", "a/x.py",
@@ -135,6 +136,10 @@ def test_dynamic_import_relative_to_dunder_name() -> None:
     assert edges(files, "a/b/__init__.py") == {"a/__init__.py", "a/b/c.py"}
     parsed = parse("import_module('..x', __package__)\n", module="a.b.c", is_package=False)
     assert "a.x" in parsed.refs and not parsed.unsure
+    relative = parse(
+        "__import__('d', globals(), None, ['e'], 1)\n", module="a.b.c", is_package=False
+    )
+    assert {"a.b.d", "a.b.d.e"} <= relative.refs and not relative.unsure
 
 
 def test_strings_pytest_and_mock_import() -> None:
@@ -167,7 +172,13 @@ def test_a_module_imports_its_own_packages() -> None:
     [
         ("import importlib\nname = 'x'\nimportlib.import_module(name)\n",
          "line 3: importlib.import_module(name) with a non-literal name"),
-        ("m = __import__(f'p{1}')\n", "line 1: __import__(f'p{1}') with a non-literal name"),
+        ("m = __import__(f'p{1}')\n",
+         "line 1: __import__(f'p{1}') with a non-literal name, fromlist or level"),
+        ("m = __import__('p', fromlist=names)\n",
+         "line 1: __import__('p', fromlist=names) with a non-literal name, fromlist or level"),
+        ("m = __import__('p', globals(), None, [], lvl)\n",
+         "line 1: __import__('p', globals(), None, [], lvl) with a non-literal name, fromlist "
+         "or level"),
         ("exec('import a')\n", "line 1: exec() runs code that may import anything"),
         ("x = eval(code)\n", "line 1: eval() runs code that may import anything"),
         ("import importlib.util\nspec = importlib.util.spec_from_file_location('m', 'm.py')\n",

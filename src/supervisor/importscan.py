@@ -286,15 +286,16 @@ class _Scan(ast.NodeVisitor):
     def _dunder_import(self, node: ast.Call) -> None:
         name = self._value(_argument(node, 0, "name"))
         level_node = _argument(node, 4, "level")
-        level = level_node.value if isinstance(level_node, ast.Constant) else None
+        level = level_node.value if isinstance(level_node, ast.Constant) else level_node
         fromlist_node = _argument(node, 3, "fromlist")
-        fromlist = () if fromlist_node is None else _literal_strs(fromlist_node)
-        if isinstance(fromlist_node, ast.Constant) and fromlist_node.value is None:
-            fromlist = ()
-        if name is None or not isinstance(level, int | None) or fromlist is None:
-            self.doubt(node, f"{_shown(node)} with a non-literal name")
+        empty = isinstance(fromlist_node, ast.Constant) and fromlist_node.value is None
+        fromlist = () if fromlist_node is None or empty else _literal_strs(fromlist_node)
+        if level_node is None:
+            level = 0
+        if name is None or type(level) is not int or fromlist is None:
+            self.doubt(node, f"{_shown(node)} with a non-literal name, fromlist or level")
             return
-        base = self.absolute(name, level or 0, node)
+        base = self.absolute(name, level, node)
         if base is None:
             return
         self.add(base)
