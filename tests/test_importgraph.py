@@ -8,6 +8,7 @@ Most graphs are built from sources in memory (``from_sources``); the cache and
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -154,6 +155,18 @@ def test_strings_pytest_and_mock_import() -> None:
     }  # fmt: skip
 
 
+def test_submodules_used_through_an_imported_package_are_edges() -> None:
+    source = (
+        "import a\nfrom a import b as bb\nimport a.b as ab\n"
+        "def f():\n    return a.x.f(), bb.c.g(), ab.d\n"
+    )
+    assert edges({**PKG, "main.py": source}, "main.py") == {
+        "a/__init__.py", "a/b/__init__.py", "a/x.py", "a/b/c.py", "a/b/d.py",
+    }  # fmt: skip
+    unbound = "a = object()\nprint(a.x, a.b.c)\nimport os\nos.path.join('a', 'b')\n"
+    assert edges({**PKG, "other.py": unbound}, "other.py") == set()
+
+
 def test_imports_of_outside_modules_give_no_edge() -> None:
     source = "import os, json\nfrom collections import abc\nimport pytest\nfrom a import nope\n"
     assert edges({**PKG, "main.py": source}, "main.py") == {"a/__init__.py"}
@@ -217,6 +230,15 @@ def test_method_calls_named_like_builtins_are_not_unsure() -> None:
         "class B:\n    def f(self):\n        return self.load_module('m')\n"
     )
     assert parse(source, module="m", is_package=False).unsure == ()
+
+
+def test_parsing_prints_no_warning_of_the_users_code() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        parsed = parse(
+            'import re\nPATTERN = "\\d+"\nassert (1, "x")\n', module="m", is_package=False
+        )
+    assert parsed.refs == {"re"} and not parsed.unsure
 
 
 def test_unreadable_and_undecodable_files_are_unsure() -> None:

@@ -13,12 +13,14 @@ Every import counts, wherever it is: inside functions, classes, ``try`` and
 ``if TYPE_CHECKING:`` alike (a function may run, and selection must not miss it).
 Strings that pytest or ``unittest.mock`` import count too: ``pytest_plugins``,
 ``pytest.importorskip("m")``, ``patch("pkg.mod.attr")``,
-``monkeypatch.setattr("pkg.mod.attr", ...)``.
+``monkeypatch.setattr("pkg.mod.attr", ...)``; so do submodules used through an
+imported name (``import p`` … ``p.q.f()`` depends on ``p.q``).
 """
 
 from __future__ import annotations
 
 import ast
+import warnings
 from dataclasses import dataclass
 
 SHOWN_CHARS = 60
@@ -63,7 +65,10 @@ def parse(source: str, *, module: str, is_package: bool) -> Parsed:
     """The imports of ``source``, the code of ``module`` (a package's ``__init__`` when
     ``is_package``: relative imports are anchored at the package itself)."""
     try:
-        tree = ast.parse(source)
+        with warnings.catch_warnings():
+            # `"\d"` in the user's code: a SyntaxWarning is theirs to see, not mtest's to print.
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source)
     except SyntaxError as exc:
         return Parsed(unsure=(f"does not parse: line {exc.lineno}: {exc.msg}",))
     except (ValueError, RecursionError, MemoryError) as exc:
@@ -73,6 +78,8 @@ def parse(source: str, *, module: str, is_package: bool) -> Parsed:
         scan.visit(tree)
     except RecursionError:
         return Parsed(unsure=("does not parse: nested too deeply to read",))
+    for name in scan.used():
+        scan.add(name)
     return Parsed(
         refs=frozenset(scan.refs),
         star=frozenset(scan.star),
@@ -162,6 +169,22 @@ class _Scan(ast.NodeVisitor):
         self.refs: set[str] = set()
         self.star: set[str] = set()
         self.unsure: list[str] = []
+        self.bound: dict[str, set[str]] = {}
+        """Names that imports bind → the dotted names they stand for."""
+        self.chains: set[str] = set()
+        """Every ``x.y.z`` attribute chain; ``used`` resolves those rooted at a bound name."""
+
+    def used(self) -> set[str]:
+        """``import a`` … ``a.b.f()`` uses ``a.b``: a submodule that some other import
+        loaded, so the code depends on it although no import here names it."""
+        found: set[str] = set()
+        for chain in self.chains:
+            root, _, rest = chain.partition(".")
+            found.update(f"{target}.{rest}" for target in self.bound.get(root, ()))
+        return found
+
+    def bind(self, name: str, target: str) -> None:
+        self.bound.setdefault(name, set()).add(target)
 
     def add(self, name: str) -> None:
         if name:
@@ -185,6 +208,15 @@ class _Scan(ast.NodeVisitor):
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
             self.add(alias.name)
+            top = alias.name.partition(".")[0]
+            self.bind(alias.asname or top, alias.name if alias.asname else top)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        chain = _dotted(node)
+        if chain:
+            self.chains.add(chain)  # only names and attributes inside: nothing else to visit
+        else:
+            self.generic_visit(node)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         base = self.absolute(node.module or "", node.level, node)
@@ -196,6 +228,9 @@ class _Scan(ast.NodeVisitor):
                 self.star.add(base)
             else:
                 self.add(f"{base}.{alias.name}" if base else alias.name)
+                self.bind(
+                    alias.asname or alias.name, f"{base}.{alias.name}" if base else alias.name
+                )
 
     def visit_Assign(self, node: ast.Assign) -> None:
         self._assignment(node.targets, node.value, node)
