@@ -150,8 +150,9 @@ def graph_view(config: Config, console: Console) -> int:
     """``mtest graph [PATH…] [--json]``: the import graph's modules under the PATHs (all
     by default), each with the project files it imports and why it is unsure; exit 0.
     Builds and caches ``.gates/importgraph.json`` as a run would."""
+    roots = _graph_roots(config)
     graph = importgraph.current(config.rootdir, Store(config.gates_dir, console.warn))
-    shown = sorted(p for p in graph.modules if _under(p, _graph_roots(config)))
+    shown = sorted(p for p in graph.modules if _under(p, roots))
     if config.paths and not shown:
         raise MtestError(
             f"no Python file of the project under {', '.join(f'`{p}`' for p in config.paths)}",
