@@ -621,6 +621,12 @@ def test_current_caches_under_gates_and_survives_a_corrupt_file(
     assert len(parsed) == len(first.modules)
     assert warnings == [f"ignoring `{cache}`: it is not valid JSON (truncated?)"]
     assert Graph.from_json(json.loads(cache.read_text())) == first
+    cache.write_text('{"version": 1, "modules": {"a.py": {"name": 3}}}', encoding="utf-8")
+    assert current(project, store.Store(gates, warnings.append)) == first
+    assert warnings[1:] == [
+        f"ignoring `{cache}`: importgraph.json: `a.py`: `name`, `digest` or `reexport_only` "
+        "has the wrong type"
+    ]
 
 
 def test_project_files_skips_what_is_not_the_project(tmp_path: Path) -> None:
