@@ -71,13 +71,14 @@ def execute(
         from supervisor import views
 
         return _code_only(views.cleanup_view(config, console))
-    if config.mode in (Mode.REPORT, Mode.QUARANTINE, Mode.MERGE):
+    if config.mode in (Mode.REPORT, Mode.QUARANTINE, Mode.MERGE, Mode.GRAPH):
         from supervisor import views
 
         view = {
             Mode.REPORT: views.report_view,
             Mode.QUARANTINE: views.quarantine_view,
             Mode.MERGE: views.merge_view,
+            Mode.GRAPH: views.graph_view,
         }[config.mode]
         return _code_only(view(config, console))
     from supervisor import pipeline

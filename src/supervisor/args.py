@@ -43,7 +43,9 @@ _MODES = (
 )  # fmt: skip
 _RUNS_TESTS = frozenset({Mode.RUN, Mode.COLLECT_ONLY, Mode.SELF_CHECK, Mode.SERVICE})
 _MTEST_OWN = frozenset({"-h", "--help", "--version", "--cov", "--cov-branch", "--cov-fail-under"})
-SUBCOMMANDS = {"service": Mode.SERVICE, "history": Mode.HISTORY, "cleanup": Mode.CLEANUP}
+SUBCOMMANDS = {
+    "service": Mode.SERVICE, "history": Mode.HISTORY, "cleanup": Mode.CLEANUP, "graph": Mode.GRAPH,
+}  # fmt: skip
 """``mtest service …``, ``mtest history …``, ``mtest cleanup …``: the first word."""
 
 
@@ -171,7 +173,7 @@ def _add_service_and_outputs(p: argparse.ArgumentParser) -> None:
     )
     history = p.add_argument_group("mtest history")
     history.add_argument("--last", metavar="N", help="runs in the trend table (20)")
-    history.add_argument("--json", action="store_true", help="the runs as JSON")
+    history.add_argument("--json", action="store_true", help="the runs (or `mtest graph`) as JSON")
 
 
 def _add_setup(p: argparse.ArgumentParser) -> None:
@@ -453,7 +455,7 @@ _ONLY = (
     ("history", "--history", {Mode.SERVICE, Mode.RUN, Mode.RESUME, Mode.HISTORY}),
     ("history_keep", "--history-keep", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
     ("last", "--last", {Mode.HISTORY}),
-    ("json", "--json", {Mode.HISTORY}),
+    ("json", "--json", {Mode.HISTORY, Mode.GRAPH}),
     ("metrics_file", "--metrics-file", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
     ("events", "--events", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
     ("cov", "--cov", {Mode.SERVICE, Mode.RUN}),

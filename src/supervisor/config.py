@@ -54,6 +54,8 @@ class Mode(enum.Enum):
     """``mtest history``: the trend of the last runs, from the history file."""
     CLEANUP = "cleanup"
     """``mtest cleanup``: remove the containers of dead runs."""
+    GRAPH = "graph"
+    """``mtest graph``: the static import graph, each module's imports and unsure reasons."""
 
 
 class FlakyResult(enum.Enum):

@@ -1,14 +1,15 @@
 """Commands that read ``.gates/`` instead of running tests.
 
-``--report``, ``--quarantine`` and ``--merge``.
+``--report``, ``--quarantine``, ``--merge``, ``mtest cleanup`` and ``mtest graph``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
-from supervisor import containers, github, learn, report
+from supervisor import containers, github, importgraph, learn, report
 from supervisor.bundle import read_diagnoses
 from supervisor.config import Config
 from supervisor.console import Console
@@ -143,3 +144,56 @@ def cleanup_view(config: Config, console: Console) -> int:
         level=-1,
     )
     return 1 if done.failed else 0
+
+
+def graph_view(config: Config, console: Console) -> int:
+    """``mtest graph [PATH…] [--json]``: the import graph's modules under the PATHs (all
+    by default), each with the project files it imports and why it is unsure; exit 0.
+    Builds and caches ``.gates/importgraph.json`` as a run would."""
+    roots = _graph_roots(config)
+    graph = importgraph.current(config.rootdir, Store(config.gates_dir, console.warn))
+    shown = sorted(p for p in graph.modules if _under(p, roots))
+    if config.paths and not shown:
+        raise MtestError(
+            f"no Python file of the project under {', '.join(f'`{p}`' for p in config.paths)}",
+            hint="give a file or directory under the rootdir, or no path for all",
+            code=4,
+        )
+    if config.json_output:
+        data = importgraph.Graph({p: graph.modules[p] for p in shown}).to_json()
+        console.always(json.dumps(data, indent=2, sort_keys=True))
+        return 0
+    for path in shown:
+        node = graph.modules[path]
+        console.always(f"{path} ({node.name})")
+        for target in sorted(node.imports):
+            console.always(f"  imports {target}")
+        for reason in node.unsure:
+            console.always(f"  unsure: {reason}")
+    edges = sum(len(graph.modules[p].imports) for p in shown)
+    unsure = sum(1 for p in shown if graph.modules[p].unsure)
+    console.line(
+        f"mtest graph: {len(shown)} module(s), {edges} import(s), {unsure} unsure", level=-1
+    )
+    return 0
+
+
+def _graph_roots(config: Config) -> tuple[str, ...] | None:
+    """The PATHs as rootdir-relative POSIX prefixes; ``None``: every module."""
+    if not config.paths:
+        return None
+    rootdir = config.rootdir.resolve()
+    found = []
+    for given in config.paths:
+        resolved = (config.cwd / given).resolve()
+        rel = importgraph.relative(rootdir, resolved)
+        if rel is None:
+            raise MtestError(
+                f"`{given}` is outside the rootdir `{rootdir}`", hint="give a path under it", code=4
+            )
+        found.append("" if rel == "." else rel)
+    return tuple(found)
+
+
+def _under(path: str, roots: tuple[str, ...] | None) -> bool:
+    return roots is None or any(not r or path == r or path.startswith(f"{r}/") for r in roots)
