@@ -46,6 +46,10 @@ QUARANTINE = "quarantine.json"
 INDEX = "index.json"
 IMPORT_GRAPH = "importgraph.json"
 """The static import graph, cached by file content (``supervisor.importgraph``)."""
+ORPHANS = "orphans.json"
+"""``mtest orphans``' last answer (``supervisor.orphans``)."""
+ORPHAN_CHECKS = "orphans"
+"""Under ``cache/``: the pytest file ``--include-orphans`` generates for each run."""
 CACHE = "cache"
 LAST_RUN = "last-run"
 RUN_LOG = "run.jsonl"
@@ -114,6 +118,10 @@ class Paths:
     @property
     def cache(self) -> Path:
         return self.root / CACHE
+
+    @property
+    def orphan_checks(self) -> Path:
+        return self.cache / ORPHAN_CHECKS
 
     @property
     def history(self) -> Path:
