@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from types import ModuleType
 
-from conftest import run_mtest
+from conftest import finals, run_mtest
 
 
 def bench_orphans() -> ModuleType:
@@ -71,3 +71,92 @@ def test_a_dynamic_import_the_tests_reach_makes_the_answer_uncertain(tmp_path: P
     assert "(not certain)" in done.stdout + done.stderr
     data = json.loads(run_mtest(["orphans", "--json"], root).stdout)
     assert data["unsure_reached"] == ["src/shop/prices.py"]
+
+
+CHECKED = {
+    "pytest.ini": "[pytest]\ntestpaths = tests\n",
+    "pkg/__init__.py": "",
+    "pkg/used.py": "VALUE = 1\n",
+    "pkg/fine.py": "from . import used\n\nTWICE = used.VALUE * 2\n",
+    "pkg/raises.py": "raise RuntimeError('boom at import')\n",
+    "pkg/hangs.py": "import time\n\nwhile True:\n    time.sleep(0.05)\n",
+    "pkg/kills.py": "import os\nimport signal\n\nos.kill(os.getpid(), signal.SIGKILL)\n",
+    "pkg/docs.py": 'def f():\n    """\n    >>> f()\n    2\n    """\n    return 1\n',
+    "tests/test_used.py": "from pkg import used\n\n\ndef test_used():\n    assert used.VALUE\n",
+}
+
+
+def checked_project(tmp_path: Path) -> Path:
+    root = tmp_path / "p"
+    for rel, text in CHECKED.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text, encoding="utf-8")
+    return root
+
+
+def test_include_orphans_checks_each_import_in_a_worker(tmp_path: Path) -> None:
+    root = checked_project(tmp_path)
+    metrics = tmp_path / "metrics.prom"
+    done = run_mtest(
+        # -k selects the project's tests; the orphan checks run whatever it says.
+        ["--include-orphans", "--timeout", "5", "--metrics-file", str(metrics), "-k", "used"],
+        root, timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    got = finals(root / ".gates")
+    assert {t: r["outcome"] for t, r in got.items()} == {
+        "tests/test_used.py::test_used": "passed",
+        "orphan::pkg/fine.py": "passed",
+        "orphan::pkg/docs.py": "passed",  # no --doctest-modules: only imported
+        "orphan::pkg/raises.py": "failed",
+        "orphan::pkg/hangs.py": "hung",
+        "orphan::pkg/kills.py": "crashed",
+    }
+    assert "RuntimeError: boom at import" in got["orphan::pkg/raises.py"]["message"]
+    bundle = (root / ".gates" / "last-run" / got["orphan::pkg/raises.py"]["bundle"]).read_text()
+    assert "raise RuntimeError('boom at import')" in bundle
+    assert ".gates/cache/orphans/test_mtest_orphans.py::test_import_" in bundle  # reproduce
+    assert "exceeded the 5s timeout" in got["orphan::pkg/hangs.py"]["message"]
+    assert "SIGKILL" in got["orphan::pkg/kills.py"]["message"]
+    out = done.stdout + done.stderr
+    assert "mtest: Orphans: 5 checked, 3 failed" in out
+    summary = (root / ".gates" / "last-run" / "summary.md").read_text(encoding="utf-8")
+    assert "Orphans: 5 checked, 3 failed (`orphan::` records)." in summary
+    listed = json.loads((root / ".gates" / "orphans.json").read_text(encoding="utf-8"))
+    assert {m["path"] for m in listed["modules"]} == {
+        "pkg/fine.py", "pkg/docs.py", "pkg/raises.py", "pkg/hangs.py", "pkg/kills.py",
+    }  # fmt: skip
+    exposition = metrics.read_text(encoding="utf-8")
+    for outcome, count in (("passed", 2), ("failed", 1), ("hung", 1), ("crashed", 1)):
+        assert f'mtest_last_run_orphans{{outcome="{outcome}"}} {count}' in exposition
+
+
+def test_include_orphans_runs_doctests_with_doctest_modules(tmp_path: Path) -> None:
+    root = checked_project(tmp_path)
+    for rel in ("pkg/raises.py", "pkg/hangs.py", "pkg/kills.py"):
+        (root / rel).unlink()
+    done = run_mtest(["--include-orphans", "--", "--doctest-modules"], root, timeout=240)
+    assert done.returncode == 1, done.stdout + done.stderr
+    got = finals(root / ".gates")
+    assert {t: r["outcome"] for t, r in got.items() if t.startswith("orphan::")} == {
+        "orphan::pkg/fine.py": "passed",
+        "orphan::pkg/docs.py": "passed",
+        "orphan::pkg/docs.py::doctest": "failed",
+    }
+    assert got["orphan::pkg/docs.py::doctest"]["message"].startswith(
+        "AssertionError: 1 of 1 doctest example(s) failed"
+    )
+
+
+def test_include_orphans_with_nothing_to_check_and_where_it_is_refused(tmp_path: Path) -> None:
+    root = checked_project(tmp_path)
+    for rel in ("pkg/fine.py", "pkg/raises.py", "pkg/hangs.py", "pkg/kills.py", "pkg/docs.py"):
+        (root / rel).unlink()
+    done = run_mtest(["--include-orphans"], root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "--include-orphans: no orphan module to check" in done.stdout + done.stderr
+    assert set(finals(root / ".gates")) == {"tests/test_used.py::test_used"}
+    refused = run_mtest(["orphans", "--include-orphans"], root)
+    assert refused.returncode == 4
+    assert "--include-orphans is not used by this command" in refused.stderr

@@ -263,3 +263,17 @@ def test_the_check_file_imports_by_path_with_relative_imports(tmp_path: Path) ->
         "import_0 ok", "doctest_0 ok", "import_2 ok", "import_3 ok",
         "import_1 raised RuntimeError boom at import",
     ]  # fmt: skip
+
+
+def test_without_selection_drops_k_m_and_deselect_only() -> None:
+    drop = orphans.without_selection
+    assert drop(["-k", "slow", "-v", "-m", "smoke and not db"]) == ("-v",)
+    assert drop(["-kslow", "-vk", "x", "-rxs", "--tb", "short", "-p", "no:cov"]) == (
+        "-v", "-rxs", "--tb", "short", "-p", "no:cov",
+    )  # fmt: skip
+    assert drop(["--deselect", "tests/a.py::t", "--deselect=b", "--doctest-modules", "x.py"]) == (
+        "--doctest-modules", "x.py",
+    )  # fmt: skip
+    assert drop(["-W", "error", "-", "--color=yes", "-vm", "slow"]) == (
+        "-W", "error", "-", "--color=yes", "-v",
+    )  # fmt: skip

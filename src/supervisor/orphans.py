@@ -37,6 +37,7 @@ from typing import Any
 
 from supervisor.importgraph import TEST_FILES, Graph, is_test_file
 from supervisor.model import FORMAT_VERSION
+from supervisor.pytestopts import VALUE_LONGS, VALUE_SHORTS
 
 ORPHAN = "orphan"
 ISOLATED = "isolated"
@@ -240,6 +241,35 @@ def checks(
     ]  # fmt: skip
 
 
+def without_selection(args: Sequence[str]) -> tuple[str, ...]:
+    """pytest's arguments without ``-k``, ``-m`` and ``--deselect`` (and their values):
+    they select the project's tests, and would deselect the generated checks."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg.startswith("--"):
+            name, eq, _ = arg.partition("=")
+            valued = not eq and name in VALUE_LONGS and i < len(args)
+            value = args[i : i + 1] if valued and not args[i].startswith("-") else []
+            if name != "--deselect":
+                out.extend([arg, *value])
+            i += len(value)
+            continue
+        at = next((n for n, c in enumerate(arg[1:], 1) if c in VALUE_SHORTS), None)
+        if arg == "-" or not arg.startswith("-") or at is None:
+            out.append(arg)
+            continue
+        takes = at == len(arg) - 1 and i < len(args)
+        if arg[at] in "km":
+            out.extend([f"-{arg[1:at]}"] if at > 1 else [])
+        else:
+            out.extend([arg, *args[i : i + 1]] if takes else [arg])
+        i += 1 if takes else 0
+    return tuple(out)
+
+
 def check_ids(checks_: Iterable[Check], node_file: str) -> dict[str, str]:
     """The generated file's node ids (``node_file``: its rootdir-relative path) → the
     records' ids."""
@@ -297,7 +327,9 @@ def _doctests(path, name):
     for test in doctest.DocTestFinder().find(module):
         runner.run(test, out=out.append)
     failed, tried = runner.summarize(verbose=False)
-    assert not failed, "".join(out) or f"{{failed}} of {{tried}} doctest example(s) failed"
+    if failed:
+        head = f"{{failed}} of {{tried}} doctest example(s) failed"
+        raise AssertionError(head + "\\n" + "".join(out))
 '''
 
 

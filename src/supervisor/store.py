@@ -385,6 +385,12 @@ class Store:
             self.warn(f"`{path}`: skipped {damaged} damaged line(s)")
         return records
 
+    def write_orphan_check(self, name: str, text: str) -> Path:
+        """``cache/orphans/<name>``: the pytest file of ``--include-orphans``' checks."""
+        target = self.paths.orphan_checks / name
+        self._write(target, text)
+        return target
+
     def write_bundle(self, name: str, text: str) -> None:
         """``failures/<name>``; past the cap of ``last-run/``, a stub that says so."""
         target = self.paths.failures / name
