@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
+import socket
+import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
 from conftest import finals, run_mtest
 
 
@@ -160,3 +164,30 @@ def test_include_orphans_with_nothing_to_check_and_where_it_is_refused(tmp_path:
     refused = run_mtest(["orphans", "--include-orphans"], root)
     assert refused.returncode == 4
     assert "--include-orphans is not used by this command" in refused.stderr
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or shutil.which("bwrap") is None,
+    reason="bubblewrap (bwrap) is Linux's, and not installed here",
+)
+def test_include_orphans_checks_run_under_the_sandbox_too(tmp_path: Path) -> None:
+    root = checked_project(tmp_path)
+    for rel in ("pkg/hangs.py", "pkg/kills.py", "pkg/docs.py"):
+        (root / rel).unlink()
+    with socket.create_server(("127.0.0.1", 0)) as server:  # reachable outside the sandbox
+        port = server.getsockname()[1]
+        (root / "pkg" / "net.py").write_text(
+            f"import socket\n\nsocket.create_connection(('127.0.0.1', {port}), timeout=5)\n",
+            encoding="utf-8",
+        )
+        done = run_mtest(["--include-orphans", "--sandbox"], root, timeout=240)
+    if "bubblewrap" in done.stderr and done.returncode == 4:
+        pytest.skip(f"bubblewrap cannot run here: {done.stderr.strip()}")
+    assert done.returncode == 1, done.stdout + done.stderr
+    got = {t: r["outcome"] for t, r in finals(root / ".gates").items()}
+    assert got == {
+        "tests/test_used.py::test_used": "passed",
+        "orphan::pkg/fine.py": "passed",
+        "orphan::pkg/raises.py": "failed",
+        "orphan::pkg/net.py": "failed",  # the sandbox has no network: the import raises
+    }

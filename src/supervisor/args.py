@@ -467,7 +467,7 @@ _ONLY = (
     ("last", "--last", {Mode.HISTORY}),
     ("json", "--json", {Mode.HISTORY, Mode.GRAPH, Mode.ORPHANS}),
     ("recursive", "--recursive", {Mode.ORPHANS}),
-    ("include_orphans", "--include-orphans", {Mode.RUN, Mode.RESUME}),
+    ("include_orphans", "--include-orphans", {Mode.RUN, Mode.RESUME, Mode.SERVICE}),
     ("metrics_file", "--metrics-file", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
     ("events", "--events", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
     ("cov", "--cov", {Mode.SERVICE, Mode.RUN}),
