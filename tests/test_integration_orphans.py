@@ -120,7 +120,7 @@ def test_include_orphans_checks_each_import_in_a_worker(tmp_path: Path) -> None:
     assert "RuntimeError: boom at import" in got["orphan::pkg/raises.py"]["message"]
     bundle = (root / ".gates" / "last-run" / got["orphan::pkg/raises.py"]["bundle"]).read_text()
     assert "raise RuntimeError('boom at import')" in bundle
-    assert ".gates/cache/orphans/test_mtest_orphans.py::test_import_" in bundle  # reproduce
+    assert ".gates/cache/orphans/mtest_orphan_checks.py::test_import_" in bundle  # reproduce
     assert "exceeded the 5s timeout" in got["orphan::pkg/hangs.py"]["message"]
     assert "SIGKILL" in got["orphan::pkg/kills.py"]["message"]
     out = done.stdout + done.stderr
@@ -191,3 +191,23 @@ def test_include_orphans_checks_run_under_the_sandbox_too(tmp_path: Path) -> Non
         "orphan::pkg/raises.py": "failed",
         "orphan::pkg/net.py": "failed",  # the sandbox has no network: the import raises
     }
+
+
+def test_include_orphans_runs_in_the_first_shard_only(tmp_path: Path) -> None:
+    root = checked_project(tmp_path)
+    for rel in ("pkg/raises.py", "pkg/hangs.py", "pkg/kills.py", "pkg/docs.py"):
+        (root / rel).unlink()
+    (root / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")  # collect from the rootdir
+    # Gates directories that are not hidden: the generated file is neither collected by
+    # the next run nor listed as an orphan.
+    for _ in range(2):
+        first = run_mtest(["--include-orphans", "--shard", "1/2", "--gates-dir", "g1"], root)
+        assert first.returncode in (0, 5), first.stdout + first.stderr
+        got = finals(root / "g1")
+        assert got["orphan::pkg/fine.py"]["outcome"] == "passed"
+        assert not any(t.startswith("g1/") for t in got), got
+    second = run_mtest(["--include-orphans", "--shard", "2/2", "--gates-dir", "g2"], root)
+    assert second.returncode in (0, 5), second.stdout + second.stderr
+    assert not any(t.startswith("orphan::") for t in finals(root / "g2"))
+    listed = json.loads((root / "g1" / "orphans.json").read_text(encoding="utf-8"))
+    assert [m["path"] for m in listed["modules"]] == ["pkg/fine.py"]

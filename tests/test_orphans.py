@@ -217,11 +217,11 @@ def test_invariants(g: Graph, recursive: bool) -> None:
 def test_check_ids_map_the_generated_node_ids() -> None:
     checks = [orphans.Check(path="src/pkg/a.py", name="pkg.a", doctests=True),
               orphans.Check(path="b.py", name="b")]  # fmt: skip
-    assert orphans.check_ids(checks, ".gates/cache/orphans/test_mtest_orphans.py") == {
-        ".gates/cache/orphans/test_mtest_orphans.py::test_import_0": "orphan::src/pkg/a.py",
-        ".gates/cache/orphans/test_mtest_orphans.py::test_doctest_0":
+    assert orphans.check_ids(checks, ".gates/cache/orphans/mtest_orphan_checks.py") == {
+        ".gates/cache/orphans/mtest_orphan_checks.py::test_import_0": "orphan::src/pkg/a.py",
+        ".gates/cache/orphans/mtest_orphan_checks.py::test_doctest_0":
             "orphan::src/pkg/a.py::doctest",
-        ".gates/cache/orphans/test_mtest_orphans.py::test_import_1": "orphan::b.py",
+        ".gates/cache/orphans/mtest_orphan_checks.py::test_import_1": "orphan::b.py",
     }  # fmt: skip
 
 
@@ -277,3 +277,13 @@ def test_without_selection_drops_k_m_and_deselect_only() -> None:
     assert drop(["-W", "error", "-", "--color=yes", "-vm", "slow"]) == (
         "-W", "error", "-", "--color=yes", "-v",
     )  # fmt: skip
+
+
+def test_a_visible_gates_directory_is_not_the_projects() -> None:
+    root = Path("/work/proj")
+    assert orphans.not_modules_for(root, root / ".gates")[-1] == ".gates/*"
+    assert orphans.not_modules_for(root, root / "gates")[-1] == "gates/*"
+    assert orphans.not_modules_for(root, Path("/elsewhere/g")) == orphans.NOT_MODULES
+    g = hand({"test_a.py": (), "gates/cache/orphans/mtest_orphan_checks.py": (), "m.py": ()})
+    found = orphans.classify(g, not_modules=orphans.not_modules_for(root, root / "gates"))
+    assert kinds(found) == {"m.py": "orphan"}

@@ -28,7 +28,10 @@ from supervisor.model import Chunk, TestItem, TestResult
 from supervisor.record import Recorder
 from supervisor.store import ORPHANS, Store
 
-CHECK_FILE = "test_mtest_orphans.py"
+CHECK_FILE = "mtest_orphan_checks.py"
+"""Not named like a test file: a pytest run of the project never collects it by itself
+(a gates directory that is not hidden, ``--gates-dir gates``); the children are
+given its node ids."""
 DOCTEST_FLAG = "--doctest-modules"
 
 
@@ -39,7 +42,9 @@ def run(
     """Check every orphan; return outcome → how many checks ended with it (records carry
     the rest). Nothing to check, or a gates directory outside pytest's rootdir: ``{}``."""
     graph = importgraph.current(config.rootdir, store)
-    found = orphans.classify(graph)
+    found = orphans.classify(
+        graph, not_modules=orphans.not_modules_for(config.rootdir, config.gates_dir)
+    )
     store.write_json(ORPHANS, found.to_json())
     if not found.modules:
         recorder.console.line("mtest: --include-orphans: no orphan module to check")

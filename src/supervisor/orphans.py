@@ -33,9 +33,10 @@ import fnmatch
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from supervisor.importgraph import TEST_FILES, Graph, is_test_file
+from supervisor.importgraph import TEST_FILES, Graph, is_test_file, relative
 from supervisor.model import FORMAT_VERSION
 from supervisor.pytestopts import VALUE_LONGS, VALUE_SHORTS
 
@@ -114,6 +115,14 @@ class Result:
             "unsure_reached": list(self.unsure),
             "modules": [e.to_json() for e in self.modules],
         }
+
+
+def not_modules_for(rootdir: Path, gates_dir: Path) -> tuple[str, ...]:
+    """``NOT_MODULES``, and the gates directory when it is under the rootdir and not
+    hidden (``--gates-dir gates``): mtest's own files are not the project's."""
+    rel = relative(rootdir.resolve(), gates_dir.resolve())
+    inside = rel is not None and rel != "."
+    return (*NOT_MODULES, f"{rel}/*") if inside else NOT_MODULES
 
 
 def _matches(path: str, patterns: Sequence[str]) -> bool:

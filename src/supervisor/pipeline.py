@@ -434,8 +434,9 @@ def _check_orphans(
     picked: Selected,
 ) -> dict[str, int] | None:  # fmt: skip
     """``--include-orphans``: after the tests and their retries, each orphan's import check
-    (``orphancheck``); ``None`` without the flag."""
-    if not config.include_orphans:
+    (``orphancheck``); ``None`` without the flag, and in shards other than the first
+    (merged shards would have each check once per shard)."""
+    if not config.include_orphans or (config.shard is not None and config.shard[0] != 1):
         return None
     from supervisor import orphancheck
 

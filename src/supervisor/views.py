@@ -185,7 +185,10 @@ def orphans_view(config: Config, console: Console) -> int:
     ``.gates/orphans.json`` too. Exit 0: orphans are information, not a failure."""
     store = Store(config.gates_dir, console.warn)
     graph = importgraph.current(config.rootdir, store)
-    found = orphans.classify(graph, recursive=config.recursive)
+    found = orphans.classify(
+        graph, recursive=config.recursive,
+        not_modules=orphans.not_modules_for(config.rootdir, config.gates_dir),
+    )  # fmt: skip
     roots = _graph_roots(config)
     if roots is not None:
         found = dataclasses.replace(
