@@ -4,6 +4,7 @@ import-check file ``--include-orphans`` generates (run in a real interpreter).""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -287,3 +288,31 @@ def test_a_visible_gates_directory_is_not_the_projects() -> None:
     g = hand({"test_a.py": (), "gates/cache/orphans/mtest_orphan_checks.py": (), "m.py": ()})
     found = orphans.classify(g, not_modules=orphans.not_modules_for(root, root / "gates"))
     assert kinds(found) == {"m.py": "orphan"}
+
+
+# --- the counts: summary line and metrics --------------------------------------------
+
+
+def test_orphans_line_counts_what_neither_passed_nor_skipped() -> None:
+    from supervisor import report
+
+    counts = {"passed": 2, "skipped": 1, "failed": 1, "hung": 1, "crashed": 1, "error": 1}
+    assert report.orphans_line(counts) == "Orphans: 7 checked, 4 failed"
+    assert report.orphans_line({}) == "Orphans: 0 checked, 0 failed"
+
+
+def test_metrics_give_the_orphan_counts_only_when_checked() -> None:
+    from supervisor import metrics
+    from supervisor.result import RunResult
+
+    base = RunResult(exit_code=1, run_id="r", started="2026-01-01T00:00:00.000Z",
+                     ended="2026-01-01T00:00:01.000Z", wall_s=1.0)  # fmt: skip
+    checked = metrics.render(
+        metrics.Snapshot.fresh(0.0).after(
+            dataclasses.replace(base, orphans={"passed": 2, "hung": 1})
+        )
+    )
+    assert 'mtest_last_run_orphans{outcome="passed"} 2' in checked.splitlines()
+    assert 'mtest_last_run_orphans{outcome="hung"} 1' in checked.splitlines()
+    plain = metrics.render(metrics.Snapshot.fresh(0.0).after(base))
+    assert "mtest_last_run_orphans" not in plain
