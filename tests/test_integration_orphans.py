@@ -211,3 +211,21 @@ def test_include_orphans_runs_in_the_first_shard_only(tmp_path: Path) -> None:
     assert not any(t.startswith("orphan::") for t in finals(root / "g2"))
     listed = json.loads((root / "g1" / "orphans.json").read_text(encoding="utf-8"))
     assert [m["path"] for m in listed["modules"]] == ["pkg/fine.py"]
+
+
+def test_events_name_the_checks_as_the_records_do(tmp_path: Path) -> None:
+    root = checked_project(tmp_path)
+    for rel in ("pkg/hangs.py", "pkg/kills.py", "pkg/docs.py"):
+        (root / rel).unlink()
+    done = run_mtest(["--include-orphans", "--events", "events.jsonl"], root, timeout=240)
+    assert done.returncode == 1, done.stdout + done.stderr
+    events = [json.loads(line) for line in (root / "events.jsonl").read_text().splitlines()]
+    named = {e.get("test_id") for e in events if e.get("test_id")}
+    named |= {t for e in events for t in e.get("tests", ())}
+    assert {"orphan::pkg/fine.py", "orphan::pkg/raises.py"} <= named
+    assert not any("mtest_orphan_checks" in t for t in named), named
+    kinds = {(e["event"], e.get("test_id")) for e in events}
+    assert ("test_started", "orphan::pkg/raises.py") in kinds
+    assert ("test_finished", "orphan::pkg/raises.py") in kinds
+    finished = [e for e in events if e["event"] == "run_finished"]
+    assert finished[0]["result"]["orphans"] == {"passed": 1, "failed": 1}

@@ -26,6 +26,7 @@ from supervisor.config import Config
 from supervisor.drive import Pool, ResultSink, StopControl
 from supervisor.model import Chunk, TestItem, TestResult
 from supervisor.record import Recorder
+from supervisor.result import RunEvent
 from supervisor.store import ORPHANS, Store
 
 CHECK_FILE = "mtest_orphan_checks.py"
@@ -70,14 +71,16 @@ def run(
     }
     chunk = Chunk(index=first_chunk, tests=tuple(TestItem(test_id=n, file=node_file) for n in ids))
     # The run's -k/-m/--deselect select its tests; they would deselect the checks.
-    options = pool.options
+    options, announce = pool.options, pool.announce
     pool.options = dataclasses.replace(
         options, pytest_args=orphans.without_selection(options.pytest_args)
     )
+    if announce is not None:  # the caller's events name the checks as the records do
+        pool.announce = lambda event: announce(_renamed_event(event, ids))
     try:
         never = pool.run([chunk], _renamed(recorder, ids), stop, dedicated=True)
     finally:
-        pool.options = options
+        pool.options, pool.announce = options, announce
     mine = set(ids.values())
     counts = Counter(r.outcome.value for t, r in recorder.finals.items() if t in mine)
     if never:
@@ -93,6 +96,13 @@ def _renamed(recorder: Recorder, ids: Mapping[str, str]) -> ResultSink:
         recorder(dataclasses.replace(result, test_id=ids.get(result.test_id, result.test_id)))
 
     return sink
+
+
+def _renamed_event(event: RunEvent, ids: Mapping[str, str]) -> RunEvent:
+    test_id = None if event.test_id is None else ids.get(event.test_id, event.test_id)
+    return dataclasses.replace(
+        event, test_id=test_id, tests=tuple(ids.get(t, t) for t in event.tests)
+    )
 
 
 def _text(path: Path) -> str:
