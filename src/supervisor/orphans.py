@@ -29,6 +29,7 @@ ids to the records' ids, ``orphan::pkg/mod.py`` (``orphan::pkg/mod.py::doctest``
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -140,7 +141,7 @@ def classify(
     """The project's modules no test or conftest reaches through ``graph``, classified."""
     paths = sorted(graph.modules)
     starts = [p for p in paths if is_test_file(p, test_files)]
-    project = [p for p in paths if p not in set(starts) and not _matches(p, not_modules)]
+    project = [p for p in paths if not is_test_file(p, test_files) and not _matches(p, not_modules)]
     reached = graph.reaches(starts)
     unreached = [p for p in project if p not in reached]
     by_digest: dict[str, list[str]] = {}
@@ -160,7 +161,7 @@ def classify(
     hidden = 0
     for path, entry in entries.items():
         if entry.kind == ISOLATED:
-            entry = _with_via(entry, tuple(via.get(path, ())))
+            entry = dataclasses.replace(entry, via=tuple(via.get(path, ())))
             if entry.via and not recursive:
                 hidden += 1
                 continue
@@ -182,12 +183,6 @@ def _entry(graph: Graph, path: str, by_digest: Mapping[str, list[str]]) -> Entry
     kind = REDUNDANT if same or reexport else ORPHAN if not parents else ISOLATED
     return Entry(path=path, name=node.name, kind=kind, parents=parents, duplicates=same,
                  reexport_only=reexport, unsure=node.unsure)  # fmt: skip
-
-
-def _with_via(entry: Entry, via: tuple[str, ...]) -> Entry:
-    return Entry(path=entry.path, name=entry.name, kind=entry.kind, parents=entry.parents,
-                 duplicates=entry.duplicates, reexport_only=entry.reexport_only, via=via,
-                 unsure=entry.unsure)  # fmt: skip
 
 
 def text_lines(result: Result) -> list[str]:
