@@ -71,7 +71,7 @@ def execute(
         from supervisor import views
 
         return _code_only(views.cleanup_view(config, console))
-    if config.mode in (Mode.REPORT, Mode.QUARANTINE, Mode.MERGE, Mode.GRAPH):
+    if config.mode in (Mode.REPORT, Mode.QUARANTINE, Mode.MERGE, Mode.GRAPH, Mode.ORPHANS):
         from supervisor import views
 
         view = {
@@ -79,6 +79,7 @@ def execute(
             Mode.QUARANTINE: views.quarantine_view,
             Mode.MERGE: views.merge_view,
             Mode.GRAPH: views.graph_view,
+            Mode.ORPHANS: views.orphans_view,
         }[config.mode]
         return _code_only(view(config, console))
     from supervisor import pipeline

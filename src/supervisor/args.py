@@ -45,6 +45,7 @@ _RUNS_TESTS = frozenset({Mode.RUN, Mode.COLLECT_ONLY, Mode.SELF_CHECK, Mode.SERV
 _MTEST_OWN = frozenset({"-h", "--help", "--version", "--cov", "--cov-branch", "--cov-fail-under"})
 SUBCOMMANDS = {
     "service": Mode.SERVICE, "history": Mode.HISTORY, "cleanup": Mode.CLEANUP, "graph": Mode.GRAPH,
+    "orphans": Mode.ORPHANS,
 }  # fmt: skip
 """``mtest service …``, ``mtest history …``, ``mtest cleanup …``: the first word."""
 
@@ -173,7 +174,16 @@ def _add_service_and_outputs(p: argparse.ArgumentParser) -> None:
     )
     history = p.add_argument_group("mtest history")
     history.add_argument("--last", metavar="N", help="runs in the trend table (20)")
-    history.add_argument("--json", action="store_true", help="the runs (or `mtest graph`) as JSON")
+    history.add_argument(
+        "--json", action="store_true", help="the runs (or `mtest graph`/`orphans`) as JSON"
+    )
+    orphans = p.add_argument_group("mtest orphans (modules no test reaches)")
+    orphans.add_argument(
+        "--recursive", action="store_true", help="also the modules only orphans import"
+    )
+    orphans.add_argument(
+        "--include-orphans", action="store_true", help="a run also import-checks each orphan"
+    )
 
 
 def _add_setup(p: argparse.ArgumentParser) -> None:
@@ -455,7 +465,9 @@ _ONLY = (
     ("history", "--history", {Mode.SERVICE, Mode.RUN, Mode.RESUME, Mode.HISTORY}),
     ("history_keep", "--history-keep", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
     ("last", "--last", {Mode.HISTORY}),
-    ("json", "--json", {Mode.HISTORY, Mode.GRAPH}),
+    ("json", "--json", {Mode.HISTORY, Mode.GRAPH, Mode.ORPHANS}),
+    ("recursive", "--recursive", {Mode.ORPHANS}),
+    ("include_orphans", "--include-orphans", {Mode.RUN, Mode.RESUME, Mode.SERVICE}),
     ("metrics_file", "--metrics-file", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
     ("events", "--events", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
     ("cov", "--cov", {Mode.SERVICE, Mode.RUN}),
@@ -506,6 +518,8 @@ def _service_values(ns: argparse.Namespace, mode: Mode, cwd: Path) -> dict[str, 
         if ns.last is None
         else int(parse_positive(ns.last, "--last", integer=True)),
         "json_output": bool(ns.json),
+        "recursive": bool(ns.recursive),
+        "include_orphans": bool(ns.include_orphans),
         "cov": ns.cov is not None or ns.cov_branch or ns.cov_fail_under is not None,
         "cov_sources": tuple(s for s in ns.cov or () if s),
         "cov_branch": bool(ns.cov_branch),

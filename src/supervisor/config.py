@@ -56,6 +56,8 @@ class Mode(enum.Enum):
     """``mtest cleanup``: remove the containers of dead runs."""
     GRAPH = "graph"
     """``mtest graph``: the static import graph, each module's imports and unsure reasons."""
+    ORPHANS = "orphans"
+    """``mtest orphans``: the project's modules no test reaches through the import graph."""
 
 
 class FlakyResult(enum.Enum):
@@ -102,6 +104,10 @@ class Config:
     """``mtest history --last N``: how many runs the trend table shows."""
     json_output: bool = False
     """``mtest history --json``."""
+    recursive: bool = False
+    """``mtest orphans --recursive``: also the modules only orphans import."""
+    include_orphans: bool = False
+    """``--include-orphans``: the run also import-checks each orphan module (``orphans``)."""
     every_s: float | None = None
     """``mtest service --every``: seconds from one cycle's start to the next."""
     cycles: int | None = None

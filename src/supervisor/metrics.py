@@ -215,6 +215,13 @@ def _last_run_families(snapshot: Snapshot) -> Iterator[Family]:
             "timeouts (killed after the grace), cleanup_failures.",
             samples=tuple(((("event", k),), v) for k, v in sorted(last.containers.items())),
         )
+    if last.orphans is not None:
+        yield Family(
+            name="mtest_last_run_orphans",
+            kind="gauge",
+            help="Orphan modules the last run import-checked (--include-orphans), by outcome.",
+            samples=tuple(((("outcome", k),), v) for k, v in sorted(last.orphans.items())),
+        )
     if last.slowest is not None:
         test_id, seconds = last.slowest
         yield Family(

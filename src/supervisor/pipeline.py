@@ -112,6 +112,7 @@ def _result(
         coverage_ratio=None if facts.coverage is None else facts.coverage.ratio,
         peak_rss_bytes=facts.peak_rss_bytes,
         containers=facts.containers,
+        orphans=facts.orphans,
         slowest=None if slowest is None else (slowest.test_id, slowest.duration_s),
     )
 
@@ -207,6 +208,7 @@ def _run_guarded(
             announcer.event(RunEvent(kind=Kind.RUN_STARTED, run_id=run_id, ts=utc_now(),
                                      tests=picked.selected))  # fmt: skip
         outstanding = _drive(pool, config, recorder, stop, picked)
+        checked = _check_orphans(pool, config, store, recorder, stop, picked)
         pool.release()  # the children finish their sessions while we learn and report
         once.finish()  # the teardown, now that no test runs
         complete = not outstanding and not stop.interrupted
@@ -233,6 +235,7 @@ def _run_guarded(
             coverage=coverage,
             peak_rss_bytes=run_peak(pool.peak_rss_bytes, recorder.all_records()),
             containers=None if pool.fleet is None else pool.fleet.counts.as_dict(),
+            orphans=checked,
         )
         finals, code = _report(store, config, recorder, picked.selected, facts, layout)
     # The children have finished their sessions now: say how long it all took, and
@@ -438,6 +441,22 @@ def _drive(
         _retry(pool, config, recorder, stop, first_chunk=len(picked.chunks))
     progress.finish()
     return outstanding
+
+
+def _check_orphans(
+    pool: Pool, config: Config, store: Store, recorder: Recorder, stop: StopControl,
+    picked: Selected,
+) -> dict[str, int] | None:  # fmt: skip
+    """``--include-orphans``: after the tests and their retries, each orphan's import check
+    (``orphancheck``); ``None`` without the flag, and in shards other than the first
+    (merged shards would have each check once per shard)."""
+    if not config.include_orphans or (config.shard is not None and config.shard[0] != 1):
+        return None
+    from supervisor import orphancheck
+
+    used = max((r.chunk for r in recorder.session), default=-1)
+    first = max(len(picked.chunks), used + 1)
+    return orphancheck.run(pool, config, store, recorder, stop, first_chunk=first)
 
 
 def list_selection(store: Store, config: Config, console: Console) -> int:

@@ -38,6 +38,8 @@ class Context:
     runner: tuple[str, ...] = ()
     """What runs ``python`` (a container's ``docker run … IMAGE``), for the bundles'
     ``reproduce:`` line."""
+    repro_ids: Mapping[str, str] = field(default_factory=dict)
+    """A record's id → the node id that reproduces it, where they differ (``orphan::``)."""
 
 
 @dataclass(kw_only=True)
@@ -149,8 +151,9 @@ class Recorder:
     def _repro(self, test_id: str) -> str:
         ctx = self.context
         return bundle.repro_command(
-            test_id, ctx.python, ctx.pytest_args, ctx.cwd, runner=ctx.runner
-        )
+            ctx.repro_ids.get(test_id, test_id), ctx.python, ctx.pytest_args, ctx.cwd,
+            runner=ctx.runner,
+        )  # fmt: skip
 
 
 _NOTHING_TO_DIAGNOSE = frozenset(

@@ -54,6 +54,8 @@ class RunFacts:
     """The largest RSS of any worker (``None``: not measured)."""
     containers: Mapping[str, int] | None = None
     """``--container``: ``containers.Counts.as_dict`` (started, start failures, ...)."""
+    orphans: Mapping[str, int] | None = None
+    """``--include-orphans``: outcome → how many orphan import checks ended with it."""
 
 
 def exit_code(
@@ -157,6 +159,8 @@ def summary_markdown(
     lines += _resources(finals, facts.peak_rss_bytes)
     if facts.containers is not None:
         lines += ["", "## Containers", "", container_line(facts.containers) + "."]
+    if facts.orphans is not None:
+        lines += ["", orphans_line(facts.orphans) + " (`orphan::` records)."]
     if facts.left_out:
         lines += ["", "## Left out by selection", ""]
         lines += [
@@ -167,6 +171,13 @@ def summary_markdown(
         lines += ["", "## Notes", ""]
         lines += [f"- {markdown_text(clip(note, MESSAGE_CHARS))}" for note in facts.notes]
     return "\n".join(lines) + "\n"
+
+
+def orphans_line(counts: Mapping[str, int]) -> str:
+    """``Orphans: 3 checked, 1 failed`` (``--include-orphans``; failed: neither passed
+    nor skipped)."""
+    failed = sum(n for outcome, n in counts.items() if outcome not in ("passed", "skipped"))
+    return f"Orphans: {sum(counts.values())} checked, {failed} failed"
 
 
 def container_line(counts: Mapping[str, int]) -> str:

@@ -49,6 +49,8 @@ class RunResult:
     containers: Mapping[str, int] | None = None
     """``--container``: containers started, start failures, timeouts, cleanup failures."""
     """The largest resident set of any worker, when the children reported it."""
+    orphans: Mapping[str, int] | None = None
+    """``--include-orphans``: outcome → how many orphan import checks ended with it."""
     slowest: tuple[str, float] | None = None
     """The test that took longest and its seconds."""
 
@@ -122,6 +124,7 @@ def result_json(result: RunResult) -> dict[str, Any]:
         "coverage_ratio": result.coverage_ratio,
         "peak_rss_bytes": result.peak_rss_bytes,
         "containers": None if result.containers is None else dict(result.containers),
+        "orphans": None if result.orphans is None else dict(result.orphans),
     }
 
 

@@ -46,6 +46,10 @@ QUARANTINE = "quarantine.json"
 INDEX = "index.json"
 IMPORT_GRAPH = "importgraph.json"
 """The static import graph, cached by file content (``supervisor.importgraph``)."""
+ORPHANS = "orphans.json"
+"""``mtest orphans``' last answer (``supervisor.orphans``)."""
+ORPHAN_CHECKS = "orphans"
+"""Under ``cache/``: the pytest file ``--include-orphans`` generates for each run."""
 CACHE = "cache"
 LAST_RUN = "last-run"
 RUN_LOG = "run.jsonl"
@@ -115,6 +119,10 @@ class Paths:
     @property
     def cache(self) -> Path:
         return self.root / CACHE
+
+    @property
+    def orphan_checks(self) -> Path:
+        return self.cache / ORPHAN_CHECKS
 
     @property
     def history(self) -> Path:
@@ -377,6 +385,12 @@ class Store:
         if damaged:
             self.warn(f"`{path}`: skipped {damaged} damaged line(s)")
         return records
+
+    def write_orphan_check(self, name: str, text: str) -> Path:
+        """``cache/orphans/<name>``: the pytest file of ``--include-orphans``' checks."""
+        target = self.paths.orphan_checks / name
+        self._write(target, text)
+        return target
 
     def write_bundle(self, name: str, text: str) -> None:
         """``failures/<name>``; past the cap of ``last-run/``, a stub that says so."""

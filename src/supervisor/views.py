@@ -1,15 +1,17 @@
 """Commands that read ``.gates/`` instead of running tests.
 
-``--report``, ``--quarantine``, ``--merge``, ``mtest cleanup`` and ``mtest graph``.
+``--report``, ``--quarantine``, ``--merge``, ``mtest cleanup``, ``mtest graph`` and
+``mtest orphans``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 
-from supervisor import containers, github, importgraph, learn, report
+from supervisor import containers, github, importgraph, learn, orphans, report
 from supervisor.bundle import read_diagnoses
 from supervisor.config import Config
 from supervisor.console import Console
@@ -18,7 +20,7 @@ from supervisor.junit import write_junit
 from supervisor.model import TestRecord, final_records
 from supervisor.record import holder_line
 from supervisor.resume import load_state
-from supervisor.store import DURATIONS, QUARANTINE, Store
+from supervisor.store import DURATIONS, ORPHANS, QUARANTINE, Store
 
 
 def report_view(config: Config, console: Console) -> int:
@@ -175,6 +177,31 @@ def graph_view(config: Config, console: Console) -> int:
     console.line(
         f"mtest graph: {len(shown)} module(s), {edges} import(s), {unsure} unsure", level=-1
     )
+    return 0
+
+
+def orphans_view(config: Config, console: Console) -> int:
+    """``mtest orphans [PATH…] [--recursive] [--json]``: the project's modules no test
+    reaches (``supervisor.orphans``), those under the PATHs; written to
+    ``.gates/orphans.json`` too. Exit 0: orphans are information, not a failure."""
+    store = Store(config.gates_dir, console.warn)
+    graph = importgraph.current(config.rootdir, store)
+    found = orphans.classify(
+        graph, recursive=config.recursive,
+        not_modules=orphans.not_modules_for(config.rootdir, config.gates_dir),
+    )  # fmt: skip
+    roots = _graph_roots(config)
+    if roots is not None:
+        found = dataclasses.replace(
+            found, modules=tuple(e for e in found.modules if _under(e.path, roots))
+        )
+    store.write_json(ORPHANS, found.to_json())
+    if config.json_output:
+        console.always(json.dumps(found.to_json(), indent=2, sort_keys=True))
+        return 0
+    for line in orphans.text_lines(found):
+        console.always(line)
+    console.line(orphans.summary_line(found), level=-1)
     return 0
 
 
