@@ -23,6 +23,7 @@ from supervisor import (
     covdata,
     events,
     github,
+    isolate,
     junit,
     learn,
     plan,
@@ -418,10 +419,20 @@ def _drive(
     # (a resumed run counts afresh: it continues after the stop).
     progress.count_failures(sum(rule.gates(r) for r in recorder.session))
     progress.running = pool.running
-    outstanding = pool.run(picked.chunks, progress, stop, tick=progress.show)
-    # -x/--maxfail stop everything, retries too; --fail-fast only stops new tests.
-    if config.retries and stop.mode not in (Stop.HALT, Stop.AFTER_TEST):
-        _retry(pool, config, recorder, stop, first_chunk=len(picked.chunks))
+    watch = isolate.Watch(progress)
+    outstanding = pool.run(picked.chunks, watch, stop, tick=progress.show)
+    # -x/--maxfail stop everything, reruns too; --fail-fast only stops new tests.
+    if stop.mode in (Stop.HALT, Stop.AFTER_TEST):
+        progress.finish()
+        return outstanding
+    first_chunk = len(picked.chunks)
+    if config.isolate_failures:  # first: retries are for what fails alone too
+        first_chunk = isolate.isolate(
+            pool, recorder, stop, watch, first_chunk=first_chunk,
+            find_polluter=config.find_polluter, retries=config.retries > 0,
+        )  # fmt: skip
+    if config.retries:
+        _retry(pool, config, recorder, stop, first_chunk=first_chunk)
     progress.finish()
     return outstanding
 
@@ -564,13 +575,14 @@ def _priority(config: Config, knowledge: Knowledge, chosen: tuple[TestItem, ...]
 def _retry(
     pool: Pool, config: Config, recorder: Recorder, stop: StopControl, *, first_chunk: int
 ) -> None:
-    """Re-run each failed, hung or crashed test alone in a fresh child, up to ``retries`` times."""
+    """Re-run each failed, hung or crashed test alone in a fresh child, up to ``retries`` times
+    (a rerun alone for order dependence counts as the first)."""
     for _ in range(config.retries):
         again = [
             TestItem(test_id=r.test_id, file=r.test_id.split("::", 1)[0])
             for r in recorder.session
             if recorder.finals[r.test_id] is r and r.outcome.retryable
-            and "::" in r.test_id
+            and "::" in r.test_id and recorder.attempts[r.test_id] <= config.retries
         ]  # fmt: skip
         if not again or stop.current(time.monotonic()) is Stop.HALT:
             return
