@@ -292,6 +292,14 @@ def _values(
         flag = "--tier" if ns.tier is not None and "tier" in str(exc) else "--shard"
         raise MtestError(str(exc), hint=f"see `mtest --help` for {flag}") from None
     python, python_origin = _python(ns, table, origin, cwd, check=check)
+    isolate = flag_of(table, "isolate_failures", origin, default=True)
+    if ns.isolate_failures is not None:
+        isolate = ns.isolate_failures
+    if ns.find_polluter and not isolate:
+        raise MtestError(
+            "--find-polluter needs the rerun alone that --no-isolate-failures turns off",
+            hint="drop one of them (or `isolate_failures = false` from [tool.mtest])",
+        )
     return {
         "python": python,
         "python_origin": python_origin,
@@ -312,9 +320,7 @@ def _values(
         if ns.skip_quarantined is None
         else ns.skip_quarantined,
         "lazy_collection": flag_of(table, "lazy_collection", origin, default=True),
-        "isolate_failures": flag_of(table, "isolate_failures", origin, default=True)
-        if ns.isolate_failures is None
-        else ns.isolate_failures,
+        "isolate_failures": isolate,
         "find_polluter": ns.find_polluter,
         "failed_only": ns.failed,
         "flaky_result": _flaky_result(_pick(ns.flaky_result, "flaky_result", table, origin)),

@@ -134,7 +134,13 @@ def _run(
         elif passthrough is not None:
             passthrough(result)
 
-    pool.run(chunks, sink, stop, dedicated=True)
+    announce = pool.announce
+    if passthrough is None:  # a search's probes are not the run's tests: no events for them
+        pool.announce = None
+    try:
+        pool.run(chunks, sink, stop, dedicated=True)
+    finally:
+        pool.announce = announce
     return ended
 
 
