@@ -251,7 +251,7 @@ def _eager_workers(config: Config, stored: Index) -> int:
     only once the plan or the files to collect say so)."""
     narrow = (
         config.tiers != frozenset(range(select.MAX_TIER + 1)) or config.shard is not None
-        or config.budget_s is not None or not config.whole_suite
+        or config.budget_s is not None or not config.whole_suite or config.failed_only
     )  # fmt: skip
     return 1 if narrow else max(1, min(config.jobs, len(stored.files)))
 
