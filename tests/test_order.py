@@ -23,6 +23,9 @@ def test_predecessors_are_what_the_worker_started_before_the_test() -> None:
 
 def test_only_failures_and_errors_are_rerun_alone() -> None:
     assert {o for o in Outcome if order.isolates(o)} == {Outcome.FAILED, Outcome.ERROR}
+    assert order.isolates(Outcome.ERROR, "setup") and order.isolates(Outcome.FAILED, "call")
+    # A wider fixture's teardown is reported on whichever test ran last: not an order question.
+    assert not order.isolates(Outcome.ERROR, "teardown")
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,7 @@ class Watch:
     failed: dict[str, TestResult] = field(default_factory=dict)
 
     def __call__(self, result: TestResult) -> None:
-        if order.isolates(result.outcome) and "::" in result.test_id:
+        if order.isolates(result.outcome, result.when) and "::" in result.test_id:
             self.failed[result.test_id] = result
         self.inner(result)
 

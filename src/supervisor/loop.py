@@ -295,7 +295,7 @@ class Loop:
                 result = parse.result_from_end(
                     event, chunk=_index(worker), worker=worker.slot, child=worker.seq
                 )
-                if order.isolates(result.outcome):  # what ran before it, for order.py
+                if order.isolates(result.outcome, result.when):  # what ran before it, for order.py
                     result = dataclasses.replace(
                         result, predecessors=order.predecessors(worker.started, event.test_id)
                     )

@@ -6,7 +6,7 @@ worker (``isolate.py`` drives it). Failing alone too, it stays failing (the
 rerun is one more attempt record); passing alone, it is ``order_dependent``,
 with the tests its worker ran before it (``predecessors``). Hung and crashed
 tests are not rerun for this: a deadline or a dead worker is not an order
-question.
+question; nor is an error in teardown (``isolates``).
 
 ``--find-polluter`` bisects the predecessors: a ``Search`` asks "does the test
 fail after this subset (in the original order), in a fresh worker?" and narrows
@@ -38,9 +38,12 @@ LISTED = 5
 _ISOLATED = frozenset({Outcome.FAILED, Outcome.ERROR})
 
 
-def isolates(outcome: Outcome) -> bool:
-    """Whether a test that ended like this in a chunk is rerun alone."""
-    return outcome in _ISOLATED
+def isolates(outcome: Outcome, when: str | None = None) -> bool:
+    """Whether a test that ended like this in a chunk (``when``: the phase that failed)
+    is rerun alone. Not an error in teardown: pytest reports the teardown of a
+    session or module fixture on whichever test ran last, and that test alone
+    would pass for reasons that have nothing to do with its order."""
+    return outcome in _ISOLATED and not (outcome is Outcome.ERROR and when == "teardown")
 
 
 def predecessors(started: Sequence[str], test_id: str) -> tuple[str, ...]:
