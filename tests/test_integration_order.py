@@ -8,6 +8,8 @@ from pathlib import Path
 from conftest import finals, records, run_mtest, write_suite
 from test_integration_state import FAILS_ONCE
 
+from supervisor import order
+
 PAIR = """\
 STATE = {}
 
@@ -86,6 +88,16 @@ def test_find_polluter_names_the_one_predecessor_that_breaks_it(tmp_path: Path) 
     assert "pytest test_pair.py::test_a test_pair.py::test_b" in bundle  # reproduces it
     # The searches' runs are probes: nothing else got a second record.
     assert all(len(v) == 1 for k, v in _attempts(gates).items() if k != "test_pair.py::test_b")
+    # Each probe ran a subset of the predecessors in their order, then the test, in a
+    # fresh child; the number of children is bounded.
+    children = gates / "last-run" / "children"
+    probes = [p.read_text().split() for p in sorted(children.glob("*-chunk*.ids"))][2:]
+    assert probes, "the search ran"
+    for ids in probes:
+        assert ids[-1] == "test_pair.py::test_b"
+        assert ids[:-1] == [t for t in final["predecessors"] if t in ids[:-1]]
+    assert len(probes) <= order.max_runs(len(final["predecessors"]))
+    assert len(list(children.glob("*.out.txt"))) == 2 + len(probes)
 
 
 def test_no_isolate_failures_keeps_plain_failures(tmp_path: Path) -> None:
