@@ -149,6 +149,9 @@ def test_failed_reruns_the_last_failures_and_the_new_tests(tmp_path: Path) -> No
     assert first.returncode == 1, first.stdout + first.stderr
     assert "--failed: no last run is recorded; running all" in first.stdout
     assert len(finals(project / ".gates")) == 4
+    listed = run_mtest(["--collect-only", "--failed"], project, timeout=180)
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert listed.stdout.split("\n")[1:3] == ["test_mixed.py::test_bad", "test_mixed.py::test_err"]
     (project / "test_new.py").write_text("def test_new():\n    pass\n")
     second = run_mtest(["--failed"], project, env={"FIXED": "1"}, timeout=180)
     assert second.returncode == 0, second.stdout + second.stderr
