@@ -50,9 +50,11 @@ def test_run_calls_back_once_per_record_in_order_and_tells_every_event(tmp_path:
     told: list[RunEvent] = []
     output = io.StringIO()
 
+    # Each test starts once: no rerun alone of the failure (tests/test_integration_order.py).
     result = supervisor.run(
-        ["-j", "2"], cwd=project, on_record=got.append, on_event=told.append, output=output
-    )
+        ["-j", "2", "--no-isolate-failures"], cwd=project, on_record=got.append,
+        on_event=told.append, output=output,
+    )  # fmt: skip
 
     written = records(project / ".gates")
     assert [(r.test_id, r.attempt) for r in got] == [(r["test_id"], r["attempt"]) for r in written]

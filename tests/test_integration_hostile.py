@@ -137,13 +137,19 @@ def test_record_lines_are_complete_json_with_every_field(hostile: HostileRun) ->
     body = hostile.lines[:-1]
     assert body
     run_ids = set()
+    first: dict[str, str] = {}
     for line in body:
         record = json.loads(line)
         assert record["version"] == 1
         for field, kind in RECORD_FIELDS.items():
             assert isinstance(record[field], kind), (field, record)
         assert record["bundle"] is None or isinstance(record["bundle"], str)
-        assert record["attempt"] == 1  # no --retries: one attempt per test
+        # No --retries: one attempt per test, and one rerun alone of a failure.
+        if record["attempt"] == 1:
+            first[record["test_id"]] = record["outcome"]
+        else:
+            assert record["attempt"] == 2, record
+            assert first[record["test_id"]] in ("failed", "error"), record
         run_ids.add(record["run_id"])
     assert len(run_ids) == 1
 

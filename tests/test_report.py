@@ -21,7 +21,7 @@ from supervisor.report import (
     summary_markdown,
 )
 
-GATING = {Outcome.FAILED, Outcome.ERROR, Outcome.HUNG, Outcome.CRASHED}
+GATING = {Outcome.FAILED, Outcome.ERROR, Outcome.HUNG, Outcome.CRASHED, Outcome.ORDER_DEPENDENT}
 
 
 def rec(test_id: str, outcome: Outcome, **changes: Any) -> TestRecord:

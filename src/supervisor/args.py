@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", metavar="S", help="per-test wall-clock limit in seconds")
     p.add_argument("--kill-grace", metavar="S", help="seconds from SIGTERM to SIGKILL (5)")
     p.add_argument("--retries", metavar="N", help="re-run failed/hung/crashed tests alone")
+    _add_order(p)
     p.add_argument(
         "--flaky-result", choices=[f.value for f in FlakyResult],
         help="whether flaky tests fail the run (default: pass)",
@@ -104,6 +105,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more output")
     p.add_argument("--version", action="version", version=f"mtest {__version__}")
     return p
+
+
+def _add_order(p: argparse.ArgumentParser) -> None:
+    """Order dependence and reruns of the last run's failures (issue 13)."""
+    p.add_argument(
+        "--isolate-failures", action=argparse.BooleanOptionalAction,
+        help="rerun a test that failed in its chunk alone (default: on)",
+    )  # fmt: skip
+    p.add_argument(
+        "--find-polluter", action="store_true",
+        help="name the earlier test that breaks an order_dependent one",
+    )  # fmt: skip
+    p.add_argument(
+        "--failed", action="store_true",
+        help="run only the last run's failing tests and the new ones",
+    )  # fmt: skip
 
 
 def _add_pytest_like(p: argparse.ArgumentParser) -> None:
@@ -287,6 +304,14 @@ def _values(
         flag = "--tier" if ns.tier is not None and "tier" in str(exc) else "--shard"
         raise MtestError(str(exc), hint=f"see `mtest --help` for {flag}") from None
     python, python_origin = _python(ns, table, origin, cwd, check=check)
+    isolate = flag_of(table, "isolate_failures", origin, default=True)
+    if ns.isolate_failures is not None:
+        isolate = ns.isolate_failures
+    if ns.find_polluter and not isolate:
+        raise MtestError(
+            "--find-polluter needs the rerun alone that --no-isolate-failures turns off",
+            hint="drop one of them (or `isolate_failures = false` from [tool.mtest])",
+        )
     return {
         "python": python,
         "python_origin": python_origin,
@@ -307,6 +332,9 @@ def _values(
         if ns.skip_quarantined is None
         else ns.skip_quarantined,
         "lazy_collection": flag_of(table, "lazy_collection", origin, default=True),
+        "isolate_failures": isolate,
+        "find_polluter": ns.find_polluter,
+        "failed_only": ns.failed,
         "flaky_result": _flaky_result(_pick(ns.flaky_result, "flaky_result", table, origin)),
         "junit_xml": None
         if ns.junit_xml is None
@@ -490,6 +518,9 @@ _ONLY = (
     ("setup", "--setup", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
     ("teardown", "--teardown", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
     ("setup_timeout", "--setup-timeout", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
+    ("find_polluter", "--find-polluter", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
+    ("isolate_failures", "--isolate-failures", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
+    ("failed", "--failed", {Mode.RUN, Mode.COLLECT_ONLY}),
 )
 """Options that belong to some modes: elsewhere a usage error, not silently ignored."""
 

@@ -26,6 +26,7 @@ import shlex
 from collections.abc import Iterable
 from pathlib import Path
 
+from supervisor import order
 from supervisor.model import Fingerprint, Outcome, TestRecord, TestResult
 from supervisor.text import one_line, tail, utf8_text
 
@@ -39,6 +40,7 @@ DIAGNOSIS_CHARS = 4096
 TRACEBACK = "traceback"
 STACKS = "stacks of every thread when the test was stopped"
 CHILD_OUTPUT = "the child's own output (stdout+stderr)"
+ORDER = "order dependence"
 
 
 def bundle_name(test_id: str, attempt: int = 1) -> str:
@@ -76,11 +78,12 @@ def cap(text: str, limit: int = STREAM_CAP) -> str:
 
 def repro_command(
     test_id: str, python: str, pytest_args: tuple[str, ...], cwd: str,
-    *, runner: tuple[str, ...] = (),
+    *, runner: tuple[str, ...] = (), before: tuple[str, ...] = (),
 ) -> str:  # fmt: skip
-    """The exact command that runs this test alone, with the run's pytest options
-    (after ``runner``: a container's ``docker run … IMAGE``)."""
-    command = [*runner, python, "-m", "pytest", test_id, *pytest_args]
+    """The exact command that runs this test alone (after ``before``: an
+    order-dependent test's polluter), with the run's pytest options (after
+    ``runner``: a container's ``docker run … IMAGE``)."""
+    command = [*runner, python, "-m", "pytest", *before, test_id, *pytest_args]
     return shlex.join(["cd", cwd]) + " && " + shlex.join(command)
 
 
@@ -116,6 +119,8 @@ def bundle_text(
         lines += _section(STACKS, cap(result.stacks))
     if result.child_output:
         lines += _section(CHILD_OUTPUT, cap(result.child_output))
+    if record.outcome is Outcome.ORDER_DEPENDENT:
+        lines += _section(ORDER, order.section(record.predecessors, record.polluter))
     lines += [
         "== environment ==",
         f"python:    {fingerprint.python} ({fingerprint.executable})",

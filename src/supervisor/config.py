@@ -151,6 +151,12 @@ class Config:
     """``--teardown`` / ``[tool.mtest] teardown``: run once at the end, whatever happened."""
     setup_timeout_s: float = DEFAULT_SETUP_TIMEOUT_S
     """``--setup-timeout``: the setup's limit, and the teardown's."""
+    isolate_failures: bool = True
+    """A test that fails in its chunk is rerun alone (``--no-isolate-failures``: not)."""
+    find_polluter: bool = False
+    """``--find-polluter``: bisect an ``order_dependent`` test's predecessors."""
+    failed_only: bool = False
+    """``--failed``: only the last run's failing tests and the new ones (``select.rerun``)."""
 
     @property
     def child_args(self) -> tuple[str, ...]:
@@ -345,7 +351,7 @@ _KNOWN_KEYS = frozenset(
      "budget", "skip_quarantined", "fail_fast", "pytest_args", "flaky_result",
      "lazy_collection", "sandbox", "sandbox_writable", "setup", "teardown", "setup_timeout",
      "container", "container_runtime", "docker_host", "container_args", "container_lock",
-     "image_tar"}
+     "image_tar", "isolate_failures"}
 )  # fmt: skip
 
 

@@ -29,7 +29,7 @@ TTY_EVERY_S = 0.2
 _COLORS = {
     Outcome.PASSED: "32", Outcome.FLAKY: "33", Outcome.SKIPPED: "33", Outcome.XFAILED: "33",
     Outcome.XPASSED: "33", Outcome.FAILED: "31", Outcome.ERROR: "31", Outcome.HUNG: "35",
-    Outcome.CRASHED: "35",
+    Outcome.CRASHED: "35", Outcome.ORDER_DEPENDENT: "31",
 }  # fmt: skip
 
 

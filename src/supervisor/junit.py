@@ -66,7 +66,7 @@ def junit_key(test_id: str) -> tuple[str, str]:
 
 XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
 
-_FAILURES = frozenset({Outcome.FAILED, Outcome.HUNG, Outcome.CRASHED})
+_FAILURES = frozenset({Outcome.FAILED, Outcome.HUNG, Outcome.CRASHED, Outcome.ORDER_DEPENDENT})
 _SKIPS = frozenset({Outcome.SKIPPED, Outcome.XFAILED})
 _ENDED_PASSING = frozenset({Outcome.PASSED, Outcome.XPASSED, Outcome.FLAKY})
 

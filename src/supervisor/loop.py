@@ -15,6 +15,7 @@ Every time is mtest's own ``time.monotonic()`` when it read the event.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import selectors
 import signal
@@ -22,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from supervisor import blame, containers, events, parse, reaper, resources
+from supervisor import blame, containers, events, order, parse, reaper, resources
 from supervisor.control import (
     DEFAULT_TIMEOUT_S,
     EXIT_WAIT_S,
@@ -296,6 +297,10 @@ class Loop:
                 result = parse.result_from_end(
                     event, chunk=_index(worker), worker=worker.slot, child=worker.seq
                 )
+                if order.isolates(result.outcome, result.when):  # what ran before it, for order.py
+                    result = dataclasses.replace(
+                        result, predecessors=order.predecessors(worker.started, event.test_id)
+                    )
                 worker.on_end(event.test_id, now, rss_bytes=event.rss_bytes)
                 self._record(worker, result)
             case events.Done():

@@ -25,6 +25,8 @@ class Outcome(enum.StrEnum):
     HUNG = "hung"
     CRASHED = "crashed"
     FLAKY = "flaky"
+    ORDER_DEPENDENT = "order_dependent"
+    """Failed in its chunk, passed alone in a fresh worker (``order``)."""
 
     @property
     def gating(self) -> bool:
@@ -37,7 +39,9 @@ class Outcome(enum.StrEnum):
         return self in _RETRYABLE
 
 
-_GATING = frozenset({Outcome.FAILED, Outcome.ERROR, Outcome.HUNG, Outcome.CRASHED})
+_GATING = frozenset(
+    {Outcome.FAILED, Outcome.ERROR, Outcome.HUNG, Outcome.CRASHED, Outcome.ORDER_DEPENDENT}
+)
 _RETRYABLE = frozenset({Outcome.FAILED, Outcome.ERROR, Outcome.HUNG, Outcome.CRASHED})
 
 
@@ -117,6 +121,10 @@ class TestRecord:
     """How much that memory grew during the test (negative: it shrank)."""
     cpu_s: float | None = None
     """CPU seconds (user + system) the worker used during the test."""
+    predecessors: tuple[str, ...] = ()
+    """``order_dependent``: the tests its worker ran before it, in order."""
+    polluter: str | None = None
+    """``order_dependent`` with ``--find-polluter``: the one predecessor that breaks it."""
     version: int = field(default=FORMAT_VERSION)
 
     def to_json(self) -> dict[str, Any]:
@@ -135,6 +143,7 @@ class TestRecord:
             "bundle": self.bundle,
             "ts": self.ts,
             **self._resources_json(),
+            **self._order_json(),
         }
 
     def _resources_json(self) -> dict[str, Any]:
@@ -147,6 +156,15 @@ class TestRecord:
             out["rss_growth_bytes"] = self.rss_growth_bytes
         if self.cpu_s is not None:
             out["cpu_s"] = round(self.cpu_s, 6)
+        return out
+
+    def _order_json(self) -> dict[str, Any]:
+        """The order fields, on an ``order_dependent`` record only."""
+        out: dict[str, Any] = {}
+        if self.outcome is Outcome.ORDER_DEPENDENT:
+            out["predecessors"] = list(self.predecessors)
+        if self.polluter is not None:
+            out["polluter"] = self.polluter
         return out
 
     @classmethod
@@ -171,6 +189,8 @@ class TestRecord:
                 rss_bytes=_optional_int(data.get("rss_bytes")),
                 rss_growth_bytes=_optional_int(data.get("rss_growth_bytes")),
                 cpu_s=None if data.get("cpu_s") is None else float(data["cpu_s"]),
+                predecessors=tuple(str(t) for t in data.get("predecessors", ())),
+                polluter=None if data.get("polluter") is None else str(data["polluter"]),
             )
         except (TypeError, AttributeError) as exc:
             raise ValueError(f"not a test record: {exc}") from exc
@@ -214,6 +234,9 @@ class TestResult:
     """The worker's RSS after the test; for a dead worker's test, when last measured."""
     rss_growth_bytes: int | None = None
     cpu_s: float | None = None
+    predecessors: tuple[str, ...] = ()
+    """A failing test: the tests its worker ran before it since the worker started."""
+    polluter: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -23,6 +23,7 @@ from supervisor import (
     covdata,
     events,
     github,
+    isolate,
     junit,
     learn,
     plan,
@@ -37,7 +38,15 @@ from supervisor.drive import DriveOptions, Pool, Stop, StopControl
 from supervisor.index import Index, fs_reader
 from supervisor.interrupts import Guard
 from supervisor.launcher import LOCAL, Launcher, container_for, outermost, sandbox_for
-from supervisor.model import Chunk, Collection, Fingerprint, TestItem, TestRecord
+from supervisor.model import (
+    Chunk,
+    Collection,
+    Fingerprint,
+    Outcome,
+    TestItem,
+    TestRecord,
+    final_records,
+)
 from supervisor.progress import Progress, StopRule
 from supervisor.reaper import ANCESTRY_VAR, Watchdog
 from supervisor.record import Context, Recorder, holder_line, utc_now
@@ -57,6 +66,8 @@ class Knowledge:
 
     durations: learn.Durations
     quarantine: learn.Quarantine
+    last_run: Mapping[str, Outcome] | None = None
+    """``--failed``: each test's final outcome in the last run (``None``: none recorded)."""
 
 
 def new_run_id() -> str:
@@ -148,6 +159,7 @@ def _run_guarded(
 ) -> RunResult:  # fmt: skip
     started, began = time.monotonic(), utc_now()
     measure = covdata.prepare(config, store, run_id) if config.cov else None
+    last = last_outcomes(store) if config.failed_only and point is None else None
     store.begin_run(fresh=point is None)
     if config.budget_s is not None:
         stop.deadline = started + config.budget_s - FINISH_RESERVE_S
@@ -180,7 +192,7 @@ def _run_guarded(
         else:
             rootdir, inifile = (point.layout.rootdir, point.layout.inifile) if point else ("", None)
             pool.start(listed, rootdir=rootdir, inifile=inifile)  # it collects while we read on
-        knowledge = load_knowledge(store)
+        knowledge = dataclasses.replace(load_knowledge(store), last_run=last)
         recorder = Recorder(
             store=store,
             console=console,
@@ -196,7 +208,8 @@ def _run_guarded(
         recorder.learn_items(collection, config.tier_map)
         for problem in collection.problems:
             recorder.record_new(problem)
-        picked = _pick(config, collection, knowledge, point, costs=found.costs if found else {})
+        picked = _pick(config, collection, knowledge, point, costs=found.costs if found else {},
+                       say=console.line)  # fmt: skip
         layout = Layout(
             rootdir=collection.fingerprint.rootdir, inifile=collection.fingerprint.inifile
         )
@@ -255,7 +268,7 @@ def _eager_workers(config: Config, stored: Index) -> int:
     only once the plan or the files to collect say so)."""
     narrow = (
         config.tiers != frozenset(range(select.MAX_TIER + 1)) or config.shard is not None
-        or config.budget_s is not None or not config.whole_suite
+        or config.budget_s is not None or not config.whole_suite or config.failed_only
     )  # fmt: skip
     return 1 if narrow else max(1, min(config.jobs, len(stored.files)))
 
@@ -400,14 +413,14 @@ def warn_jobs(config: Config, console: Console) -> None:
 
 def _pick(
     config: Config, collection: Collection, knowledge: Knowledge, point: ResumePoint | None,
-    *, costs: Mapping[str, float],
+    *, costs: Mapping[str, float], say: Callable[[str], None],
 ) -> Selected:  # fmt: skip
     """Select the tests and cut them into chunks (``costs``: files still to import).
 
     Selection weighs the tests' own estimates (the budget counts collection as a
     fixed cost); the plan also sees each file's import, on its first chosen test."""
     estimates = learn.estimates(knowledge.durations, collection.items)
-    chosen, left_out = select_tests(config, collection, knowledge, estimates, point)
+    chosen, left_out = select_tests(config, collection, knowledge, estimates, point, say=say)
     chunks = plan.make_chunks(
         chosen, jobs=config.jobs, first=_priority(config, knowledge, chosen),
         estimates=collecting.with_import_costs(estimates, chosen, costs),
@@ -435,10 +448,20 @@ def _drive(
     # (a resumed run counts afresh: it continues after the stop).
     progress.count_failures(sum(rule.gates(r) for r in recorder.session))
     progress.running = pool.running
-    outstanding = pool.run(picked.chunks, progress, stop, tick=progress.show)
-    # -x/--maxfail stop everything, retries too; --fail-fast only stops new tests.
-    if config.retries and stop.mode not in (Stop.HALT, Stop.AFTER_TEST):
-        _retry(pool, config, recorder, stop, first_chunk=len(picked.chunks))
+    watch = isolate.Watch(progress)
+    outstanding = pool.run(picked.chunks, watch, stop, tick=progress.show)
+    # -x/--maxfail stop everything, reruns too; --fail-fast only stops new tests.
+    if stop.mode in (Stop.HALT, Stop.AFTER_TEST):
+        progress.finish()
+        return outstanding
+    first_chunk = len(picked.chunks)
+    if config.isolate_failures:  # first: retries are for what fails alone too
+        first_chunk = isolate.isolate(
+            pool, recorder, stop, watch, first_chunk=first_chunk,
+            find_polluter=config.find_polluter, retries=config.retries > 0,
+        )  # fmt: skip
+    if config.retries:
+        _retry(pool, config, recorder, stop, first_chunk=first_chunk)
     progress.finish()
     return outstanding
 
@@ -477,8 +500,12 @@ def list_selection(store: Store, config: Config, console: Console) -> int:
             pool.start()
             knowledge = load_knowledge(store)
             collection = pool.collect(stop)
+    if config.failed_only:
+        knowledge = dataclasses.replace(knowledge, last_run=last_outcomes(store))
     estimates = learn.estimates(knowledge.durations, collection.items)
-    chosen, left_out = select_tests(config, collection, knowledge, estimates, None)
+    chosen, left_out = select_tests(
+        config, collection, knowledge, estimates, None, say=console.line
+    )
     for item in chosen:
         console.always(item.test_id)
     for problem in collection.problems:
@@ -522,6 +549,12 @@ def _report(
     return finals, code
 
 
+def last_outcomes(store: Store) -> dict[str, Outcome] | None:
+    """Each test's final outcome in the last run's ``run.jsonl`` (``None``: no record)."""
+    finals = final_records(store.read_records())
+    return {test_id: r.outcome for test_id, r in finals.items()} if finals else None
+
+
 def load_knowledge(store: Store) -> Knowledge:
     durations = store.load(DURATIONS, learn.Durations.from_json) or learn.Durations()
     quarantine = store.load(QUARANTINE, learn.Quarantine.from_json) or learn.Quarantine()
@@ -563,11 +596,17 @@ def learn_from(
 def select_tests(
     config: Config, collection: Collection, knowledge: Knowledge,
     estimates: dict[str, float], point: ResumePoint | None,
+    *, say: Callable[[str], None] = lambda line: None,
 ) -> tuple[tuple[TestItem, ...], tuple[select.LeftOut, ...]]:  # fmt: skip
     items = collection.items
     if point is not None:
         wanted = set(point.outstanding)
         return tuple(t for t in items if t.test_id in wanted), ()
+    only = None
+    if config.failed_only:
+        rerun = select.rerun_failed(items, knowledge.last_run, frozenset(knowledge.durations.tests))
+        only = rerun.keep
+        say(f"mtest: {rerun.note}")
     startup, collect = learn.fixed_costs(knowledge.durations)
     selection = select.choose(
         items,
@@ -582,6 +621,7 @@ def select_tests(
         known=frozenset(knowledge.durations.tests),
         recency=learn.failure_recency(knowledge.durations),
         costs=select.FixedCosts(startup_s=startup, collect_s=collect),
+        only=only,
     )
     return selection.chosen, selection.left_out
 
@@ -601,13 +641,14 @@ def _priority(config: Config, knowledge: Knowledge, chosen: tuple[TestItem, ...]
 def _retry(
     pool: Pool, config: Config, recorder: Recorder, stop: StopControl, *, first_chunk: int
 ) -> None:
-    """Re-run each failed, hung or crashed test alone in a fresh child, up to ``retries`` times."""
+    """Re-run each failed, hung or crashed test alone in a fresh child, up to ``retries`` times
+    (a rerun alone for order dependence counts as the first)."""
     for _ in range(config.retries):
         again = [
             TestItem(test_id=r.test_id, file=r.test_id.split("::", 1)[0])
             for r in recorder.session
             if recorder.finals[r.test_id] is r and r.outcome.retryable
-            and "::" in r.test_id
+            and "::" in r.test_id and recorder.attempts[r.test_id] <= config.retries
         ]  # fmt: skip
         if not again or stop.current(time.monotonic()) is Stop.HALT:
             return

@@ -43,9 +43,11 @@ FLAKY = "flaky"
 _VERDICTS = frozenset({PASS, FAIL, FLAKY})
 
 FAILING_OUTCOMES = frozenset(
-    {Outcome.FAILED, Outcome.ERROR, Outcome.HUNG, Outcome.CRASHED, Outcome.FLAKY}
-)
-"""Gating failures for recency and quarantine; flaky counts (it did fail once)."""
+    {Outcome.FAILED, Outcome.ERROR, Outcome.HUNG, Outcome.CRASHED, Outcome.FLAKY,
+     Outcome.ORDER_DEPENDENT}
+)  # fmt: skip
+"""Gating failures for recency and quarantine; flaky counts (it did fail once), and so
+does order_dependent (it fails in the suite's order, which the plan may change)."""
 _PASSES = frozenset({Outcome.PASSED, Outcome.XPASSED, Outcome.XFAILED})
 
 

@@ -111,13 +111,20 @@ class Recorder:
             rss_bytes=result.rss_bytes,
             rss_growth_bytes=result.rss_growth_bytes,
             cpu_s=result.cpu_s,
+            predecessors=result.predecessors if outcome is Outcome.ORDER_DEPENDENT else (),
+            polluter=result.polluter,
         )
         if record.bundle is None and outcome not in _NOTHING_TO_DIAGNOSE:
             name = bundle.bundle_name(result.test_id, attempt)
             path = f"failures/{name}"
             record = dataclasses.replace(record, bundle=path)
             text = bundle.bundle_text(
-                result, record, repro=self._repro(result.test_id), fingerprint=ctx.fingerprint
+                result,
+                record,
+                fingerprint=ctx.fingerprint,
+                repro=self._repro(
+                    result.test_id, () if result.polluter is None else (result.polluter,)
+                ),
             )
             self.store.write_bundle(name, text)
             self.diagnoses[path] = bundle.diagnosis(text)
@@ -148,11 +155,11 @@ class Recorder:
         if result.test_id not in self.finals:
             self(result)
 
-    def _repro(self, test_id: str) -> str:
+    def _repro(self, test_id: str, before: tuple[str, ...] = ()) -> str:
         ctx = self.context
         return bundle.repro_command(
             ctx.repro_ids.get(test_id, test_id), ctx.python, ctx.pytest_args, ctx.cwd,
-            runner=ctx.runner,
+            runner=ctx.runner, before=before,
         )  # fmt: skip
 
 

@@ -19,8 +19,8 @@ EXIT_FAILED = 1
 EXIT_INTERRUPTED = 2
 EXIT_NO_TESTS = 5
 ORDER = (
-    Outcome.FAILED, Outcome.ERROR, Outcome.HUNG, Outcome.CRASHED, Outcome.FLAKY,
-    Outcome.PASSED, Outcome.SKIPPED, Outcome.XFAILED, Outcome.XPASSED,
+    Outcome.FAILED, Outcome.ERROR, Outcome.HUNG, Outcome.CRASHED, Outcome.ORDER_DEPENDENT,
+    Outcome.FLAKY, Outcome.PASSED, Outcome.SKIPPED, Outcome.XFAILED, Outcome.XPASSED,
 )  # fmt: skip
 MESSAGE_CHARS = 300
 """A message is clipped to this on the console and in ``summary.md`` (the bundle has it all)."""

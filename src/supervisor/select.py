@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from supervisor.model import TestItem
+from supervisor.model import Outcome, TestItem
 
 DEFAULT_TIERS: Mapping[str, int] = MappingProxyType(
     {
@@ -75,7 +75,7 @@ class LeftOut:
     """The tests one filter removed, and why."""
 
     reason: str
-    """One of ``"tier"``, ``"quarantine"``, ``"shard"``, ``"budget"``."""
+    """One of ``"--failed"``, ``"tier"``, ``"quarantine"``, ``"shard"``, ``"budget"``."""
     count: int
     estimate_s: float
     """Sum of the left-out tests' estimates (tests alone, no fixed costs)."""
@@ -346,8 +346,10 @@ def choose(
     recency: Mapping[str, float],
     costs: FixedCosts,
     known: frozenset[str] | None = None,
+    only: frozenset[str] | None = None,
 ) -> Selection:
-    """Apply the filters in order — tier, quarantine, shard, budget — to the collection.
+    """Apply the filters in order — ``only`` (``--failed``), tier, quarantine, shard,
+    budget — to the collection.
 
     Quarantine removes tests only with ``skip_quarantined`` (otherwise they run
     and just do not gate). Sharding comes before the budget so that every shard
@@ -357,9 +359,14 @@ def choose(
     """
     parallel_efficiency(jobs)  # reject jobs < 1 even when nothing gets chosen
     tests = unique(items)
+    left = []
+    if only is not None:
+        kept = tuple(item for item in tests if item.test_id in only)
+        left += _left_out("--failed", tests, kept, estimates)
+        tests = kept
     tier_by_id = {item.test_id: tier_of(item.markers, tier_map) for item in tests}
     in_tier = tuple(item for item in tests if tier_by_id[item.test_id] in tiers)
-    left = _left_out("tier", tests, in_tier, estimates)
+    left += _left_out("tier", tests, in_tier, estimates)
     runnable = in_tier
     if skip_quarantined:
         runnable = tuple(item for item in in_tier if item.test_id not in quarantined)
@@ -385,3 +392,59 @@ def choose(
         left += _left_out("budget", in_shard, chosen, estimates)
     estimate = wall_estimate(chosen, jobs=jobs, estimates=estimates, costs=costs)
     return Selection(chosen=chosen, left_out=tuple(left), estimate_s=estimate)
+
+
+RERUN = frozenset(
+    {Outcome.FAILED, Outcome.ERROR, Outcome.CRASHED, Outcome.HUNG, Outcome.ORDER_DEPENDENT}
+)
+"""The final outcomes ``--failed`` runs again (``flaky`` passed in the end: it does not)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rerun:
+    """What ``--failed`` keeps of the collection, and what it tells the user."""
+
+    keep: frozenset[str] | None
+    """The test ids to run (``None``: all of them)."""
+    note: str
+    """One line: what was kept, or why everything runs."""
+
+
+def rerun_failed(
+    items: Sequence[TestItem], last: Mapping[str, Outcome] | None, known: frozenset[str]
+) -> Rerun:
+    """``--failed``: the tests whose final outcome in the last run is in ``RERUN``, plus
+    the tests that are new since (collected now, unknown to ``durations.json``: ``known``).
+
+    ``last``: each test id's final outcome in the last run (``None``: no last run
+    recorded). A file that failed to import last time (its record's id is the
+    path) brings all its tests. As pytest's ``--lf`` does, a run with nothing to
+    go on — no last run, or nothing failed and nothing is new — runs everything
+    and says so.
+    """
+    if last is None:
+        return Rerun(keep=None, note="--failed: no last run is recorded; running all")
+    failing = {test_id for test_id, outcome in last.items() if outcome in RERUN}
+    broken_files = {test_id for test_id in failing if "::" not in test_id}
+    kept: list[TestItem] = []
+    again = new = 0
+    for item in items:
+        if item.test_id in failing or item.file in broken_files:
+            again += 1
+        elif item.test_id not in known:
+            new += 1
+        else:
+            continue
+        kept.append(item)
+    if not kept:
+        return Rerun(
+            keep=None, note="--failed: no test failed in the last run and none is new; running all"
+        )
+    collected = {item.test_id for item in items}
+    # A session's own error (``<session>::child-0003``) names no test to run again.
+    gone = sum(1 for t in failing if "::" in t and not t.startswith("<") and t not in collected)
+    vanished = f"; {gone} no longer collected" if gone else ""
+    return Rerun(
+        keep=frozenset(item.test_id for item in kept),
+        note=f"--failed: {again} test(s) that failed in the last run, {new} new{vanished}",
+    )

@@ -218,8 +218,9 @@ def run(config: Config, console: Console) -> int:
 
 
 def _check_config(config: Config, work: Path) -> Config:
+    # Each scenario's test gets exactly one record: no rerun alone of the failing one.
     argv = ["--timeout", TIMEOUT_S, "--kill-grace", GRACE_S, "-j", JOBS, "-q",
-            "--gates-dir", str(work / ".gates")]  # fmt: skip
+            "--gates-dir", str(work / ".gates"), "--no-isolate-failures"]  # fmt: skip
     return dataclasses.replace(
         make_config(argv, work), python=config.python, python_origin=config.python_origin
     )

@@ -214,6 +214,8 @@ class Worker:
     sampled_at: float | None = None
     ran: int = 0
     """Tests this child finished (a fresh child above ``--max-rss`` is not replaced)."""
+    started: list[str] = field(default_factory=list)
+    """Every test this child started, in order (a failing test's predecessors)."""
     retiring: bool = False
     """It was above ``--max-rss`` after a test: it runs nothing more and is replaced."""
 
@@ -322,6 +324,7 @@ class Worker:
         with contextlib.suppress(ValueError):
             self.todo.remove(test_id)
         self.in_flight, self.in_flight_since = test_id, now
+        self.started.append(test_id)
         self.progressed = True
         self.files.mark_stacks()
         self.start_rss_bytes = rss_bytes
