@@ -241,7 +241,7 @@ def test_outcomes_in_a_container_are_the_hosts(tmp_path: Path) -> None:
 
 # -- the self-check's scenarios ------------------------------------------------------------
 
-SELFCHECK_FLAGS = ["--timeout", "2", "--kill-grace", "1", "-j", "3", "-q"]
+SELFCHECK_FLAGS = ["--timeout", "2", "--kill-grace", "1", "-j", "3", "-q", "--no-isolate-failures"]
 """What ``mtest --self-check`` runs its scenarios with (``selfcheck._check_config``)."""
 PARENT_SIGNAL = "test_parent_signal.py::test_sends_sigterm_to_its_parent"
 """The scenario whose test sends SIGTERM to its parent. On the host that is mtest, which
