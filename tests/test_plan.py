@@ -192,7 +192,18 @@ def test_every_test_is_in_exactly_one_chunk(
     assert [c.index for c in chunks] == list(range(start, start + len(chunks)))
     sizes = [c.estimate_s for c in chunks]
     if jobs > 1:
-        assert sizes == sorted(sizes, reverse=True)
+        # Longest first, except that the slices of one split file keep the file's
+        # order among the places they hold (a worker runs them in queue order).
+        places: dict[str, list[int]] = {}
+        for n, chunk in enumerate(chunks):
+            if len(files_of(chunk)) == 1:
+                places.setdefault(files_of(chunk)[0], []).append(n)
+        longest = list(sizes)
+        for positions in places.values():
+            ranked = sorted((sizes[p] for p in positions), reverse=True)
+            for n, size in zip(positions, ranked, strict=True):
+                longest[n] = size
+        assert longest == sorted(sizes, reverse=True)
     else:  # one worker: files run in pytest's order (of first appearance)
         assert list(dict.fromkeys(t.file for t in planned_tests)) == list(
             dict.fromkeys(t.file for t in unique_tests)
@@ -368,3 +379,38 @@ def test_a_file_is_split_over_lanes_only_when_its_slices_outweigh_its_import() -
     assert len(split) == 2, "slices of 0.2 s are worth a 0.1 s import each"
     whole = lanes(chunks, 2, costs={"big.py": 0.5})
     assert [[c.index for c in lane] for lane in whole] == [[0, 1, 2]], "not worth 0.5 s"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    first=st.floats(min_value=0.01, max_value=5.0),
+    rest=st.lists(st.floats(min_value=0.01, max_value=5.0), min_size=3, max_size=40),
+    jobs=st.integers(min_value=1, max_value=4),
+)
+def test_slices_of_a_file_stay_in_file_order_in_the_queue_and_each_lane(
+    first: float, rest: list[float], jobs: int
+) -> None:
+    """A worker runs its chunks in queue order: a file cut into slices must not run a
+    later slice before an earlier one in the same process (module state would differ
+    from pytest's), however the estimates make the slices' sizes differ."""
+    tests = suite({"test_big.py": 1 + len(rest), "test_small.py": 3})
+    estimates = {t.test_id: s for t, s in zip(tests, [first, *rest], strict=False)}
+    chunks = make_chunks(tests, jobs=jobs, estimates=estimates)
+    order = {t.test_id: n for n, t in enumerate(tests)}
+
+    def big_firsts(sequence: Sequence[Chunk]) -> list[int]:
+        return [order[c.tests[0].test_id] for c in sequence if files_of(c) == ["test_big.py"]]
+
+    assert big_firsts(chunks) == sorted(big_firsts(chunks))
+    for lane in lanes(chunks, jobs):
+        assert big_firsts(lane) == sorted(big_firsts(lane))
+
+
+def test_a_slow_later_slice_no_longer_runs_before_the_first() -> None:
+    """The case found on six's test_six.py: one test of a later slice was slow, so its
+    slice was longest and ran first; test_lazy in the first slice then saw its import."""
+    tests = suite({"test_six.py": 30})
+    estimates = {t.test_id: 0.01 for t in tests} | {tests[20].test_id: 1.0}
+    chunks = make_chunks(tests, jobs=2, estimates=estimates)
+    assert len(chunks) > 1
+    assert chunks[0].tests[0].test_id == tests[0].test_id

@@ -89,6 +89,32 @@ def _pack(
     return groups
 
 
+def _slices_in_file_order(
+    sized: list[tuple[tuple[TestItem, ...], float]], groups: list[tuple[TestItem, ...]]
+) -> list[tuple[tuple[TestItem, ...], float]]:
+    """The same places in the queue, but the slices of one split file in the file's order.
+
+    A worker runs the chunks it takes in queue order; longest first would run a
+    later slice of a file before an earlier one in the same process, and a test
+    that counts on what ran before it in its file (module state) would fail
+    where pytest passes. Slices of one file are about the same size, so the
+    longest-first order barely changes.
+    """
+    part = {id(group): n for n, group in enumerate(groups)}
+    places: dict[str, list[int]] = {}
+    for position, (group, _) in enumerate(sized):
+        files = {t.file for t in group}
+        if len(files) == 1:
+            places.setdefault(files.pop(), []).append(position)
+    out = list(sized)
+    for positions in places.values():
+        if len(positions) > 1:
+            ordered = sorted((sized[p] for p in positions), key=lambda pair: part[id(pair[0])])
+            for position, pair in zip(positions, ordered, strict=True):
+                out[position] = pair
+    return out
+
+
 def make_chunks(
     items: Sequence[TestItem],
     *,
@@ -120,6 +146,7 @@ def make_chunks(
         return not any(t.test_id in first for t in pair[0]), (-pair[1] if jobs > 1 else 0.0)
 
     sized.sort(key=order)
+    sized = _slices_in_file_order(sized, groups)
     return tuple(
         Chunk(index=start_index + position, tests=group, estimate_s=seconds)
         for position, (group, seconds) in enumerate(sized)
