@@ -70,6 +70,7 @@ PYTEST = "7.2.1"
 """The image's pytest (Debian bookworm's python3-pytest): the host venv gets the same."""
 MTEST = [sys.executable, "-m", "supervisor", "-q"]
 CHECK_TIMEOUT_S = 300.0
+LOAD = "load 1m before each mtest run"
 CONTAINERS_LINE = re.compile(
     r"(\d+) container\(s\) started, (\d+) start failure\(s\), (\d+) timeout\(s\).*?"
     r"(\d+) cleanup failure\(s\)"
@@ -206,6 +207,7 @@ def bench_start(pairs: int, image: str, python: Path, work: Path) -> dict[str, d
     walls: dict[str, list[float]] = {name: [] for name in bare}
     hello: dict[str, list[float]] = {"host": [], "container": []}
     one: dict[str, list[float]] = {"host": [], "container": []}
+    loads: list[float] = []
     sides = {"host": ["--python", str(python)], "container": ["--container", image]}
     for index in range(pairs):
         order = list(bare) if index % 2 == 0 else list(reversed(bare))
@@ -223,6 +225,7 @@ def bench_start(pairs: int, image: str, python: Path, work: Path) -> dict[str, d
                 raise BenchError(f"{argv}: {got.finals}, startup_s {got.startup_s}")
             hello[side].append(got.startup_s)
             one[side].append(got.wall_s)
+            loads.append(got.load_1m)
         print(
             f"  start pair {index + 1}/{pairs}: hello host {hello['host'][-1]:.3f}s, "
             f"container {hello['container'][-1]:.3f}s",
@@ -234,6 +237,7 @@ def bench_start(pairs: int, image: str, python: Path, work: Path) -> dict[str, d
     for side in sides:
         out[f"mtest -j 1 spawn → hello ({side})"] = {**stats(hello[side]), "samples": hello[side]}
         out[f"mtest -j 1 one-test run, wall ({side})"] = {**stats(one[side]), "samples": one[side]}
+    out[LOAD] = {**stats(loads), "samples": loads}
     return out
 
 
@@ -308,8 +312,17 @@ def bench_suite(
     return result
 
 
-def median_wall(runs: Sequence[Run]) -> float:
-    return statistics.median(r.wall_s for r in runs)
+def spread(runs: Sequence[Run]) -> str:
+    """Median wall time and min–max."""
+    walls = [r.wall_s for r in runs]
+    return f"{statistics.median(walls):.2f} s ({min(walls):.2f}–{max(walls):.2f})"
+
+
+def loaded(start: dict[str, dict[str, Any]], suites: list[SuiteResult]) -> float:
+    """The highest 1-minute load average seen before a timed run."""
+    loads = [float(start[LOAD]["max"])]
+    loads += [r.load_1m for s in suites for runs in s.runs.values() for r in runs]
+    return max(loads)
 
 
 def markdown(
@@ -321,12 +334,15 @@ def markdown(
         f"Image `{meta['image']}` (its python3: {meta['image_versions']}), engine "
         f"{meta['engine']}; host side `{meta['host_python']}` ({meta['host_versions']}), "
         f"a venv from `{meta['base_python']}`. Load average before "
-        f"{meta['loadavg_before']}, after {meta['loadavg_after']}.",
+        f"{meta['loadavg_before']}, after {meta['loadavg_after']}; 1-minute load before the "
+        f"start pairs' mtest runs {start[LOAD]['min']:.1f}–{start[LOAD]['max']:.1f}.",
         "",
         f"| start ({meta['starts']} interleaved pairs) | median | min–max |",
         "|---|---|---|",
     ]
     for name, s in start.items():
+        if name == LOAD:
+            continue
         lines.append(
             f"| {name} | {s['median'] * 1000:.0f} ms | "
             f"{s['min'] * 1000:.0f}–{s['max'] * 1000:.0f} ms |"
@@ -334,11 +350,13 @@ def markdown(
     lines += [
         "",
         f"| suite (`mtest -j {meta['jobs']}`, {meta['rounds']} alternating rounds) | tests | "
-        "host | `--container` | ratio | workers (host / container) | parity |",
-        "|---|---|---|---|---|---|---|",
+        "host: median (min–max) | `--container` | ratio of medians | workers (host / container)"
+        " | load 1m | parity |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in suites:
-        host, box = median_wall(r.runs["host"]), median_wall(r.runs["container"])
+        host, box = (statistics.median(x.wall_s for x in r.runs[k]) for k in ("host", "container"))
+        runs = [x.load_1m for v in r.runs.values() for x in v]
         workers = "/".join(
             f"{statistics.median(run.workers for run in r.runs[side]):g}"
             for side in ("host", "container")
@@ -349,9 +367,17 @@ def markdown(
             else (f"**{len(r.diffs)} difference(s)** in {r.compared}")
         )
         lines.append(
-            f"| {r.requirement} | {r.tests} | {host:.2f} s | {box:.2f} s | "
-            f"{box / host:.2f}× | {workers} | {parity} |"
+            f"| {r.requirement} | {r.tests} | {spread(r.runs['host'])} | "
+            f"{spread(r.runs['container'])} | {box / host:.2f}× | {workers} | "
+            f"{min(runs):.1f}–{max(runs):.1f} | {parity} |"
         )
+    cpus = int(meta["machine"]["usable_cpus"])
+    if (peak := loaded(start, suites)) > cpus:
+        lines += [
+            "",
+            f"**Not a measurement: a run started at a 1-minute load average of "
+            f"{peak:.1f}, above the {cpus} usable CPUs (other work on the machine).**",
+        ]
     for r in suites:
         lines += ["", f"`{r.name}`: " + "; ".join(f"{s}: `{c}`" for s, c in r.commands.items())]
         lines += [f"- {d}" for d in r.diffs]
