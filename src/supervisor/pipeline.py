@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor import (
+    artifacts,
     collecting,
     containers,
     covdata,
@@ -28,6 +29,8 @@ from supervisor import (
     plan,
     report,
     select,
+    slowest,
+    timeline,
 )
 from supervisor.bundle import read_diagnoses
 from supervisor.collecting import Found
@@ -139,6 +142,8 @@ def _run_locked(
     if config.budget_s is not None:
         stop.deadline = started + config.budget_s - FINISH_RESERVE_S
     child_cov = measure.child_env if measure else ""
+    tracker = timeline.Tracker(run_id=run_id, started=began, origin=started, workers=config.jobs)
+    announcer.add(tracker)
     # The setup runs before any worker (collection too) starts; its teardown after
     # the last one ended (``once.finish``), or when the block is left on an error.
     with (
@@ -178,6 +183,7 @@ def _run_locked(
         found = _collect_lazy(pool, stop, config, stored) if lazy else None
         collection = pool.collection if found else pool.collect(stop)
         assert collection is not None
+        tracker.collected()
         recorder.learn_items(collection, config.tier_map)
         for problem in collection.problems:
             recorder.record_new(problem)
@@ -227,6 +233,15 @@ def _run_locked(
     result = _result(config, store, wall, finals, code, began=began)
     announcer.event(RunEvent(kind=Kind.RUN_FINISHED, run_id=run_id, ts=result.ended,
                              result=result))  # fmt: skip
+    artifacts.write_views(
+        config, store, console, result=result, timeline=tracker.timeline(),
+        attempts=recorder.all_records(), quarantine=quarantine, durations=knowledge.durations,
+        coverage=None if coverage is None else coverage.display or None,
+    )  # fmt: skip
+    if config.durations is not None:
+        for line in slowest.durations_lines(finals.values(), config.durations,
+                                            verbosity=console.verbosity):  # fmt: skip
+            console.line(line, level=-1)
     notes = (*_notes(pool, store, guard), *announcer.notes)
     _print_end(console, finals, wall, picked.left_out, code, store, tuple(dict.fromkeys(notes)))
     return result
