@@ -214,8 +214,9 @@ class Tracker:
         opened = self._open.pop(worker, None)
         if opened is None:
             return
-        last = self._last.get(worker, opened.start_s)
-        end = last if last >= opened.start_s else now
+        last = self._last.get(worker)
+        busy = any(running[0] == worker for running in self._running.values())
+        end = last if last is not None and last >= opened.start_s and not busy else now
         self._chunks.append(ChunkSpan(worker=worker, chunk=opened.chunk, start_s=opened.start_s,
                                       end_s=end, tests=opened.tests))  # fmt: skip
 
