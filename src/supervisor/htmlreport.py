@@ -47,6 +47,7 @@ _LABEL = 80.0
 _LANE = 22.0
 X = Callable[[float], float]
 """Seconds from the run's start → the timeline's x coordinate."""
+_GATING = frozenset(o.value for o in Outcome if o.gating)
 _SEVERITY = {o.value: n for n, o in enumerate(reversed(ORDER))}
 """Outcome → how bad (a bar takes the worst of its tests' colours)."""
 
@@ -204,7 +205,8 @@ def _timeline(tl: Timeline) -> str:
         parts += (_test_bar(t, row, x) for t in drawn)
     parts += (_death_mark(d, row, x) for d in tl.deaths if d.worker in row)
     note = (
-        f"{len(tl.chunks)} chunks drawn as {BUCKETS} columns per worker (darker: busier)"
+        f"{len(tl.chunks)} chunks drawn as {BUCKETS} columns per worker (darker: busier; "
+        "red foot: the share of failing tests)"
         if aggregated else f"{len(tl.chunks)} chunk(s), one bar each"
     )  # fmt: skip
     if len(drawn) > TEST_BARS:
@@ -281,10 +283,13 @@ def _death_mark(d: Death, row: Mapping[int, int], x: X) -> str:
 def _buckets(
     tl: Timeline, lanes: Sequence[int], row: Mapping[int, int], end: float, x: X
 ) -> list[str]:
-    """Huge runs: per lane, ``BUCKETS`` columns, each the busy share and worst outcome."""
+    """Huge runs: per lane, ``BUCKETS`` columns, each as dark as the lane was busy,
+    with a red foot as tall as the share of its tests that failed, errored, hung or
+    crashed (a few failures among thousands of tests must not paint a lane red)."""
     width = end / BUCKETS
     busy: dict[tuple[int, int], float] = defaultdict(float)
-    worst: dict[tuple[int, int], str] = {}
+    ran: Counter[tuple[int, int]] = Counter()
+    bad: Counter[tuple[int, int]] = Counter()
     for c in tl.chunks:
         first, last = int(c.start_s / width), min(BUCKETS - 1, int(c.end_s / width))
         for b in range(first, last + 1):
@@ -292,20 +297,29 @@ def _buckets(
             busy[(c.worker, b)] += max(0.0, hi - lo)
     for t in tl.tests:
         key = (t.worker, min(BUCKETS - 1, int(t.start_s / width)))
-        if _SEVERITY.get(t.outcome, -1) > _SEVERITY.get(worst.get(key, ""), -1):
-            worst[key] = t.outcome
+        ran[key] += 1
+        if t.outcome in _GATING:
+            bad[key] += 1
     out = []
     for (worker, b), seconds in sorted(busy.items()):
         if worker not in row:
             continue
         share = min(1.0, seconds / width)
-        y = row[worker] * _LANE
+        y, left = row[worker] * _LANE, x(b * width)
+        wide = max(0.5, x((b + 1) * width) - left)
+        failing = bad[(worker, b)] / ran[(worker, b)] if ran[(worker, b)] else 0.0
         out.append(
-            f'<rect class="bar agg o-{worst.get((worker, b), "passed")}" data-worker="{worker}" '
-            f'x="{x(b * width)}" y="{y + 3}" width="{max(0.5, x((b + 1) * width) - x(b * width))}"'
-            f' height="{_LANE - 6}" opacity="{0.25 + 0.75 * share:.2f}"><title>worker {worker}, '
-            f"{b * width:.1f}s to {(b + 1) * width:.1f}s: busy {share:.0%}</title></rect>"
+            f'<rect class="bar agg o-passed" data-worker="{worker}" x="{left}" y="{y + 3}" '
+            f'width="{wide}" height="{_LANE - 6}" opacity="{0.25 + 0.75 * share:.2f}"><title>'
+            f"worker {worker}, {b * width:.1f}s to {(b + 1) * width:.1f}s: busy {share:.0%}, "
+            f"{ran[(worker, b)]} test(s), {bad[(worker, b)]} failing</title></rect>"
         )
+        if failing:
+            tall = max(2.0, (_LANE - 6) * failing)
+            out.append(
+                f'<rect class="agg-fail o-failed" x="{left}" y="{y + _LANE - 3 - tall:.1f}" '
+                f'width="{wide}" height="{tall:.1f}"/>'
+            )
     return out
 
 

@@ -24,6 +24,7 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii
 
 from supervisor.result import Kind, RunEvent
 
@@ -103,14 +104,18 @@ class Timeline:
             "fields": {"chunk": CHUNK_FIELDS, "test": TEST_FIELDS, "death": DEATH_FIELDS},
         }  # fmt: skip
         yield json.dumps(header, ensure_ascii=True)
-        dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+        # Formatted by hand: a 100k-test run's lines in a fraction of json.dumps' time.
+        text = encode_basestring_ascii
         for c in self.chunks:
-            yield dumps(["chunk", c.worker, c.chunk, _r(c.start_s), _r(c.end_s), c.tests])
+            yield f'["chunk",{c.worker},{c.chunk},{c.start_s:.6f},{c.end_s:.6f},{c.tests}]'
         for t in self.tests:
-            yield dumps(["test", t.worker, t.chunk, _r(t.start_s), _r(t.end_s), t.outcome,
-                         t.attempt, round(t.duration_s, 6), t.test_id])  # fmt: skip
+            yield (
+                f'["test",{t.worker},{t.chunk},{t.start_s:.6f},{t.end_s:.6f},"{t.outcome}",'
+                f"{t.attempt},{t.duration_s:.6f},{text(t.test_id)}]"
+            )
         for d in self.deaths:
-            yield dumps(["death", d.worker, d.chunk, _r(d.at_s), d.test_id, d.reason])
+            who = "null" if d.test_id is None else text(d.test_id)
+            yield f'["death",{d.worker},{d.chunk},{d.at_s:.6f},{who},{text(d.reason)}]'
 
     @classmethod
     def from_lines(cls, lines: Iterable[str]) -> Timeline:
