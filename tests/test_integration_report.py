@@ -288,6 +288,13 @@ def test_slowest_reads_the_last_run(mixed_run: tuple[Path, str]) -> None:
     assert "test_slow.py::test_hang" in lines[1]
 
 
+def test_report_names_the_html_page(mixed_run: tuple[Path, str]) -> None:
+    root, _ = mixed_run
+    done = run_mtest(["--report"], root)
+    assert done.returncode == 1
+    assert f"the HTML report is {root / '.gates' / 'last-run' / 'report.html'}" in done.stdout
+
+
 def test_slowest_without_a_run_says_so(tmp_path: Path) -> None:
     done = run_mtest(["slowest"], write_suite(tmp_path, {}))
     assert done.returncode == 4

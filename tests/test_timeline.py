@@ -123,3 +123,9 @@ def test_trace_has_a_thread_per_worker_and_slices_in_microseconds() -> None:
     assert (death["name"], death["tid"], death["ts"], death["s"]) == ("crashed", 1, 1_000_000, "t")
     chunks = [e for e in events if e.get("cat") == "chunk"]
     assert len(chunks) == 3 and all(e["dur"] > 0 for e in chunks)
+    # Chunk 0 ran twice on worker 0 (its rest after the crash): each slice encloses
+    # its own tests, and the first does not reach into the second.
+    first, again = sorted((e for e in chunks if e["tid"] == 1), key=lambda e: e["ts"])
+    assert first["ts"] + first["dur"] == 1_010_000  # a::y: 0.71 s + 0.3 s
+    assert first["ts"] + first["dur"] < again["ts"]
+    assert again["ts"] + again["dur"] == 1_400_000

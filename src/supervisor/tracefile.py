@@ -14,6 +14,7 @@ worker's death (a crash, or mtest's kill) is a thread-scoped instant event
 
 from __future__ import annotations
 
+import bisect
 from typing import Any
 
 from supervisor.timeline import NO_WORKER, Timeline
@@ -48,16 +49,26 @@ def trace_json(tl: Timeline) -> dict[str, Any]:
                        "dur": _us(tl.collected_s), "pid": PID, "tid": MTEST_TID})  # fmt: skip
     # A chunk's slice encloses its tests' slices (pytest's durations may run past
     # the moment mtest saw the end by a poll), so that viewers nest them.
-    reach: dict[tuple[int, int], float] = {}
-    for t in tl.tests:
-        key = (t.worker, t.chunk)
-        reach[key] = max(reach.get(key, 0.0), t.start_s + t.duration_s)
+    # A chunk index can run twice on one slot (the rest of a crashed chunk): each test
+    # belongs to the last of its chunk's spans that started before it.
+    spans: dict[tuple[int, int], list[float]] = {}
     for c in tl.chunks:
-        end = max(c.end_s, min(reach.get((c.worker, c.chunk), 0.0), tl.ended_s))
+        spans.setdefault((c.worker, c.chunk), []).append(c.start_s)
+    for starts in spans.values():
+        starts.sort()
+    reach: dict[tuple[int, int, float], int] = {}
+    for t in tl.tests:
+        starts = spans.get((t.worker, t.chunk), [])
+        at = bisect.bisect_right(starts, t.start_s) - 1
+        if at >= 0:
+            key = (t.worker, t.chunk, starts[at])
+            reach[key] = max(reach.get(key, 0), _us(t.start_s) + _us(t.duration_s))
+    for c in tl.chunks:
+        start = _us(c.start_s)
+        end = max(_us(c.end_s), reach.get((c.worker, c.chunk, c.start_s), 0), start + 1)
         events.append({
-            "name": f"chunk {c.chunk}", "cat": "chunk", "ph": "X", "ts": _us(c.start_s),
-            "dur": max(1, _us(end) - _us(c.start_s)), "pid": PID, "tid": tid_of(c.worker),
-            "args": {"chunk": c.chunk, "tests": c.tests},
+            "name": f"chunk {c.chunk}", "cat": "chunk", "ph": "X", "ts": start, "dur": end - start,
+            "pid": PID, "tid": tid_of(c.worker), "args": {"chunk": c.chunk, "tests": c.tests},
         })  # fmt: skip
     for t in tl.tests:
         tid = MTEST_TID if t.worker == NO_WORKER else tid_of(t.worker)
