@@ -81,6 +81,9 @@ def test_slow():
 """,
 }
 QUARANTINED = "test_mix.py::test_quarantined"
+CONSOLE_TROUBLE = re.compile(r"Uncaught|Refused to|:CONSOLE[:(]")
+"""What Chromium logs (``--enable-logging=stderr``) for a script error, a blocked
+script or resource, or any console message."""
 
 
 def _quarantine_file(gates: Path) -> None:
@@ -219,7 +222,7 @@ def test_the_report_renders_in_chromium(mixed_run: tuple[Path, str]) -> None:
     assert not [e for e in dom.elements if e[1].get("id") == "pwned"]
     status = dom.elements[dom.having("p", id="js-status")[0]][1]
     assert status["data-state"] == "ok"
-    assert not re.search(r"Uncaught|Refused to execute|CONSOLE\(", log), log[-3000:]
+    assert not CONSOLE_TROUBLE.search(log), log[-3000:]
     # The hostile ids are shown as text, whole.
     assert "<script>document.title='pwned'</script>" in "".join(dom.texts)
     # The problems list the failures with a link to their bundle, which exists.
@@ -302,9 +305,11 @@ def test_slowest_without_a_run_says_so(tmp_path: Path) -> None:
 
 
 def test_chromium_check_is_not_vacuous(tmp_path: Path) -> None:
-    """The DOM check sees a script that does run: a page whose own script sets the title."""
+    """The DOM check sees a script that does run, and the log check sees its error."""
     page = tmp_path / "p.html"
-    page.write_text("<title>before</title><script>document.title='after'</script>")
+    page.write_text("<title>before</title><script>document.title='after';undefinedFn()</script>")
+    dom_text, log = _dump_dom(page)
     dom = _Dom()
-    dom.feed(_dump_dom(page)[0])
+    dom.feed(dom_text)
     assert dom.title == "after"
+    assert CONSOLE_TROUBLE.search(log)
