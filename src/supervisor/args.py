@@ -182,7 +182,7 @@ def _add_service_and_outputs(p: argparse.ArgumentParser) -> None:
     outputs.add_argument(
         "--durations", metavar="N", help="list the N slowest tests at the end (0: all)"
     )
-    history = p.add_argument_group("mtest history")
+    history = p.add_argument_group("mtest history, mtest slowest [N]")
     history.add_argument("--last", metavar="N", help="runs in the trend table (20)")
     history.add_argument("--json", action="store_true", help="the runs (or tests) as JSON")
 
