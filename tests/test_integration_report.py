@@ -313,3 +313,24 @@ def test_chromium_check_is_not_vacuous(tmp_path: Path) -> None:
     dom.feed(dom_text)
     assert dom.title == "after"
     assert CONSOLE_TROUBLE.search(log)
+
+
+def test_a_resume_with_nothing_left_writes_its_report(tmp_path: Path) -> None:
+    project = write_suite(tmp_path / "p", {"test_ok.py": "def test_one():\n    pass\n"})
+    gates = project / ".gates"
+    assert run_mtest([], project).returncode == 0
+    # Killed after its last record, before its end: no report yet, state incomplete.
+    (gates / "last-run" / "report.html").unlink()
+    (gates / "last-run" / "timeline.jsonl").unlink()
+    state = json.loads((gates / "state.json").read_text())
+    state.update(complete=False, outstanding=[], exit_code=None)
+    (gates / "state.json").write_text(json.dumps(state))
+
+    resumed = run_mtest(["--resume"], project)
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert "nothing left to run" in resumed.stdout
+    page = (gates / "last-run" / "report.html").read_text(encoding="utf-8")
+    assert 'data-outcome="passed"><b class="n">1</b>' in page
+    header, rows = _timeline_rows(project)
+    assert header["run_id"] == state["run_id"] and rows == []

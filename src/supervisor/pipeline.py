@@ -233,15 +233,8 @@ def _run_locked(
     result = _result(config, store, wall, finals, code, began=began)
     announcer.event(RunEvent(kind=Kind.RUN_FINISHED, run_id=run_id, ts=result.ended,
                              result=result))  # fmt: skip
-    artifacts.write_views(
-        config, store, console, result=result, timeline=tracker.timeline(),
-        attempts=recorder.all_records(), quarantine=quarantine, durations=knowledge.durations,
-        coverage=None if coverage is None else coverage.display or None,
-    )  # fmt: skip
-    if config.durations is not None:
-        for line in slowest.durations_lines(finals.values(), config.durations,
-                                            verbosity=console.verbosity):  # fmt: skip
-            console.line(line, level=-1)
+    _views(config, store, console, result, tracker.timeline(), recorder, quarantine,
+           knowledge.durations, coverage)  # fmt: skip
     notes = (*_notes(pool, store, guard), *announcer.notes)
     _print_end(console, finals, wall, picked.left_out, code, store, tuple(dict.fromkeys(notes)))
     return result
@@ -381,9 +374,30 @@ def _finish_resumed(
     result = _result(config, store, facts, finals, code, began=began)
     announcer.event(RunEvent(kind=Kind.RUN_FINISHED, run_id=point.run_id, ts=result.ended,
                              result=result))  # fmt: skip
+    nothing_ran = timeline.Timeline(run_id=point.run_id, started=began, workers=config.jobs)
+    _views(config, store, console, result, nothing_ran, recorder, knowledge.quarantine,
+           knowledge.durations, coverage)  # fmt: skip
     notes = (*store.notes, *announcer.notes)
     _print_end(console, finals, facts, (), code, store, tuple(dict.fromkeys(notes)))
     return result
+
+
+def _views(
+    config: Config, store: Store, console: Console, result: RunResult, drawn: timeline.Timeline,
+    recorder: Recorder, quarantine: learn.Quarantine, durations: learn.Durations,
+    coverage: covdata.Total | None,
+) -> None:  # fmt: skip
+    """The run's timeline, HTML report and trace (``artifacts``), and ``--durations``."""
+    artifacts.write_views(
+        config, store, console, result=result, timeline=drawn, attempts=recorder.all_records(),
+        quarantine=quarantine, durations=durations,
+        coverage=None if coverage is None else coverage.display or None,
+    )  # fmt: skip
+    if config.durations is not None:
+        lines = slowest.durations_lines(result.records, config.durations,
+                                        verbosity=console.verbosity)  # fmt: skip
+        for line in lines:
+            console.line(line, level=-1)
 
 
 def warn_jobs(config: Config, console: Console) -> None:
