@@ -67,6 +67,10 @@ def execute(
         from supervisor import trend
 
         return _code_only(trend.history_view(config, console))
+    if config.mode is Mode.SLOWEST:
+        from supervisor import slowest
+
+        return _code_only(slowest.slowest_view(config, console))
     if config.mode is Mode.CLEANUP:
         from supervisor import views
 

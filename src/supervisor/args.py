@@ -42,12 +42,15 @@ _MODES = (
     ("self_check", Mode.SELF_CHECK), ("merge", Mode.MERGE), ("collect_only", Mode.COLLECT_ONLY),
 )  # fmt: skip
 _RUNS_TESTS = frozenset({Mode.RUN, Mode.COLLECT_ONLY, Mode.SELF_CHECK, Mode.SERVICE})
-_MTEST_OWN = frozenset({"-h", "--help", "--version", "--cov", "--cov-branch", "--cov-fail-under"})
+_MTEST_OWN = frozenset(
+    {"-h", "--help", "--version", "--cov", "--cov-branch", "--cov-fail-under", "--trace"}
+)
 SUBCOMMANDS = {
     "service": Mode.SERVICE, "history": Mode.HISTORY, "cleanup": Mode.CLEANUP, "graph": Mode.GRAPH,
-    "orphans": Mode.ORPHANS,
+    "orphans": Mode.ORPHANS, "slowest": Mode.SLOWEST,
 }  # fmt: skip
-"""``mtest service …``, ``mtest history …``, ``mtest cleanup …``: the first word."""
+"""``mtest service …``, ``mtest history …``, ``mtest cleanup …``, ``mtest graph``,
+``mtest orphans``, ``mtest slowest [N]``: the first word."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -189,10 +192,19 @@ def _add_service_and_outputs(p: argparse.ArgumentParser) -> None:
     outputs.add_argument(
         "--max-rss", metavar="SIZE", help="replace a worker above SIZE (512M, 2G) between tests"
     )
-    history = p.add_argument_group("mtest history")
+    outputs.add_argument(
+        "--html", metavar="PATH", help="the HTML report also here (always last-run/report.html)"
+    )
+    outputs.add_argument("--trace", metavar="PATH", help="the run as a Chrome trace (Perfetto)")
+    outputs.add_argument(
+        "--durations", metavar="N", help="list the N slowest tests at the end (0: all)"
+    )
+    history = p.add_argument_group("mtest history, mtest slowest [N]")
     history.add_argument("--last", metavar="N", help="runs in the trend table (20)")
     history.add_argument(
-        "--json", action="store_true", help="the runs (or `mtest graph`/`orphans`) as JSON"
+        "--json",
+        action="store_true",
+        help="the runs (or `mtest graph`/`orphans`/`slowest`) as JSON",
     )
     orphans = p.add_argument_group("mtest orphans (modules no test reaches)")
     orphans.add_argument(
@@ -227,6 +239,9 @@ def make_config(argv: Sequence[str], cwd: Path) -> Config:
     if word is not None:
         own = own[1:]
     own = _joined_negatives(own)
+    slowest_n = _slowest_n(own) if word is Mode.SLOWEST else None
+    if slowest_n is not None:
+        own = own[1:]
     for arg in own:
         name = arg.partition("=")[0]
         if name in pytestopts.REFUSED and name not in _MTEST_OWN:
@@ -241,6 +256,10 @@ def make_config(argv: Sequence[str], cwd: Path) -> Config:
     from_table = pytestopts.take(extra, f"`pytest_args` in {origin}")
     from_argv = pytestopts.take(after, "after `--`")
     mode = _mode(ns, collect_only=from_table.collect_only or from_argv.collect_only, word=word)
+    if mode is Mode.SLOWEST and ns.paths:
+        raise MtestError(
+            f"unexpected `{ns.paths[0]}` after `mtest slowest`", hint="e.g. mtest slowest 30 --json"
+        )
     container = _container_values(ns, table, origin, cwd, rootdir, cleanup=mode is Mode.CLEANUP)
     contained = container.get("container") is not None
     return Config(
@@ -261,7 +280,39 @@ def make_config(argv: Sequence[str], cwd: Path) -> Config:
         **_service_values(ns, mode, cwd),
         **_sandbox_values(ns, table, origin, cwd, rootdir, check=mode in _RUNS_TESTS),
         **_setup_values(ns, table, origin),
+        **_report_values(ns, table, origin, cwd, rootdir, mode),
+        slowest_n=20 if slowest_n is None else slowest_n,
     )
+
+
+def _slowest_n(own: list[str]) -> int | None:
+    """``mtest slowest N``: the count, when one is given first."""
+    if not own or own[0].startswith("-"):
+        return None
+    return int(parse_positive(own[0], "`mtest slowest` count", integer=True, allow_zero=True))
+
+
+def _report_values(
+    ns: argparse.Namespace, table: Mapping[str, Any], origin: str, cwd: Path, rootdir: Path,
+    mode: Mode,
+) -> dict[str, Any]:  # fmt: skip
+    """``--html``, ``--trace`` (relative to the cwd; ``[tool.mtest] html`` to its rootdir),
+    ``--durations`` / ``[tool.mtest] durations``, and ``mtest slowest``'s count."""
+    values: dict[str, Any] = {}
+    runs = mode in (Mode.RUN, Mode.RESUME, Mode.SERVICE)
+    html = ns.html if ns.html is not None else table.get("html") if runs else None
+    if html is not None:
+        base, where = (cwd, "--html") if ns.html is not None else (rootdir, f"`html` in {origin}")
+        values["html_path"] = check_junit_target(
+            (base / text_of(html, where)).resolve(), where, example="--html report.html"
+        )
+    if ns.trace is not None:
+        path = (cwd / text_of(ns.trace, "--trace")).resolve()
+        values["trace_path"] = check_junit_target(path, "--trace", example="--trace trace.json")
+    durations = _pick(ns.durations, "durations", table, origin) if runs else None
+    if durations is not None:
+        values["durations"] = int(parse_positive(*durations, integer=True, allow_zero=True))
+    return values
 
 
 def _joined_negatives(own: list[str]) -> list[str]:
@@ -493,9 +544,12 @@ _ONLY = (
     ("history", "--history", {Mode.SERVICE, Mode.RUN, Mode.RESUME, Mode.HISTORY}),
     ("history_keep", "--history-keep", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
     ("last", "--last", {Mode.HISTORY}),
-    ("json", "--json", {Mode.HISTORY, Mode.GRAPH, Mode.ORPHANS}),
+    ("json", "--json", {Mode.HISTORY, Mode.GRAPH, Mode.ORPHANS, Mode.SLOWEST}),
     ("recursive", "--recursive", {Mode.ORPHANS}),
     ("include_orphans", "--include-orphans", {Mode.RUN, Mode.RESUME, Mode.SERVICE}),
+    ("html", "--html", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
+    ("trace", "--trace", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
+    ("durations", "--durations", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
     ("metrics_file", "--metrics-file", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
     ("events", "--events", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
     ("cov", "--cov", {Mode.SERVICE, Mode.RUN}),

@@ -58,6 +58,8 @@ class Mode(enum.Enum):
     """``mtest graph``: the static import graph, each module's imports and unsure reasons."""
     ORPHANS = "orphans"
     """``mtest orphans``: the project's modules no test reaches through the import graph."""
+    SLOWEST = "slowest"
+    """``mtest slowest [N]``: the N slowest tests of the last run."""
 
 
 class FlakyResult(enum.Enum):
@@ -157,6 +159,14 @@ class Config:
     """``--find-polluter``: bisect an ``order_dependent`` test's predecessors."""
     failed_only: bool = False
     """``--failed``: only the last run's failing tests and the new ones (``select.rerun``)."""
+    html_path: Path | None = None
+    """``--html``: the report page also written there (always to ``last-run/report.html``)."""
+    trace_path: Path | None = None
+    """``--trace``: the run as a Chrome trace-event JSON file."""
+    durations: int | None = None
+    """``--durations N``: the N slowest tests at the run's end (0: all)."""
+    slowest_n: int = 20
+    """``mtest slowest N``."""
 
     @property
     def child_args(self) -> tuple[str, ...]:
@@ -351,7 +361,7 @@ _KNOWN_KEYS = frozenset(
      "budget", "skip_quarantined", "fail_fast", "pytest_args", "flaky_result",
      "lazy_collection", "sandbox", "sandbox_writable", "setup", "teardown", "setup_timeout",
      "container", "container_runtime", "docker_host", "container_args", "container_lock",
-     "image_tar", "isolate_failures"}
+     "image_tar", "isolate_failures", "durations", "html"}
 )  # fmt: skip
 
 
@@ -413,14 +423,14 @@ PYTHON_CHECK_TIMEOUT_S = 60.0
 _PYTHON_MARK = "mtest-python-ok"
 
 
-def check_junit_target(path: Path, origin: str) -> Path:
+def check_junit_target(path: Path, origin: str, *, example: str = "--junit-xml junit.xml") -> Path:
     """``path`` can be written as a file: not a directory, and creatable where it is.
 
     Tried for real (its directories made, the file opened for appending, and
     removed again if it was not there), so that a run does not end without its
     report after every test ran; permission bits alone do not say it for root.
     """
-    hint = "name a file in a writable directory, e.g. --junit-xml junit.xml"
+    hint = f"name a file in a writable directory, e.g. {example}"
     if path.is_dir():
         raise MtestError(f"invalid {origin} `{path}`: it is a directory", hint=hint)
     existed = path.exists()

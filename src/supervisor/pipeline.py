@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor import (
+    artifacts,
     collecting,
     containers,
     covdata,
@@ -29,6 +30,8 @@ from supervisor import (
     plan,
     report,
     select,
+    slowest,
+    timeline,
 )
 from supervisor.bundle import read_diagnoses
 from supervisor.collecting import Found
@@ -164,6 +167,8 @@ def _run_guarded(
     if config.budget_s is not None:
         stop.deadline = started + config.budget_s - FINISH_RESERVE_S
     child_cov = measure.child_env if measure else ""
+    tracker = timeline.Tracker(run_id=run_id, started=began, origin=started, workers=config.jobs)
+    announcer.add(tracker)
     # The setup runs before any worker (collection too) starts; its teardown after
     # the last one ended (``once.finish``), or when the block is left on an error.
     # The watchdog starts first: if mtest is killed during the setup, what the setup
@@ -205,6 +210,7 @@ def _run_guarded(
         found = _collect_lazy(pool, stop, config, stored) if lazy else None
         collection = pool.collection if found else pool.collect(stop)
         assert collection is not None
+        tracker.collected()
         recorder.learn_items(collection, config.tier_map)
         for problem in collection.problems:
             recorder.record_new(problem)
@@ -257,6 +263,8 @@ def _run_guarded(
     result = _result(config, store, wall, finals, code, began=began)
     announcer.event(RunEvent(kind=Kind.RUN_FINISHED, run_id=run_id, ts=result.ended,
                              result=result))  # fmt: skip
+    _views(config, store, console, result, tracker.timeline(), recorder, quarantine,
+           knowledge.durations, coverage)  # fmt: skip
     notes = (*_notes(pool, store, guard), *announcer.notes)
     _print_end(console, finals, wall, picked.left_out, code, store, tuple(dict.fromkeys(notes)))
     return result
@@ -396,9 +404,39 @@ def _finish_resumed(
     result = _result(config, store, facts, finals, code, began=began)
     announcer.event(RunEvent(kind=Kind.RUN_FINISHED, run_id=point.run_id, ts=result.ended,
                              result=result))  # fmt: skip
+    nothing_ran = timeline.Timeline(run_id=point.run_id, started=began, workers=config.jobs)
+    _views(config, store, console, result, nothing_ran, recorder, knowledge.quarantine,
+           knowledge.durations, coverage)  # fmt: skip
     notes = (*store.notes, *announcer.notes)
     _print_end(console, finals, facts, (), code, store, tuple(dict.fromkeys(notes)))
     return result
+
+
+def _views(
+    config: Config, store: Store, console: Console, result: RunResult, drawn: timeline.Timeline,
+    recorder: Recorder, quarantine: learn.Quarantine, durations: learn.Durations,
+    coverage: covdata.Total | None,
+) -> None:  # fmt: skip
+    """The run's timeline, HTML report and trace (``artifacts``), and ``--durations``.
+
+    They only describe the run: a bug in drawing them is a warning, never the run's
+    end (its records, summary and exit code are already written)."""
+    try:
+        artifacts.write_views(
+            config, store, console, result=result, timeline=drawn,
+            attempts=recorder.all_records(), quarantine=quarantine, durations=durations,
+            coverage=None if coverage is None else coverage.display or None,
+        )  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 (see the docstring)
+        console.warn(
+            f"could not write the report or the trace ({type(exc).__name__}: {exc}); "
+            "the run's records and summary are complete — please report this bug"
+        )
+    if config.durations is not None:
+        lines = slowest.durations_lines(result.records, config.durations,
+                                        verbosity=console.verbosity)  # fmt: skip
+        for line in lines:
+            console.line(line, level=-1)
 
 
 def warn_jobs(config: Config, console: Console) -> None:

@@ -150,6 +150,10 @@ class Announcer:
         self.sinks: list[OnEvent | None] = [hooks.on_event, *sinks]
         self.notes: list[str] = []
 
+    def add(self, sink: OnEvent) -> None:
+        """One more of mtest's own subscribers (after the caller's)."""
+        self.sinks.append(sink)
+
     @property
     def wants_events(self) -> bool:
         return any(sink is not None for sink in self.sinks)

@@ -27,7 +27,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -54,6 +54,10 @@ CACHE = "cache"
 LAST_RUN = "last-run"
 RUN_LOG = "run.jsonl"
 SUMMARY = "summary.md"
+TIMELINE = "timeline.jsonl"
+"""``last-run/timeline.jsonl``: which worker ran what, when (``supervisor.timeline``)."""
+REPORT_HTML = "report.html"
+"""``last-run/report.html``: the run as one self-contained page (``supervisor.htmlreport``)."""
 FAILURES = "failures"
 CHILDREN = "children"
 HISTORY = "history.jsonl"
@@ -139,6 +143,14 @@ class Paths:
     @property
     def summary(self) -> Path:
         return self.last_run / SUMMARY
+
+    @property
+    def timeline(self) -> Path:
+        return self.last_run / TIMELINE
+
+    @property
+    def report_html(self) -> Path:
+        return self.last_run / REPORT_HTML
 
     @property
     def failures(self) -> Path:
@@ -417,6 +429,13 @@ class Store:
 
     def write_summary(self, text: str) -> None:
         self._write(self.paths.summary, text)
+
+    def write_timeline(self, lines: Iterable[str]) -> None:
+        """``last-run/timeline.jsonl``, whole (written once, at the end of the run)."""
+        self._write(self.paths.timeline, "".join(f"{line}\n" for line in lines), sync=False)
+
+    def write_report_html(self, text: str) -> None:
+        self._write(self.paths.report_html, text, sync=False)
 
     def read_summary(self) -> str | None:
         try:

@@ -32,6 +32,8 @@ def report_view(config: Config, console: Console) -> int:
             f"no run to report in `{config.gates_dir}`", hint="run `mtest` first", code=4
         )
     console.always(text.rstrip("\n"))
+    if store.paths.report_html.is_file():
+        console.line(f"mtest: the HTML report is {store.paths.report_html}")
     state = load_state(store)
     if state is not None and state.exit_code is not None:
         return state.exit_code
