@@ -427,7 +427,7 @@ def _views(
             attempts=recorder.all_records(), quarantine=quarantine, durations=durations,
             coverage=None if coverage is None else coverage.display or None,
         )  # fmt: skip
-    except Exception as exc:  # noqa: BLE001 (see the docstring)
+    except Exception as exc:  # see the docstring
         console.warn(
             f"could not write the report or the trace ({type(exc).__name__}: {exc}); "
             "the run's records and summary are complete — please report this bug"
