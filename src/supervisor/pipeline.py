@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor import (
+    changes,
     collecting,
     containers,
     covdata,
@@ -134,6 +135,7 @@ def _run_locked(
 ) -> RunResult:  # fmt: skip
     started, began = time.monotonic(), utc_now()
     run_id = point.run_id if point else new_run_id()
+    diff = changes.diff_for(config) if point is None else None  # before any worker starts
     measure = covdata.prepare(config, store, run_id) if config.cov else None
     store.begin_run(fresh=point is None)
     if config.budget_s is not None:
@@ -181,7 +183,9 @@ def _run_locked(
         recorder.learn_items(collection, config.tier_map)
         for problem in collection.problems:
             recorder.record_new(problem)
-        picked = _pick(config, collection, knowledge, point, costs=found.costs if found else {})
+        only = changes.narrow(config, store, diff, collection, console, save=True)
+        picked = _pick(config, collection, knowledge, point, costs=found.costs if found else {},
+                       only=only)  # fmt: skip
         layout = Layout(
             rootdir=collection.fingerprint.rootdir, inifile=collection.fingerprint.inifile
         )
@@ -297,7 +301,7 @@ def _learn_index(store: Store, pool: Pool, config: Config, stored: Index, found:
 def _admits(config: Config, knowledge: Knowledge) -> Callable[[TestItem], bool]:
     """For a test found in a file the index had listed without it: would this run
     have chosen it? Only a run that picks by tier and quarantine alone can tell."""
-    if config.shard is not None or config.budget_s is not None:
+    if config.shard is not None or config.budget_s is not None or config.changed is not None:
         return lambda item: False
     quarantined = knowledge.quarantine.quarantined_ids() if config.skip_quarantined else set()
 
@@ -383,14 +387,15 @@ def warn_jobs(config: Config, console: Console) -> None:
 
 def _pick(
     config: Config, collection: Collection, knowledge: Knowledge, point: ResumePoint | None,
-    *, costs: Mapping[str, float],
+    *, costs: Mapping[str, float], only: frozenset[str] | None = None,
 ) -> Selected:  # fmt: skip
-    """Select the tests and cut them into chunks (``costs``: files still to import).
+    """Select the tests and cut them into chunks (``costs``: files still to import;
+    ``only``: the test files ``--changed`` keeps).
 
     Selection weighs the tests' own estimates (the budget counts collection as a
     fixed cost); the plan also sees each file's import, on its first chosen test."""
     estimates = learn.estimates(knowledge.durations, collection.items)
-    chosen, left_out = select_tests(config, collection, knowledge, estimates, point)
+    chosen, left_out = select_tests(config, collection, knowledge, estimates, point, only)
     chunks = plan.make_chunks(
         chosen, jobs=config.jobs, first=_priority(config, knowledge, chosen),
         estimates=collecting.with_import_costs(estimates, chosen, costs),
@@ -434,6 +439,7 @@ def list_selection(store: Store, config: Config, console: Console) -> int:
     selected, 1 when a file failed to import.
     """
     stop = StopControl()
+    diff = changes.diff_for(config)
     with tempfile.TemporaryDirectory(prefix="mtest-collect-") as tmp:
         options = _drive_options(config, store, new_run_id(), work_dir=Path(tmp))
         with Guard(stop), Pool(dataclasses.replace(options, jobs=1)) as pool:
@@ -441,7 +447,8 @@ def list_selection(store: Store, config: Config, console: Console) -> int:
             knowledge = load_knowledge(store)
             collection = pool.collect(stop)
     estimates = learn.estimates(knowledge.durations, collection.items)
-    chosen, left_out = select_tests(config, collection, knowledge, estimates, None)
+    only = changes.narrow(config, store, diff, collection, console, save=False)
+    chosen, left_out = select_tests(config, collection, knowledge, estimates, None, only)
     for item in chosen:
         console.always(item.test_id)
     for problem in collection.problems:
@@ -525,7 +532,7 @@ def learn_from(
 
 def select_tests(
     config: Config, collection: Collection, knowledge: Knowledge,
-    estimates: dict[str, float], point: ResumePoint | None,
+    estimates: dict[str, float], point: ResumePoint | None, only: frozenset[str] | None = None,
 ) -> tuple[tuple[TestItem, ...], tuple[select.LeftOut, ...]]:  # fmt: skip
     items = collection.items
     if point is not None:
@@ -545,6 +552,7 @@ def select_tests(
         known=frozenset(knowledge.durations.tests),
         recency=learn.failure_recency(knowledge.durations),
         costs=select.FixedCosts(startup_s=startup, collect_s=collect),
+        files=only,
     )
     return selection.chosen, selection.left_out
 

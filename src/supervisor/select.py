@@ -75,7 +75,7 @@ class LeftOut:
     """The tests one filter removed, and why."""
 
     reason: str
-    """One of ``"tier"``, ``"quarantine"``, ``"shard"``, ``"budget"``."""
+    """One of ``"changed"``, ``"tier"``, ``"quarantine"``, ``"shard"``, ``"budget"``."""
     count: int
     estimate_s: float
     """Sum of the left-out tests' estimates (tests alone, no fixed costs)."""
@@ -346,8 +346,10 @@ def choose(
     recency: Mapping[str, float],
     costs: FixedCosts,
     known: frozenset[str] | None = None,
+    files: frozenset[str] | None = None,
 ) -> Selection:
-    """Apply the filters in order — tier, quarantine, shard, budget — to the collection.
+    """Apply the filters in order — changed files, tier, quarantine, shard, budget — to
+    the collection (``files``: ``--changed``'s test files; ``None``: every file).
 
     Quarantine removes tests only with ``skip_quarantined`` (otherwise they run
     and just do not gate). Sharding comes before the budget so that every shard
@@ -356,10 +358,12 @@ def choose(
     has an entry for it); the others are placed by a stable hash.
     """
     parallel_efficiency(jobs)  # reject jobs < 1 even when nothing gets chosen
-    tests = unique(items)
+    collected = unique(items)
+    tests = collected if files is None else tuple(t for t in collected if t.file in files)
+    changed = _left_out("changed", collected, tests, estimates)
     tier_by_id = {item.test_id: tier_of(item.markers, tier_map) for item in tests}
     in_tier = tuple(item for item in tests if tier_by_id[item.test_id] in tiers)
-    left = _left_out("tier", tests, in_tier, estimates)
+    left = changed + _left_out("tier", tests, in_tier, estimates)
     runnable = in_tier
     if skip_quarantined:
         runnable = tuple(item for item in in_tier if item.test_id not in quarantined)
