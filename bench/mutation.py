@@ -1,10 +1,10 @@
 """The mutation check for ``--changed`` (issue 13): does it ever miss a failing test?
 
-For each package (attrs, more-itertools, toolz, packaging: sdists with their test suites, downloaded
-at bench time with ``pip download --no-deps --no-binary :all:``), the bench unpacks the
-sdist, commits it to a fresh git repository, and then, ``--mutations`` times, picks a random
-function or method of the package's own modules (``ast``), makes ``raise
-RuntimeError("mutated")`` its first statement (after a docstring), and
+For each package (attrs, more-itertools, toolz, packaging, boltons: sdists with their test
+suites, downloaded at bench time with ``pip download --no-deps --no-binary :all:``), the
+bench unpacks the sdist, commits it to a fresh git repository, and then, ``--mutations``
+times, picks a random function or method of the package's own modules (``ast``), makes
+``raise RuntimeError("mutated")`` its first statement (after a docstring), and
 
 * asks ``mtest --changed --collect-only`` which tests it selects;
 * runs the whole suite with plain ``pytest -rfE`` and reads the failing test ids — unless
@@ -69,6 +69,7 @@ PACKAGES = {
     ),
     "more-itertools": Package("more-itertools", "11.2.1", ("more_itertools",), "tests", "."),
     "toolz": Package("toolz", "1.2.0", ("toolz", "tlz"), "toolz/tests", "."),
+    "boltons": Package("boltons", "26.2.0", ("boltons",), "tests", "."),
     "packaging": Package(
         "packaging", "26.4", ("src/packaging",), "tests", "src", ("pretend", "tomli_w")
     ),

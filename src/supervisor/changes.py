@@ -243,9 +243,9 @@ def affected(
     for path in changes.outside:
         rules.everything(f"`{path}` changed outside the project root")
     for path in changes.changed:
-        rules.changed(path)
+        rules.path(path, gone=False)
     for path in changes.deleted:
-        rules.deleted(path)
+        rules.path(path, gone=True)
     rules.always_selected()
     return rules.decision()
 
@@ -269,37 +269,30 @@ class _Rules:
 
     # -- per changed path --
 
-    def changed(self, path: str) -> None:
+    def path(self, path: str, *, gone: bool) -> None:
+        """One changed (``gone``: deleted) path: the rule that applies to it."""
+        how = "was deleted" if gone else "changed"
         name = path.rpartition("/")[2]
-        if path in self.tests:
+        if path in self.tests and not gone:
             self.chosen.add(path)
         if name in CONFIG_NAMES:
-            self.everything(f"`{path}` changed (configuration)")
+            self.everything(f"`{path}` {how} (configuration)")
         elif name == "conftest.py":
-            self.conftest(path, "changed")
-            self.chosen |= self.reaching([path])  # a test may import a conftest too
+            self.conftest(path, how)
+            if gone:
+                self.deleted_module(path)
+            else:
+                self.chosen |= self.reaching([path])  # a test may import a conftest too
         elif "/" not in path and not path.endswith(".py"):
-            self.everything(f"`{path}` changed at the project root")
+            self.everything(f"`{path}` {how} at the project root")
         elif not path.endswith(".py"):
-            self.not_python(path, "changed")
+            self.not_python(path, how)
+        elif gone:
+            self.deleted_module(path)
         elif path not in self.graph.modules:
             self.everything(f"`{path}` changed and is not in the import graph")
         else:
             self.module(path)
-
-    def deleted(self, path: str) -> None:
-        name = path.rpartition("/")[2]
-        if name in CONFIG_NAMES:
-            self.everything(f"`{path}` was deleted (configuration)")
-        elif name == "conftest.py":
-            self.conftest(path, "was deleted")
-            self.deleted_module(path)
-        elif "/" not in path and not path.endswith(".py"):
-            self.everything(f"`{path}` was deleted at the project root")
-        elif not path.endswith(".py"):
-            self.not_python(path, "was deleted")
-        else:
-            self.deleted_module(path)
 
     def conftest(self, path: str, how: str) -> None:
         directory = path.rpartition("/")[0]
