@@ -78,6 +78,8 @@ RUN_TIMEOUT_S = 1800.0
 TEST_TIMEOUT_S = 120
 """pytest-timeout's limit per test: a mutation that makes a test hang fails it instead."""
 _RESULT_LINE = re.compile(r"^(FAILED|ERROR) (\S+?)(?: - .*)?$")
+BROKEN = "<pytest exit "
+"""A failing "id" for a pytest run that ended with another status than 0 or 1."""
 _PROBLEM_LINE = re.compile(r"^(?:ERROR|CRASHED|HUNG) (\S+) - ")
 """``mtest --collect-only``'s line for a test file that failed to import: reported (and
 failing) whatever the selection, so it counts as selected."""
@@ -92,6 +94,8 @@ class Mutation:
     selected_files: int = 0
     everything: bool = False
     ran: bool = False
+    broken: bool = False
+    """pytest ended with a usage or internal error: its failures are not all known."""
     failing: list[str] = field(default_factory=list)
     misses: list[str] = field(default_factory=list)
     flaky: list[str] = field(default_factory=list)
@@ -162,7 +166,8 @@ def check_package(package: Package, python: str, args: argparse.Namespace) -> di
             results.append(done)
             print(f"  {len(results)}/{len(picked)} {done.file}:{done.function} "
                   f"selected {done.selected_tests}/{len(baseline_ids)} failing "
-                  f"{len(done.failing)} misses {len(done.misses)} ({done.seconds:.0f}s)",
+                  f"{len(done.failing)} misses {done.misses or 0} flaky {done.flaky or 0}"
+                  f"{' BROKEN' if done.broken else ''} ({done.seconds:.0f}s)",
                   flush=True)  # fmt: skip
     fractions = [m.selected_tests / len(baseline_ids) for m in results]
     return {
@@ -175,6 +180,7 @@ def check_package(package: Package, python: str, args: argparse.Namespace) -> di
         "killed": sum(1 for m in results if m.failing),
         "misses": sum(len(m.misses) for m in results),
         "flaky": sum(len(m.flaky) for m in results),
+        "broken": sum(1 for m in results if m.broken),
         "everything": sum(1 for m in results if m.everything),
         "mean_fraction": round(statistics.fmean(fractions), 4) if fractions else None,
     }
@@ -224,8 +230,11 @@ def env_for(package: Package, where: Path) -> dict[str, str]:
 def pytest_run(where: Path, package: Package, python: str, ids: list[str] | None = None
                ) -> tuple[set[str], str]:  # fmt: skip
     """Failing test ids of a plain pytest run (the whole suite, or ``ids``), and its output."""
+    # Without --continue-on-collection-errors, a test file that fails to import stops
+    # pytest before any test runs: the other failures would not be seen.
     argv = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE",
-            f"--timeout={TEST_TIMEOUT_S}", *(ids or [])]  # fmt: skip
+            "--continue-on-collection-errors", f"--timeout={TEST_TIMEOUT_S}",
+            *(ids or [])]  # fmt: skip
     done = _run(argv, where, package)
     failing = set()
     for line in done.stdout.splitlines():
@@ -233,7 +242,7 @@ def pytest_run(where: Path, package: Package, python: str, ids: list[str] | None
         if match:
             failing.add(match.group(2))
     if done.returncode not in (0, 1):
-        failing.add(f"<pytest exit {done.returncode}>")
+        failing.add(f"{BROKEN}{done.returncode}")
     return failing, done.stdout + done.stderr
 
 
@@ -331,6 +340,9 @@ def mutate_and_check(
         failing, _ = pytest_run(where, package, python)
         mutation.failing = sorted(failing - baseline_failing)
         for test in mutation.failing:
+            if test.startswith(BROKEN):
+                mutation.broken = True
+                continue
             if test.partition("::")[0] in files:
                 continue
             again, output = pytest_run(where, package, python, [test])

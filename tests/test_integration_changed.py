@@ -204,6 +204,9 @@ def test_changed_composes_with_tier(tmp_path: Path) -> None:
         "import pytest\n\n@pytest.mark.smoke\ndef test_answer(answer):\n    assert answer == 42\n"
         "\ndef test_other(answer):\n    assert answer\n"
     ))  # fmt: skip
-    done = run_mtest(["--changed", "--tier", "0"], root)
+    done = run_mtest(["tests", "--changed", "--tier", "0", "--budget", "10m"], root)
     assert done.returncode == 0, done.stdout + done.stderr
     assert set(finals(root / ".gates")) == {"tests/test_fixture.py::test_answer"}
+    # test_dynamic (unsure) and test_fixture are kept; the tier takes test_other out.
+    assert "left out by changed: 2 test(s)" in done.stdout
+    assert "left out by tier: 2 test(s)" in done.stdout
