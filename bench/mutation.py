@@ -6,7 +6,9 @@ bench unpacks the sdist, commits it to a fresh git repository, and then, ``--mut
 times, picks a random function or method of the package's own modules (``ast``), makes
 ``raise RuntimeError("mutated")`` its first statement (after a docstring), and
 
-* asks ``mtest --changed --collect-only`` which tests it selects;
+* asks ``mtest --changed --collect-only`` which tests it selects (when a conftest cannot
+  be imported, pytest cannot start and every run ends with that error, exit 4: such a
+  mutation counts as "everything", nothing can be missed);
 * runs the whole suite with plain ``pytest -rfE`` and reads the failing test ids — unless
   the selection is the whole suite: then no test can be missed, and the run is skipped
   (``ran`` counts the mutations whose suite ran);
@@ -78,6 +80,9 @@ RUN_TIMEOUT_S = 1800.0
 TEST_TIMEOUT_S = 120
 """pytest-timeout's limit per test: a mutation that makes a test hang fails it instead."""
 _RESULT_LINE = re.compile(r"^(FAILED|ERROR) (\S+?)(?: - .*)?$")
+SESSION_ERROR = "<session error>"
+"""pytest could not start a session (a conftest fails to import): every run, with
+``--changed`` or without, ends with that error (exit 4), so nothing can be missed."""
 BROKEN = "<pytest exit "
 """A failing "id" for a pytest run that ended with another status than 0 or 1."""
 _PROBLEM_LINE = re.compile(r"^(?:ERROR|CRASHED|HUNG) (\S+) - ")
@@ -95,6 +100,7 @@ class Mutation:
     everything: bool = False
     ran: bool = False
     broken: bool = False
+    session_error: bool = False
     """pytest ended with a usage or internal error: its failures are not all known."""
     failing: list[str] = field(default_factory=list)
     misses: list[str] = field(default_factory=list)
@@ -182,6 +188,7 @@ def check_package(package: Package, python: str, args: argparse.Namespace) -> di
         "flaky": sum(len(m.flaky) for m in results),
         "broken": sum(1 for m in results if m.broken),
         "everything": sum(1 for m in results if m.everything),
+        "session_errors": sum(1 for m in results if m.session_error),
         "mean_fraction": round(statistics.fmean(fractions), 4) if fractions else None,
     }
 
@@ -251,6 +258,8 @@ def mtest_selection(where: Path, package: Package, python: str, changed: bool) -
     to import (exit 1)."""
     argv = [python, "-m", "supervisor", "--collect-only", *(["--changed"] if changed else [])]
     done = _run(argv, where, package)
+    if done.returncode == 4 and "pytest exited with code" in done.stderr:
+        return [SESSION_ERROR]
     if done.returncode not in (0, 1, 5):
         raise SystemExit(f"mtest --collect-only failed in {where} ({done.returncode}):\n"
                          f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")  # fmt: skip
@@ -329,6 +338,10 @@ def mutate_and_check(
     mutation = Mutation(file=file, function=function, line=line)
     try:
         selected = mtest_selection(where, package, python, changed=True)
+        if selected == [SESSION_ERROR]:
+            mutation.session_error = mutation.everything = True
+            mutation.selected_tests = len(baseline_ids)
+            return mutation
         files = {t.partition("::")[0] for t in selected}
         all_files = {t.partition("::")[0] for t in baseline_ids}
         mutation.selected_tests = sum(1 for t in baseline_ids if t.partition("::")[0] in files)
