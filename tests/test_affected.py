@@ -1,4 +1,5 @@
-"""``changes.affected``: which test files ``--changed`` selects, on hand-made graphs.
+"""``affected``: which test files ``--changed`` selects, on hand-made graphs (and the pure
+helpers of ``changes``).
 
 The property that matters is that it never misses: every test file whose module (or a
 ``conftest.py`` above it) reaches a changed file through the graph is selected.
@@ -11,16 +12,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisor.changes import (
-    Changes,
-    Decision,
-    affected,
-    area_of,
-    is_noise,
-    parse_name_status,
-    reverse_closure,
-    starts,
-)
+from supervisor.affected import Changes, Decision, affected, area_of, reverse_closure, starts
+from supervisor.changes import is_noise, parse_name_status, rebased
 from supervisor.importgraph import Graph, Node, from_sources
 
 SOURCES = {
@@ -270,3 +263,10 @@ def test_root_argument_names_the_rootdir_package() -> None:
     decision = affected(g, Changes(rev="HEAD", deleted=("gone.py",)), {"tests/test_a.py"},
                         root=Path("/somewhere/root"))  # fmt: skip
     assert decision.tests == {"tests/test_a.py"} and not decision.everything
+
+
+def test_rebased_moves_paths_to_pytests_rootdir(tmp_path: Path) -> None:
+    diff = Changes(rev="HEAD", changed=("sub/a.py", "b.py"), deleted=("sub/c.txt",))
+    assert rebased(diff, tmp_path, tmp_path) is diff
+    moved = rebased(diff, tmp_path, tmp_path / "sub")
+    assert moved == Changes(rev="HEAD", changed=("a.py",), deleted=("c.txt",), outside=("b.py",))
