@@ -210,3 +210,17 @@ def test_changed_composes_with_tier(tmp_path: Path) -> None:
     # test_dynamic (unsure) and test_fixture are kept; the tier takes test_other out.
     assert "left out by changed: 2 test(s)" in done.stdout
     assert "left out by tier: 2 test(s)" in done.stdout
+
+
+def test_a_file_that_does_not_parse_is_unsure_and_widens(tmp_path: Path) -> None:
+    root = repo(tmp_path)
+    edit(root, "pkg/broken.py", "def broken(:\n")
+    edit(root, "other/test_broken.py", "import pkg.broken\n\ndef test_b():\n    pass\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "broken")
+    edit(root, "pkg/core.py", "def value():\n    return 1  # same\n")
+    files, out = selected(root, code=(1,))  # test_broken.py cannot be imported
+    assert "other/test_broken.py" not in files  # it has no test ids: its error is listed
+    assert "ERROR other/test_broken.py - " in out
+    assert "(first: `pkg/broken.py`: does not parse: line 1: " in out
+    assert "--changed: 3 of 6 test file(s) selected" in out, out
