@@ -79,7 +79,8 @@ PACKAGES = {
 RUN_TIMEOUT_S = 1800.0
 TEST_TIMEOUT_S = 120
 """pytest-timeout's limit per test: a mutation that makes a test hang fails it instead."""
-_RESULT_LINE = re.compile(r"^(FAILED|ERROR) (\S+?)(?: - .*)?$")
+_RESULT_LINE = re.compile(r"^(FAILED|ERROR) (.+?)(?: - .*)?$")
+"""pytest's short summary line; an id may hold spaces (parametrized values)."""
 SESSION_ERROR = "<session error>"
 """pytest could not start a session (a conftest fails to import): every run, with
 ``--changed`` or without, ends with that error (exit 4), so nothing can be missed."""
@@ -265,7 +266,9 @@ def mtest_selection(where: Path, package: Package, python: str, changed: bool) -
                          f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")  # fmt: skip
     lines = done.stdout.splitlines()
     problems = [m.group(1) for line in lines if (m := _PROBLEM_LINE.match(line))]
-    return [*(line for line in lines if "::" in line and " " not in line), *problems]
+    # An id may hold spaces (parametrized values); a problem line is "ERROR file - message".
+    ids = [line for line in lines if "::" in line and not _PROBLEM_LINE.match(line)]
+    return [*ids, *problems]
 
 
 def _run(argv: list[str], where: Path, package: Package) -> subprocess.CompletedProcess[str]:
