@@ -718,3 +718,14 @@ def test_whether_a_run_collects_the_whole_suite(
 ) -> None:
     root = tree(tmp_path / "p", {"pytest.ini": "[pytest]\n", "tests/test_a.py": ""})
     assert make_config(argv, root).whole_suite is whole
+
+
+def test_changed_takes_an_optional_revision(tmp_path: Path) -> None:
+    root = tree(tmp_path / "p", {"pytest.ini": "[pytest]\n"})
+    assert make_config([], root).changed is None
+    assert make_config(["--changed"], root).changed == "HEAD"
+    assert make_config(["--changed", "main", "tests"], root).changed == "main"
+    assert make_config(["tests", "--changed"], root).paths == ("tests",)
+    assert make_config(["--changed=v1", "--collect-only"], root).changed == "v1"
+    with pytest.raises(MtestError, match="--changed is not used by this command"):
+        make_config(["--report", "--changed"], root)

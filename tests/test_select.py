@@ -623,3 +623,16 @@ def test_choose_accounts_for_every_test(
     assert all(entry.count == len(entry.test_ids) > 0 for entry in left.values())
     if budget_s is not None:
         assert estimate <= budget_s
+
+
+def test_choose_keeps_only_the_changed_files_first() -> None:
+    tests = [item("a.py::x", "smoke"), item("a.py::y", "slow"), item("b.py::z", "smoke")]
+    selection = choose(
+        tests, tiers=frozenset({0}), tier_map=DEFAULT_TIERS, quarantined=frozenset(),
+        skip_quarantined=False, shard=None, budget_s=None, jobs=1, estimates={}, recency={},
+        costs=NO_COSTS, files=frozenset({"a.py"}),
+    )  # fmt: skip
+    assert ids(selection.chosen) == ["a.py::x"]
+    assert [(lo.reason, lo.test_ids) for lo in selection.left_out] == [
+        ("changed", ("b.py::z",)), ("tier", ("a.py::y",))
+    ]  # fmt: skip

@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", metavar="PATH", help="what to collect, as for pytest")
     p.add_argument("--tier", metavar="SPEC", help="tiers to run: 0, 0-2, 1,3 (default 0-3)")
     p.add_argument("--budget", metavar="DUR", help="wall-clock cap for the run: 90s, 5m, 1h30m")
+    p.add_argument(
+        "--changed", nargs="?", const="HEAD", metavar="REV",
+        help="only the tests that changes since REV (default HEAD) may affect",
+    )  # fmt: skip
     modes = p.add_mutually_exclusive_group()
     modes.add_argument("--resume", action="store_true", help="continue the last interrupted run")
     modes.add_argument("--report", action="store_true", help="print the last run's summary")
@@ -377,6 +381,7 @@ def _values(
         "tiers": tiers,
         "tier_map": tier_map_from(table, origin),
         "budget_s": None if budget is None else parse_duration(str(budget[0]), budget[1]),
+        "changed": ns.changed,
         "shard": shard,
         "fail_fast": flag_of(table, "fail_fast", origin) if ns.fail_fast is None else ns.fail_fast,
         "skip_quarantined": flag_of(table, "skip_quarantined", origin)
@@ -569,6 +574,7 @@ _ONLY = (
     ("image_tar", "--image-tar", _CONTAINED),
     ("container_runtime", "--container-runtime", {*_CONTAINED, Mode.CLEANUP}),
     ("docker_host", "--docker-host", {*_CONTAINED, Mode.CLEANUP}),
+    ("changed", "--changed", {Mode.RUN, Mode.COLLECT_ONLY, Mode.SERVICE}),
     ("setup", "--setup", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
     ("teardown", "--teardown", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),
     ("setup_timeout", "--setup-timeout", {Mode.SERVICE, Mode.RUN, Mode.RESUME}),

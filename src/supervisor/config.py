@@ -128,6 +128,8 @@ class Config:
     """``--max-rss``: a worker above it is replaced between tests."""
     events_to: str | None = None
     """``--events``: ``-`` (stdout) or a path for the run's events as JSON lines."""
+    changed: str | None = None
+    """``--changed [REV]``: run only the tests the changes since REV may affect."""
     lazy_collection: bool = True
     """``[tool.mtest] lazy_collection = false``: every worker collects the whole suite,
     for a ``pytest_collection_modifyitems`` that must see every test at once."""

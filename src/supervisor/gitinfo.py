@@ -28,18 +28,25 @@ def git_state(root: Path) -> tuple[str | None, bool | None]:
     git = shutil.which("git")
     if git is None:
         return None, None
-    argv = [git, "--no-optional-locks", "-c", "core.fsmonitor=false", "-C", str(root),
-            "status", "--porcelain=v2", "--branch", "--untracked-files=no"]  # fmt: skip
+    args = ["status", "--porcelain=v2", "--branch", "--untracked-files=no"]
+    done = run_git(git, root, args, timeout=GIT_TIMEOUT_S)
+    if done is None or done.returncode != 0:
+        return None, None
+    return parse_git_status(done.stdout.decode("utf-8", errors="replace"))
+
+
+def run_git(
+    git: str, cwd: Path, args: list[str], *, timeout: float
+) -> subprocess.CompletedProcess[bytes] | None:
+    """``git ARGS`` in ``cwd``, output captured; ``None`` when it could not run or hung."""
+    argv = [git, "--no-optional-locks", "-c", "core.fsmonitor=false", "-C", str(cwd), *args]
     try:
-        done = subprocess.run(
-            argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=GIT_TIMEOUT_S,
+        return subprocess.run(
+            argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
             check=False, env={**os.environ, "LC_ALL": "C"},
         )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired):
-        return None, None
-    if done.returncode != 0:
-        return None, None
-    return parse_git_status(done.stdout.decode("utf-8", errors="replace"))
+        return None
 
 
 def parse_git_status(text: str) -> tuple[str | None, bool]:

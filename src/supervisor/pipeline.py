@@ -19,6 +19,7 @@ from pathlib import Path
 
 from supervisor import (
     artifacts,
+    changes,
     collecting,
     containers,
     covdata,
@@ -161,6 +162,7 @@ def _run_guarded(
     run_id: str,
 ) -> RunResult:  # fmt: skip
     started, began = time.monotonic(), utc_now()
+    diff = changes.diff_for(config) if point is None else None  # before any worker starts
     measure = covdata.prepare(config, store, run_id) if config.cov else None
     last = last_outcomes(store) if config.failed_only and point is None else None
     store.begin_run(fresh=point is None)
@@ -214,8 +216,9 @@ def _run_guarded(
         recorder.learn_items(collection, config.tier_map)
         for problem in collection.problems:
             recorder.record_new(problem)
+        files = changes.narrow(config, store, diff, collection, console, save=True)
         picked = _pick(config, collection, knowledge, point, costs=found.costs if found else {},
-                       say=console.line)  # fmt: skip
+                       say=console.line, files=files)  # fmt: skip
         layout = Layout(
             rootdir=collection.fingerprint.rootdir, inifile=collection.fingerprint.inifile
         )
@@ -335,7 +338,7 @@ def _learn_index(store: Store, pool: Pool, config: Config, stored: Index, found:
 def _admits(config: Config, knowledge: Knowledge) -> Callable[[TestItem], bool]:
     """For a test found in a file the index had listed without it: would this run
     have chosen it? Only a run that picks by tier and quarantine alone can tell."""
-    if config.shard is not None or config.budget_s is not None:
+    if config.shard is not None or config.budget_s is not None or config.changed is not None:
         return lambda item: False
     quarantined = knowledge.quarantine.quarantined_ids() if config.skip_quarantined else set()
 
@@ -452,13 +455,15 @@ def warn_jobs(config: Config, console: Console) -> None:
 def _pick(
     config: Config, collection: Collection, knowledge: Knowledge, point: ResumePoint | None,
     *, costs: Mapping[str, float], say: Callable[[str], None],
+    files: frozenset[str] | None = None,
 ) -> Selected:  # fmt: skip
-    """Select the tests and cut them into chunks (``costs``: files still to import).
+    """Select the tests and cut them into chunks (``costs``: files still to import;
+    ``only``: the test files ``--changed`` keeps).
 
     Selection weighs the tests' own estimates (the budget counts collection as a
     fixed cost); the plan also sees each file's import, on its first chosen test."""
     estimates = learn.estimates(knowledge.durations, collection.items)
-    chosen, left_out = select_tests(config, collection, knowledge, estimates, point, say=say)
+    chosen, left_out = select_tests(config, collection, knowledge, estimates, point, files, say=say)
     chunks = plan.make_chunks(
         chosen, jobs=config.jobs, first=_priority(config, knowledge, chosen),
         estimates=collecting.with_import_costs(estimates, chosen, costs),
@@ -528,6 +533,7 @@ def list_selection(store: Store, config: Config, console: Console) -> int:
     selected, 1 when a file failed to import.
     """
     stop, run_id = StopControl(), new_run_id()
+    diff = changes.diff_for(config)
     with (
         tempfile.TemporaryDirectory(prefix="mtest-collect-") as tmp,
         Guard(stop),
@@ -541,8 +547,9 @@ def list_selection(store: Store, config: Config, console: Console) -> int:
     if config.failed_only:
         knowledge = dataclasses.replace(knowledge, last_run=last_outcomes(store))
     estimates = learn.estimates(knowledge.durations, collection.items)
+    files = changes.narrow(config, store, diff, collection, console, save=False)
     chosen, left_out = select_tests(
-        config, collection, knowledge, estimates, None, say=console.line
+        config, collection, knowledge, estimates, None, files, say=console.line
     )
     for item in chosen:
         console.always(item.test_id)
@@ -634,7 +641,7 @@ def learn_from(
 def select_tests(
     config: Config, collection: Collection, knowledge: Knowledge,
     estimates: dict[str, float], point: ResumePoint | None,
-    *, say: Callable[[str], None] = lambda line: None,
+    files: frozenset[str] | None = None, *, say: Callable[[str], None] = lambda line: None,
 ) -> tuple[tuple[TestItem, ...], tuple[select.LeftOut, ...]]:  # fmt: skip
     items = collection.items
     if point is not None:
@@ -660,6 +667,7 @@ def select_tests(
         recency=learn.failure_recency(knowledge.durations),
         costs=select.FixedCosts(startup_s=startup, collect_s=collect),
         only=only,
+        files=files,
     )
     return selection.chosen, selection.left_out
 

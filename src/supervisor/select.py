@@ -75,7 +75,8 @@ class LeftOut:
     """The tests one filter removed, and why."""
 
     reason: str
-    """One of ``"--failed"``, ``"tier"``, ``"quarantine"``, ``"shard"``, ``"budget"``."""
+    """One of ``"changed"``, ``"--failed"``, ``"tier"``, ``"quarantine"``, ``"shard"``,
+    ``"budget"``."""
     count: int
     estimate_s: float
     """Sum of the left-out tests' estimates (tests alone, no fixed costs)."""
@@ -347,8 +348,10 @@ def choose(
     costs: FixedCosts,
     known: frozenset[str] | None = None,
     only: frozenset[str] | None = None,
+    files: frozenset[str] | None = None,
 ) -> Selection:
-    """Apply the filters in order — ``only`` (``--failed``), tier, quarantine, shard,
+    """Apply the filters in order — changed files (``files``: ``--changed``'s test files;
+    ``None``: every file), ``only`` (``--failed``'s test ids), tier, quarantine, shard,
     budget — to the collection.
 
     Quarantine removes tests only with ``skip_quarantined`` (otherwise they run
@@ -358,8 +361,9 @@ def choose(
     has an entry for it); the others are placed by a stable hash.
     """
     parallel_efficiency(jobs)  # reject jobs < 1 even when nothing gets chosen
-    tests = unique(items)
-    left = []
+    collected = unique(items)
+    tests = collected if files is None else tuple(t for t in collected if t.file in files)
+    left = _left_out("changed", collected, tests, estimates)
     if only is not None:
         kept = tuple(item for item in tests if item.test_id in only)
         left += _left_out("--failed", tests, kept, estimates)
