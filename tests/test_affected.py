@@ -12,7 +12,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisor.affected import Changes, Decision, affected, area_of, reverse_closure, starts
+from supervisor.affected import Changes, Decision, affected, area_of, starts
 from supervisor.changes import is_noise, parse_name_status, rebased
 from supervisor.importgraph import Graph, Node, from_sources
 
@@ -192,7 +192,7 @@ def test_helpers() -> None:
     assert not is_noise("tests/data/x.json") and not is_noise(".env")
     assert parse_name_status("M\0a.py\0D\0b.py\0A\0c d.py\0") == (["a.py", "c d.py"], ["b.py"])
     g = graph()
-    assert reverse_closure(g, ["src/pkg/core.py"]) >= {
+    assert g.reached_by(["src/pkg/core.py"]) >= {
         "src/pkg/render.py", "tests/unit/test_render.py", "tests/unit/test_core.py"
     }  # fmt: skip
 

@@ -32,7 +32,7 @@ from supervisor import importgraph
 from supervisor.importgraph import Graph, is_test_file
 
 __all__ = [
-    "CONFIG_NAMES", "Changes", "Decision", "affected", "area_of", "reverse_closure", "starts",
+    "CONFIG_NAMES", "Changes", "Decision", "affected", "area_of", "starts",
 ]  # fmt: skip
 
 CONFIG_NAMES = frozenset(
@@ -244,7 +244,7 @@ class _Rules:
 
     def _back(self, targets: frozenset[str]) -> frozenset[str]:
         if targets not in self._memo:
-            self._memo[targets] = reverse_closure(self.graph, targets)
+            self._memo[targets] = self.graph.reached_by(targets)
         return self._memo[targets]
 
     def everything(self, why: str) -> None:
@@ -288,15 +288,3 @@ def starts(test_file: str) -> list[str]:
     parts = test_file.split("/")[:-1]
     found = ["/".join([*parts[:k], "conftest.py"]) for k in range(len(parts) + 1)]
     return [*found, test_file]
-
-
-def reverse_closure(graph: Graph, targets: Iterable[str]) -> frozenset[str]:
-    """``targets`` and every file that reaches one of them through the graph."""
-    seen = set(targets)
-    todo = list(seen)
-    while todo:
-        for importer in graph.importers(todo.pop()):
-            if importer not in seen:
-                seen.add(importer)
-                todo.append(importer)
-    return frozenset(seen)
